@@ -1,0 +1,42 @@
+# The two commands: `make repro` (set up + run the pipeline) and `make test` (set up + all checks).
+# Both create .venv on first use and re-install only when pyproject.toml or constraints.txt change.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup repro test lint typecheck pytest bench sample-data clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+repro: setup
+	$(BIN)/dvc repro
+
+test: lint typecheck pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python bench/io_throughput.py
+
+sample-data: setup
+	$(BIN)/python sample_data/make_sample_data.py
+
+clean:
+	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,171 @@
+"""Typed params: one pydantic model per params.yaml section, unknown keys refused.
+
+Every key except a dataset's ``root`` and ``task`` has a default or is inferred from the data,
+so adding a dataset is one entry::
+
+    datasets:
+      my_cells: {root: /data/cells, task: segmentation}
+
+A typo is an error that names the key (``datasets.my_cells.bit_dept: unknown key``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from datapipe.errors import ConfigError
+
+Task = Literal["classification", "segmentation"]
+Layout = Literal["auto", "folders", "labels_csv", "images_masks", "pairs_csv"]
+BitDepthParam = Literal["auto", "percentile", 8, 10, 12, 14, 16]
+RGB = tuple[
+    Annotated[int, Field(ge=0, le=255)],
+    Annotated[int, Field(ge=0, le=255)],
+    Annotated[int, Field(ge=0, le=255)],
+]
+
+_DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitParams(_Strict):
+    """Fractions of samples per split; a sample's split follows from a hash of its path."""
+
+    train: float = Field(0.7, ge=0.0, le=1.0)
+    val: float = Field(0.15, ge=0.0, le=1.0)
+    test: float = Field(0.15, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> Self:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must be 1; got {total:g}")
+        if self.train == 0.0:
+            raise ValueError("train must be > 0")
+        return self
+
+    def fractions(self) -> dict[str, float]:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+
+class DatasetParams(_Strict):
+    """One entry of ``datasets:``: where the data is and how to read it."""
+
+    root: Path = Field(description="folder holding the data; never modified")
+    task: Task
+    layout: Layout = Field("auto", description="detected from the folder when 'auto'")
+    classes: list[str] | None = Field(
+        None,
+        description="class names in index order; default: sorted folder/CSV labels "
+        "(classification) or mask values seen in >= min_class_images masks (segmentation)",
+    )
+    min_class_images: int = Field(
+        2, ge=1, description="segmentation: a mask value is a class if it is in this many masks"
+    )
+    ignore_index: int = Field(255, description="mask value that marks unlabelled pixels")
+    mask_colors: dict[int, RGB] | None = Field(
+        None, description="RGB colour masks: class id -> [r, g, b]"
+    )
+    mask_suffix: str = Field("", description="masks/<stem><mask_suffix>.* pairs images/<stem>.*")
+    bit_depth: BitDepthParam = Field(
+        "auto", description="integer scaling: auto (from the data's maximum), 8..16, percentile"
+    )
+    percentiles: tuple[float, float] = Field((0.5, 99.5), description="for bit_depth=percentile")
+    splits: SplitParams = SplitParams()
+    folds: int = Field(5, ge=2, le=100, description="folds for out-of-fold scoring")
+    seed: int = Field(0, description="seed of split and fold assignment")
+    max_pixels: int = Field(1 << 28, ge=1, description="decompression-bomb guard, H x W")
+
+    @field_validator("classes")
+    @classmethod
+    def _unique_classes(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            if len(v) < 2:
+                raise ValueError(f"needs at least 2 classes; got {v}")
+            if len(set(v)) != len(v):
+                raise ValueError(f"class names must be unique; got {v}")
+        return v
+
+    @field_validator("percentiles")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= v[0] < v[1] <= 100.0:
+            raise ValueError(f"expected 0 <= low < high <= 100; got {list(v)}")
+        return v
+
+
+class IngestParams(_Strict):
+    workers: int | Literal["auto"] = Field(
+        "auto", description="decode processes; 0 = in-process, auto = CPU count"
+    )
+
+    def resolved_workers(self) -> int:
+        if self.workers == "auto":
+            return (
+                len(os.sched_getaffinity(0))
+                if hasattr(os, "sched_getaffinity")
+                else (os.cpu_count() or 1)
+            )
+        return max(0, self.workers)
+
+
+class Params(_Strict):
+    """The whole of params.yaml."""
+
+    datasets: dict[str, DatasetParams]
+    ingest: IngestParams = IngestParams()
+
+    @field_validator("datasets")
+    @classmethod
+    def _names(cls, v: dict[str, DatasetParams]) -> dict[str, DatasetParams]:
+        if not v:
+            raise ValueError("needs at least one dataset entry")
+        for name in v:
+            if not _DATASET_NAME.match(name):
+                raise ValueError(f"dataset name {name!r} must be letters, digits, '_', '.', '-'")
+        return v
+
+    def dataset(self, name: str) -> DatasetParams:
+        try:
+            return self.datasets[name]
+        except KeyError:
+            raise ConfigError(
+                f"datasets.{name}: no such dataset; params.yaml has {sorted(self.datasets)}"
+            ) from None
+
+
+def parse_params(raw: Any, *, source: str = "params.yaml") -> Params:
+    """Validate a loaded params mapping; errors name every bad key with its dotted path."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + "; ".join(_describe(e) for e in exc.errors())) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(raw, source=str(path))
+
+
+def _describe(err: Any) -> str:
+    key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    if err["type"] == "missing":
+        return f"{key}: required key missing"
+    return f"{key}: {err['msg']} (got {err.get('input')!r})"

@@ -1,0 +1,322 @@
+"""Ingest: list a dataset, decode every file once, and build the manifest and its statistics.
+
+Each sample is probed in a worker process (bytes hashed, pixels decoded, moments taken); an
+unreadable file becomes a ``read_error`` string in its row, never an exception that ends the
+run. Per-channel mean and std are merged from per-image moments (Chan et al.), so memory does
+not grow with the dataset, and are reported after :func:`~datapipe.io.to_unit_float` scaling
+with the bit depth resolved once per dtype.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from datapipe.config import DatasetParams
+from datapipe.errors import ConfigError, ImageReadError
+from datapipe.io.convert import Scaling, infer_bit_depth, to_unit_float, unit_scale
+from datapipe.io.image import decode_image, read_bytes, read_mask
+from datapipe.manifest import SampleRef, assign_folds, assign_splits, sample_id, scan
+from datapipe.parallel import parallel_map
+from datapipe.stats import Moments
+
+log = logging.getLogger(__name__)
+
+MANIFEST_COLUMNS = (
+    "sample_id", "image", "label", "label_index", "mask", "split", "fold", "height", "width",
+    "channels", "dtype", "max_value", "bytes", "sha256", "read_error",
+)  # fmt: skip
+SEGMENTATION_COLUMNS = (
+    "mask_height", "mask_width", "mask_dtype", "mask_sha256", "mask_read_error", "mask_classes",
+)  # fmt: skip
+
+
+@dataclass
+class Probe:
+    """What one worker learned about one sample."""
+
+    height: int | None = None
+    width: int | None = None
+    channels: int | None = None
+    dtype: str | None = None
+    max_value: float | None = None
+    nbytes: int | None = None
+    sha256: str | None = None
+    read_error: str | None = None
+    moments: Moments | None = None
+    unit_moments: bool = False  # moments already in [0, 1] units (percentile / float images)
+    mask_height: int | None = None
+    mask_width: int | None = None
+    mask_dtype: str | None = None
+    mask_sha256: str | None = None
+    mask_read_error: str | None = None
+    mask_values: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    root: Path
+    scaling: Scaling
+    percentiles: tuple[float, float]
+    max_pixels: int
+    mask_colors: dict[int, tuple[int, int, int]] | None
+
+
+def probe_sample(ref: SampleRef, settings: ProbeSettings) -> Probe:
+    """Decode one sample (image, and mask if any) and describe it; never raises for bad data."""
+    probe = Probe()
+    path = settings.root / ref.image
+    try:
+        data = read_bytes(path)
+        probe.nbytes = len(data)
+        probe.sha256 = hashlib.sha256(data).hexdigest()
+        img = decode_image(data, path, max_pixels=settings.max_pixels)
+    except ImageReadError as exc:
+        probe.read_error = exc.reason
+    else:
+        probe.height, probe.width, probe.channels = img.shape
+        probe.dtype = str(img.dtype)
+        probe.max_value = float(img.max()) if img.size else 0.0
+        if settings.scaling == "percentile" or img.dtype.kind in "fi":
+            img = to_unit_float(img, bit_depth=settings.scaling, percentiles=settings.percentiles)
+            probe.unit_moments = True
+        probe.moments = Moments.of_image(img)
+    if ref.problem is not None:
+        probe.mask_read_error = ref.problem
+    elif ref.mask is not None:
+        _probe_mask(probe, settings.root / ref.mask, settings)
+    return probe
+
+
+def _probe_mask(probe: Probe, path: Path, settings: ProbeSettings) -> None:
+    try:
+        probe.mask_sha256 = hashlib.sha256(read_bytes(path)).hexdigest()
+        mask = read_mask(path, colors=settings.mask_colors, max_pixels=settings.max_pixels)
+    except ImageReadError as exc:
+        probe.mask_read_error = exc.reason
+        return
+    probe.mask_height, probe.mask_width = mask.shape
+    probe.mask_dtype = str(mask.dtype)
+    values, counts = np.unique(mask, return_counts=True)
+    probe.mask_values = dict(zip(values.tolist(), counts.tolist(), strict=True))
+
+
+@dataclass
+class IngestResult:
+    manifest: pd.DataFrame
+    stats: dict[str, Any]
+
+
+def ingest(dataset: DatasetParams, *, name: str, workers: int) -> IngestResult:
+    """Scan, probe and summarise one dataset entry.
+
+    Returns the manifest (one row per sample, columns :data:`MANIFEST_COLUMNS` plus
+    :data:`SEGMENTATION_COLUMNS` for segmentation) and the ``stats.json`` content.
+    """
+    root = Path(dataset.root)
+    layout, refs = scan(
+        root, task=dataset.task, layout=dataset.layout, mask_suffix=dataset.mask_suffix
+    )
+    log.info("%s: %d samples in layout %r under %s", name, len(refs), layout, root)
+    settings = ProbeSettings(
+        root=root,
+        scaling="percentile" if dataset.bit_depth == "percentile" else "auto",
+        percentiles=dataset.percentiles,
+        max_pixels=dataset.max_pixels,
+        mask_colors=dict(dataset.mask_colors) if dataset.mask_colors else None,
+    )
+    probes = list(
+        parallel_map(
+            functools.partial(probe_sample, settings=settings),
+            refs,
+            workers=workers,
+            desc=f"ingest {name}",
+        )
+    )
+    df = _table(refs, probes)
+    if dataset.task == "classification":
+        classes = _label_classes(df, dataset)
+        df["label_index"] = df["label"].map({c: i for i, c in enumerate(classes)}).astype("Int64")
+        strata: list[Any] = df["label"].tolist()
+        class_values = list(range(len(classes)))
+    else:
+        class_values, classes = _mask_classes(probes, dataset)
+        present = [sorted(set(p.mask_values) & set(class_values)) for p in probes]
+        df["mask_classes"] = present
+        strata = _rarest_present(present)
+    df["split"] = assign_splits(
+        df["sample_id"].tolist(), strata, fractions=dataset.splits.fractions(), seed=dataset.seed
+    )
+    df["fold"] = assign_folds(df["sample_id"].tolist(), strata, k=dataset.folds, seed=dataset.seed)
+    stats = _stats(
+        df, probes, dataset, name=name, layout=layout, classes=classes, class_values=class_values
+    )
+    columns = list(MANIFEST_COLUMNS) + (
+        list(SEGMENTATION_COLUMNS) if dataset.task == "segmentation" else []
+    )
+    return IngestResult(manifest=df[columns], stats=stats)
+
+
+def _table(refs: Sequence[SampleRef], probes: Sequence[Probe]) -> pd.DataFrame:
+    ids = [sample_id(r.image) for r in refs]
+    if len(set(ids)) != len(ids):  # 64-bit hashes: astronomically unlikely, but never silent
+        raise ConfigError("two sample paths hash to the same sample_id; please report this")
+    df = pd.DataFrame(
+        {
+            "sample_id": ids,
+            "image": [r.image for r in refs],
+            "label": [r.label for r in refs],
+            "label_index": pd.array([None] * len(refs), dtype="Int64"),
+            "mask": [r.mask for r in refs],
+            "height": pd.array([p.height for p in probes], dtype="Int64"),
+            "width": pd.array([p.width for p in probes], dtype="Int64"),
+            "channels": pd.array([p.channels for p in probes], dtype="Int64"),
+            "dtype": [p.dtype for p in probes],
+            "max_value": [p.max_value for p in probes],
+            "bytes": pd.array([p.nbytes for p in probes], dtype="Int64"),
+            "sha256": [p.sha256 for p in probes],
+            "read_error": [p.read_error for p in probes],
+            "mask_height": pd.array([p.mask_height for p in probes], dtype="Int64"),
+            "mask_width": pd.array([p.mask_width for p in probes], dtype="Int64"),
+            "mask_dtype": [p.mask_dtype for p in probes],
+            "mask_sha256": [p.mask_sha256 for p in probes],
+            "mask_read_error": [p.mask_read_error for p in probes],
+        }
+    )
+    return df
+
+
+def _label_classes(df: pd.DataFrame, dataset: DatasetParams) -> list[str]:
+    seen = sorted(set(df["label"].dropna()))
+    if dataset.classes is None:
+        if len(seen) < 2:
+            raise ConfigError(f"{dataset.root}: classification needs >= 2 classes; found {seen}")
+        return seen
+    unknown = sorted(set(seen) - set(dataset.classes))
+    if unknown:
+        raise ConfigError(
+            f"classes: labels {unknown} in {dataset.root} are not in the classes list "
+            f"{dataset.classes}"
+        )
+    return list(dataset.classes)
+
+
+def _mask_classes(probes: Sequence[Probe], dataset: DatasetParams) -> tuple[list[int], list[str]]:
+    """Class values and names: from params, or mask values seen in enough masks."""
+    if dataset.classes is not None:
+        return list(range(len(dataset.classes))), list(dataset.classes)
+    in_masks: Counter[int] = Counter()
+    for p in probes:
+        in_masks.update(v for v in p.mask_values if v != dataset.ignore_index)
+    values = sorted(v for v, n in in_masks.items() if n >= dataset.min_class_images)
+    rare = sorted(v for v, n in in_masks.items() if n < dataset.min_class_images)
+    if rare:
+        log.warning(
+            "mask values %s appear in fewer than %d masks and are not taken as classes "
+            "(set classes: to override)",
+            rare,
+            dataset.min_class_images,
+        )
+    if len(values) < 2:
+        raise ConfigError(
+            f"{dataset.root}: segmentation needs >= 2 classes in masks; found {values}"
+        )
+    return values, [str(v) for v in values]
+
+
+def _rarest_present(present: Sequence[Sequence[int]]) -> list[Any]:
+    """Stratum of each image: its class present in the fewest images (``-1`` when none)."""
+    images_with: Counter[int] = Counter(v for classes in present for v in classes)
+    return [min(c, key=lambda v: (images_with[v], v)) if c else -1 for c in present]
+
+
+def _stats(
+    df: pd.DataFrame,
+    probes: Sequence[Probe],
+    dataset: DatasetParams,
+    *,
+    name: str,
+    layout: str,
+    classes: list[str],
+    class_values: list[int],
+) -> dict[str, Any]:
+    readable = df["read_error"].isna()
+    channel_counts = Counter(df.loc[readable, "channels"].dropna().astype(int).tolist())
+    channels = channel_counts.most_common(1)[0][0] if channel_counts else None
+    bit_depths = _resolve_bit_depths(df[readable], dataset.bit_depth)
+    total = Moments.empty(channels or 0)
+    for p in probes:
+        if p.moments is None or p.channels != channels:
+            continue
+        scale = 1.0 if p.unit_moments else unit_scale(int(bit_depths[str(p.dtype)]))
+        total = total.merge(p.moments.scaled(scale))
+    stats: dict[str, Any] = {
+        "dataset": name,
+        "task": dataset.task,
+        "root": str(dataset.root),
+        "layout": layout,
+        "samples": len(df),
+        "readable": int(readable.sum()),
+        "read_errors": int((~readable).sum()),
+        "channels": channels,
+        "channel_counts": {str(k): v for k, v in sorted(channel_counts.items())},
+        "dtypes": dict(Counter(df.loc[readable, "dtype"]).most_common()),
+        "bit_depth": bit_depths,
+        "mean": total.mean.tolist(),
+        "std": total.std.tolist(),
+        "pixels": int(total.count),
+        "classes": classes,
+        "class_values": class_values,
+        "splits": {s: int(n) for s, n in df["split"].value_counts().sort_index().items()},
+        "folds": {str(f): int(n) for f, n in df["fold"].value_counts().sort_index().items()},
+    }
+    if dataset.task == "classification":
+        counts = df.groupby(["split", "label"]).size()
+        stats["class_counts"] = {c: int(df["label"].eq(c).sum()) for c in classes}
+        stats["class_counts_by_split"] = {
+            s: {c: int(counts.get((s, c), 0)) for c in classes}
+            for s in sorted(df["split"].unique())
+        }
+    else:
+        pixel_counts: Counter[int] = Counter()
+        for p in probes:
+            pixel_counts.update(p.mask_values)
+        stats["ignore_index"] = dataset.ignore_index
+        stats["pixel_counts"] = {
+            n: int(pixel_counts.get(v, 0)) for v, n in zip(class_values, classes, strict=True)
+        }
+        stats["ignored_pixels"] = int(pixel_counts.get(dataset.ignore_index, 0))
+        known = set(class_values) | {dataset.ignore_index}
+        stats["unknown_value_pixels"] = {
+            str(v): int(n) for v, n in sorted(pixel_counts.items()) if v not in known
+        }
+        stats["images_with_class"] = {
+            n: int(sum(v in p.mask_values for p in probes))
+            for v, n in zip(class_values, classes, strict=True)
+        }
+    return stats
+
+
+def _resolve_bit_depths(readable: pd.DataFrame, param: int | str) -> dict[str, int | str]:
+    """Scaling per dtype: ``auto`` becomes the depth that holds that dtype's maximum."""
+    out: dict[str, int | str] = {}
+    for dtype, group in readable.groupby("dtype"):
+        kind = np.dtype(str(dtype)).kind
+        if kind == "f":
+            out[str(dtype)] = "float"
+        elif param == "percentile" or kind == "i":
+            out[str(dtype)] = "percentile"
+        elif param == "auto":
+            out[str(dtype)] = infer_bit_depth(float(group["max_value"].max()), str(dtype))
+        else:
+            out[str(dtype)] = 8 if np.dtype(str(dtype)).itemsize == 1 else int(param)
+    return out

@@ -1,0 +1,361 @@
+"""Decode PNG / JPEG / BMP / TIFF into ``(H, W, C)`` arrays in the file's own dtype.
+
+Nothing here converts bit depth: a 16-bit PNG comes back as ``uint16``, a 12-bit microscopy
+TIFF as ``uint16`` with values up to 4095, a float TIFF as ``float32``. The one conversion to
+float lives in :mod:`datapipe.io.convert`.
+
+Backends are picked per format: OpenCV for PNG / JPEG / BMP (fast, keeps 16 bits with
+``IMREAD_UNCHANGED``; its BGR order is turned into RGB here), tifffile (+ imagecodecs for
+LZW / Deflate / JPEG / zstd) for TIFF, which understands planar, tiled, BigTIFF, multi-page
+and ImageJ hyperstacks. Every failure becomes :class:`~datapipe.errors.ImageReadError` naming
+the file and the cause; a truncated JPEG, which OpenCV would decode into grey padding with only
+a warning on stderr, is caught before decoding.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+import tifffile
+
+from datapipe.errors import ImageReadError
+
+ImageFormat = Literal["png", "jpeg", "bmp", "tiff"]
+
+#: Largest ``height * width`` decoded before refusing the file as a decompression bomb.
+DEFAULT_MAX_PIXELS = 1 << 28  # 268 M pixels, e.g. 16384 x 16384
+#: More channels than this is a stack, not an image.
+MAX_CHANNELS = 64
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+
+_MAGIC: tuple[tuple[bytes, ImageFormat], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"II+\x00", "tiff"),  # BigTIFF
+    (b"MM\x00+", "tiff"),
+    (b"BM", "bmp"),
+)
+
+# tifffile axis codes that hold channels of one 2-D image; anything else (Z, T, ...) is a stack.
+_CHANNEL_AXES = frozenset("SCIQ")
+_AXIS_NAMES = {"Z": "depth (Z)", "T": "time (T)", "R": "tile (R)", "H": "lifetime (H)"}
+
+_PNG_COLOR_TYPE_PALETTE = 3
+
+
+def sniff_format(head: bytes) -> ImageFormat | None:
+    """The container format from a file's first bytes, or ``None`` if it is none we read."""
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic):
+            return fmt
+    return None
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """A file's bytes, with missing / unreadable / empty files as :class:`ImageReadError`."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageReadError(path, "is a directory, not an image file") from None
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot read file: {exc.strerror or exc}") from None
+    if not data:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    return data
+
+
+def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image file into an ``(H, W, C)`` array in the file's own dtype.
+
+    Colour images come back in RGB(A) order. Palette PNGs are expanded to their colours (use
+    :func:`read_mask` for palette indices).
+
+    Shapes:
+        returns ``(H, W, C)``, ``C >= 1``; dtype ``uint8``, ``uint16``, ``int16``,
+        ``float32`` ... as stored (big-endian TIFF data is returned in native byte order,
+        1-bit TIFF as ``uint8`` 0/1).
+
+    Raises:
+        ImageReadError: missing, empty, truncated, corrupt or unsupported file, a 3-D stack, or
+            more than ``max_pixels`` pixels.
+    """
+    return decode_image(read_bytes(path), path, max_pixels=max_pixels)
+
+
+def decode_image(
+    data: bytes, path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """:func:`read_image` on bytes already in memory (``path`` is only used in errors)."""
+    if not data:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    fmt = sniff_format(data[:8])
+    if fmt is None:
+        raise ImageReadError(
+            path, f"unsupported format: starts with {data[:8]!r}, not PNG, JPEG, BMP or TIFF"
+        )
+    try:
+        if fmt == "tiff":
+            return _decode_tiff(data, path, max_pixels)
+        return _decode_cv2(data, path, fmt, max_pixels)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # a decoder's own error, whatever its class: name the file
+        raise ImageReadError(path, f"corrupt {fmt.upper()}: {exc}") from exc
+
+
+def read_mask(
+    path: str | Path,
+    *,
+    colors: Mapping[int, tuple[int, int, int]] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """Decode a label mask into an ``(H, W)`` array of class ids.
+
+    Accepts single-channel 8/16-bit PNG or TIFF (values are the ids), palette PNG (the palette
+    indices are the ids, whatever the colours), and RGB colour masks when ``colors`` maps each
+    class id to its ``(r, g, b)``. An RGB mask whose three channels are equal is read as grey.
+
+    Shapes:
+        returns ``(H, W)``; dtype as stored for id masks, ``uint8`` (``uint16`` past 255 ids)
+        for palette and colour masks.
+    """
+    data = read_bytes(path)
+    if sniff_format(data[:8]) == "png" and _png_color_type(data) == _PNG_COLOR_TYPE_PALETTE:
+        _check_pixels(path, _png_size(data), max_pixels)
+        return _decode_palette_png(data, path)
+    img = decode_image(data, path, max_pixels=max_pixels)
+    if img.dtype.kind not in "iub":
+        raise ImageReadError(path, f"a mask holds integer class ids; got {img.dtype} pixels")
+    channels = img.shape[2]
+    if channels == 1:
+        return img[:, :, 0]
+    rgb = img[:, :, :3]
+    if colors is not None and channels in (3, 4):
+        return colors_to_index(rgb, colors, path)
+    if (
+        channels in (3, 4)
+        and np.array_equal(rgb[:, :, 0], rgb[:, :, 1])
+        and np.array_equal(rgb[:, :, 0], rgb[:, :, 2])
+    ):
+        return np.ascontiguousarray(rgb[:, :, 0])
+    raise ImageReadError(
+        path,
+        f"mask has {channels} channels of different values; expected one channel of class ids, "
+        "a palette PNG, or an RGB mask with a colour table (mask_colors in params)",
+    )
+
+
+def colors_to_index(
+    rgb: np.ndarray, colors: Mapping[int, tuple[int, int, int]], path: str | Path
+) -> np.ndarray:
+    """Map an RGB colour mask to class ids with a ``{class_id: (r, g, b)}`` table.
+
+    Shapes:
+        ``rgb`` is ``(H, W, 3)`` uint8; returns ``(H, W)``.
+    """
+    if rgb.dtype != np.uint8:
+        raise ImageReadError(path, f"colour masks must be 8-bit RGB; got {rgb.dtype}")
+    keys = _rgb_keys(rgb)
+    table = np.array([(r << 16) | (g << 8) | b for r, g, b in colors.values()], dtype=np.int32)
+    ids = np.array(list(colors.keys()), dtype=np.int64)
+    order = np.argsort(table)
+    table, ids = table[order], ids[order]
+    pos = np.clip(np.searchsorted(table, keys), 0, len(table) - 1)
+    unknown = table[pos] != keys
+    if unknown.any():
+        bad = np.unique(keys[unknown])[:5]
+        shown = ", ".join(f"({k >> 16}, {(k >> 8) & 255}, {k & 255})" for k in bad.tolist())
+        raise ImageReadError(
+            path, f"{int(unknown.sum())} pixels have colours not in mask_colors, e.g. {shown}"
+        )
+    out_dtype = np.uint8 if ids.max(initial=0) < 256 else np.uint16
+    return ids[pos].astype(out_dtype)
+
+
+def _rgb_keys(rgb: np.ndarray) -> np.ndarray:
+    r, g, b = (rgb[:, :, i].astype(np.int32) for i in range(3))
+    return (r << 16) | (g << 8) | b
+
+
+# --- OpenCV formats -----------------------------------------------------------------------
+
+
+def _decode_cv2(data: bytes, path: str | Path, fmt: ImageFormat, max_pixels: int) -> np.ndarray:
+    size = _HEADER_SIZE[fmt](data)
+    if size is None:
+        raise ImageReadError(path, f"truncated {fmt.upper()}: header incomplete")
+    _check_pixels(path, size, max_pixels)
+    if fmt == "png" and data.rfind(b"IEND") < 0:
+        raise ImageReadError(path, "truncated PNG: no IEND chunk (file cut short)")
+    if fmt == "jpeg" and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
+        # libjpeg pads a cut-off scan with grey and only warns; refuse instead.
+        raise ImageReadError(path, "truncated JPEG: no end-of-image marker after the last scan")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ImageReadError(path, f"corrupt {fmt.upper()}: OpenCV could not decode the data")
+    if img.ndim == 2:
+        return img[:, :, None]
+    if img.shape[2] == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+    return img
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    if len(data) < 24:
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _png_color_type(data: bytes) -> int:
+    return data[25] if len(data) > 25 else -1
+
+
+def _bmp_size(data: bytes) -> tuple[int, int] | None:
+    if len(data) < 26:
+        return None
+    width = int.from_bytes(data[18:22], "little", signed=True)
+    height = int.from_bytes(data[22:26], "little", signed=True)
+    return abs(width), abs(height)
+
+
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_NO_LENGTH = frozenset(range(0xD0, 0xDA)) | {0x01}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from the first start-of-frame marker."""
+    i = 2
+    n = len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _JPEG_NO_LENGTH:
+            i += 2
+            continue
+        if marker in _JPEG_SOF:
+            if i + 9 > n:
+                return None
+            height = int.from_bytes(data[i + 5 : i + 7], "big")
+            width = int.from_bytes(data[i + 7 : i + 9], "big")
+            return width, height
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
+
+
+_HEADER_SIZE = {"png": _png_size, "jpeg": _jpeg_size, "bmp": _bmp_size}
+
+
+def _check_pixels(path: str | Path, size: tuple[int, int] | None, max_pixels: int) -> None:
+    if size is None:
+        return
+    width, height = size
+    if width == 0 or height == 0:
+        raise ImageReadError(path, f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageReadError(
+            path,
+            f"{width}x{height} = {width * height:,} pixels exceeds max_pixels={max_pixels:,} "
+            "(decompression-bomb guard)",
+        )
+
+
+def _decode_palette_png(data: bytes, path: str | Path) -> np.ndarray:
+    # OpenCV expands palettes to colours; the indices are the class ids, so ask Pillow.
+    from PIL import Image
+
+    if data.rfind(b"IEND") < 0:
+        raise ImageReadError(path, "truncated PNG: no IEND chunk (file cut short)")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return np.array(im, dtype=np.uint8)
+    except Exception as exc:
+        raise ImageReadError(path, f"corrupt palette PNG: {exc}") from exc
+
+
+# --- TIFF ---------------------------------------------------------------------------------
+
+
+class _TiffWarnings(logging.Handler):
+    """Collects tifffile's logged warnings: it logs, rather than raises, on damaged strips."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _decode_tiff(data: bytes, path: str | Path, max_pixels: int) -> np.ndarray:
+    logger = logging.getLogger("tifffile")
+    caught = _TiffWarnings()
+    logger.addHandler(caught)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            if not tif.series:
+                raise ImageReadError(path, "corrupt TIFF: no readable image page")
+            series = tif.series[0]
+            axes, shape = series.axes, tuple(series.shape)
+            _check_tiff_shape(path, axes, shape, max_pixels)
+            arr = series.asarray()
+    finally:
+        logger.removeHandler(caught)
+        logger.propagate = propagate
+    if caught.messages:
+        raise ImageReadError(path, f"damaged TIFF: {caught.messages[0]}")
+    return _tiff_to_hwc(arr, axes)
+
+
+def _check_tiff_shape(path: str | Path, axes: str, shape: tuple[int, ...], max_pixels: int) -> None:
+    if "Y" not in axes or "X" not in axes:
+        raise ImageReadError(path, f"TIFF series has axes {axes!r}; expected a 2-D image (Y, X)")
+    height, width = shape[axes.index("Y")], shape[axes.index("X")]
+    _check_pixels(path, (width, height), max_pixels)
+    for axis, length in zip(axes, shape, strict=True):
+        if axis in "YX" or length == 1:
+            continue
+        if axis not in _CHANNEL_AXES:
+            name = _AXIS_NAMES.get(axis, repr(axis))
+            raise ImageReadError(
+                path,
+                f"TIFF is a stack with a {name} axis of length {length} (axes {axes!r}); "
+                "datapipe reads 2-D images, save one plane per file",
+            )
+    channels = math.prod(n for a, n in zip(axes, shape, strict=True) if a not in "YX")
+    if channels > MAX_CHANNELS:
+        raise ImageReadError(
+            path, f"{channels} channels (axes {axes!r}) exceeds the limit of {MAX_CHANNELS}"
+        )
+
+
+def _tiff_to_hwc(arr: np.ndarray, axes: str) -> np.ndarray:
+    """Move Y and X first and fold every channel-like axis (S, C, I, Q) into the last one."""
+    order = [axes.index("Y"), axes.index("X")] + [i for i, a in enumerate(axes) if a not in "YX"]
+    height, width = arr.shape[order[0]], arr.shape[order[1]]
+    out = arr.transpose(order).reshape(height, width, -1)
+    if out.dtype == np.bool_:
+        out = out.view(np.uint8)
+    if not out.dtype.isnative:
+        out = out.astype(out.dtype.newbyteorder("="))
+    return np.ascontiguousarray(out)

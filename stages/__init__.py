@@ -1,0 +1,1 @@
+"""DVC stage entry points: ``python -m stages.<name> --dataset <key>``; params in, files out."""

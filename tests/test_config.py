@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from datapipe.config import load_params, parse_params
+from datapipe.errors import ConfigError
+
+MINIMAL = {"datasets": {"cells": {"root": "data/cells", "task": "segmentation"}}}
+
+
+def test_minimal_entry_fills_every_default() -> None:
+    ds = parse_params(MINIMAL).dataset("cells")
+    assert ds.layout == "auto" and ds.bit_depth == "auto" and ds.ignore_index == 255
+    assert ds.splits.fractions() == {"train": 0.7, "val": 0.15, "test": 0.15}
+    assert ds.folds == 5 and ds.classes is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {"datasets": {"cells": {"root": "d", "task": "segmentation", "bit_dept": 12}}},
+            "datasets.cells.bit_dept: unknown key",
+        ),
+        ({"datasets": {"cells": {"root": "d"}}}, "datasets.cells.task: required key missing"),
+        ({"datasets": {"cells": {"root": "d", "task": "detection"}}}, "datasets.cells.task"),
+        (
+            {"datasets": {"cells": {"root": "d", "task": "segmentation", "bit_depth": 9}}},
+            "datasets.cells.bit_depth",
+        ),
+        (
+            {
+                "datasets": {
+                    "cells": {
+                        "root": "d",
+                        "task": "segmentation",
+                        "splits": {"train": 0.9, "val": 0.2, "test": 0.0},
+                    }
+                }
+            },
+            "datasets.cells.splits: Value error, train \\+ val \\+ test must be 1",
+        ),
+        (
+            {"datasets": {"cells": {"root": "d", "task": "classification", "classes": ["a", "a"]}}},
+            "datasets.cells.classes: .*unique",
+        ),
+        ({"datasets": {"bad name": {"root": "d", "task": "segmentation"}}}, "dataset name"),
+        ({"datasets": {}}, "needs at least one dataset"),
+        ({**MINIMAL, "ingset": {}}, "ingset: unknown key"),
+        ({**MINIMAL, "ingest": {"workers": "many"}}, "ingest.workers"),
+    ],
+    ids=[
+        "typo",
+        "missing-task",
+        "bad-task",
+        "bad-bit-depth",
+        "splits-sum",
+        "dup-classes",
+        "bad-name",
+        "no-datasets",
+        "top-level-typo",
+        "bad-workers",
+    ],
+)
+def test_bad_params_name_the_key(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_params(raw)
+
+
+def test_unknown_dataset_lists_the_known_ones() -> None:
+    with pytest.raises(
+        ConfigError, match=r"datasets.nope: no such dataset; params.yaml has \['cells'\]"
+    ):
+        parse_params(MINIMAL).dataset("nope")
+
+
+def test_load_params_reports_file_problems(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text("datasets: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_repo_params_yaml_is_valid() -> None:
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    assert {"shapes_cls", "shapes_seg"} <= set(params.datasets)

@@ -1,0 +1,64 @@
+"""End to end: `dvc repro` of the ingest stages in a temporary copy of the repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO
+
+COPY = ["datapipe", "stages", "sample_data", ".dvc", "dvc.yaml", "params.yaml", ".dvcignore"]
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+    }
+    return subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+@pytest.mark.slow
+def test_dvc_repro_ingests_both_sample_sets(tmp_path: Path) -> None:
+    work = tmp_path / "repo"
+    work.mkdir()
+    for name in COPY:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(
+                src, work / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp")
+            )
+        elif src.exists():
+            shutil.copy2(src, work / name)
+    assert _run(["git", "init", "-q"], work).returncode == 0
+    dvc = [sys.executable, "-m", "dvc"]
+
+    first = _run([*dvc, "repro", "ingest"], work)
+    assert first.returncode == 0, first.stderr + first.stdout
+    for name, planted_unreadable in (("shapes_cls", 4), ("shapes_seg", 2)):
+        manifest = pd.read_parquet(work / "runs" / name / "manifest.parquet")
+        assert manifest["read_error"].notna().sum() == planted_unreadable
+        assert (work / "runs" / name / "stats.json").is_file()
+    assert (work / "dvc.lock").is_file()
+
+    second = _run([*dvc, "repro", "ingest"], work)
+    assert second.returncode == 0
+    assert "didn't change, skipping" in second.stdout
+
+    # A typo in params.yaml fails the stage with a message naming the key.
+    params = work / "params.yaml"
+    params.write_text(
+        params.read_text().replace("task: segmentation", "task: segmentation\n    bit_dept: 12")
+    )
+    typo = _run([*dvc, "repro", "ingest"], work)
+    assert typo.returncode != 0
+    assert "datasets.shapes_seg.bit_dept: unknown key" in typo.stderr + typo.stdout
