@@ -17,9 +17,11 @@ from __future__ import annotations
 import io
 import logging
 import math
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import cv2
 import numpy as np
@@ -50,6 +52,7 @@ _MAGIC: tuple[tuple[bytes, ImageFormat], ...] = (
 _CHANNEL_AXES = frozenset("SCIQ")
 _AXIS_NAMES = {"Z": "depth (Z)", "T": "time (T)", "R": "tile (R)", "H": "lifetime (H)"}
 
+_PNG_COLOR_TYPE_RGB = 2
 _PNG_COLOR_TYPE_PALETTE = 3
 
 
@@ -61,17 +64,24 @@ def sniff_format(head: bytes) -> ImageFormat | None:
     return None
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """A file's bytes, with missing / unreadable / empty files as :class:`ImageReadError`."""
-    path = Path(path)
+@contextmanager
+def _file_errors(path: Path) -> Iterator[None]:
+    """Turn the OS's complaints about a path into :class:`ImageReadError`."""
     try:
-        data = path.read_bytes()
+        yield
     except FileNotFoundError:
         raise ImageReadError(path, "file not found") from None
     except IsADirectoryError:
         raise ImageReadError(path, "is a directory, not an image file") from None
     except OSError as exc:
         raise ImageReadError(path, f"cannot read file: {exc.strerror or exc}") from None
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """A file's bytes, with missing / unreadable / empty files as :class:`ImageReadError`."""
+    path = Path(path)
+    with _file_errors(path):
+        data = path.read_bytes()
     if not data:
         raise ImageReadError(path, "empty file (0 bytes)")
     return data
@@ -92,24 +102,44 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
         ImageReadError: missing, empty, truncated, corrupt or unsupported file, a 3-D stack, or
             more than ``max_pixels`` pixels.
     """
-    return decode_image(read_bytes(path), path, max_pixels=max_pixels)
+    path = Path(path)
+    with _file_errors(path), path.open("rb") as fh:
+        head = fh.read(8)
+        fmt = _sniff_checked(head, path)
+        if fmt == "tiff":
+            # tifffile reads strips straight into the output array: no copy of the file bytes.
+            fh.seek(0)
+            return _decode(fh, path, fmt, max_pixels)
+        data = head + fh.read()
+    return _decode(data, path, fmt, max_pixels)
 
 
 def decode_image(
     data: bytes, path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> np.ndarray:
     """:func:`read_image` on bytes already in memory (``path`` is only used in errors)."""
-    if not data:
+    fmt = _sniff_checked(data[:8], path)
+    return _decode(io.BytesIO(data) if fmt == "tiff" else data, path, fmt, max_pixels)
+
+
+def _sniff_checked(head: bytes, path: str | Path) -> ImageFormat:
+    if not head:
         raise ImageReadError(path, "empty file (0 bytes)")
-    fmt = sniff_format(data[:8])
+    fmt = sniff_format(head)
     if fmt is None:
         raise ImageReadError(
-            path, f"unsupported format: starts with {data[:8]!r}, not PNG, JPEG, BMP or TIFF"
+            path, f"unsupported format: starts with {head[:8]!r}, not PNG, JPEG, BMP or TIFF"
         )
+    return fmt
+
+
+def _decode(
+    source: bytes | BinaryIO, path: str | Path, fmt: ImageFormat, max_pixels: int
+) -> np.ndarray:
     try:
-        if fmt == "tiff":
-            return _decode_tiff(data, path, max_pixels)
-        return _decode_cv2(data, path, fmt, max_pixels)
+        if isinstance(source, bytes):
+            return _decode_cv2(source, path, fmt, max_pixels)
+        return _decode_tiff(source, path, max_pixels)
     except ImageReadError:
         raise
     except Exception as exc:  # a decoder's own error, whatever its class: name the file
@@ -200,12 +230,19 @@ def _decode_cv2(data: bytes, path: str | Path, fmt: ImageFormat, max_pixels: int
     _check_pixels(path, size, max_pixels)
     if fmt == "png" and data.rfind(b"IEND") < 0:
         raise ImageReadError(path, "truncated PNG: no IEND chunk (file cut short)")
-    if fmt == "jpeg" and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
+    if fmt == "jpeg" and not _jpeg_complete(data):
         # libjpeg pads a cut-off scan with grey and only warns; refuse instead.
         raise ImageReadError(path, "truncated JPEG: no end-of-image marker after the last scan")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    rgb = (fmt == "png" and _png_color_type(data) == _PNG_COLOR_TYPE_RGB) or (
+        fmt == "jpeg" and _jpeg_components(data) == 3
+    )
+    # Three-channel files decode straight to RGB (no BGR pass); the rest keep every channel.
+    flags = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_ANYDEPTH if rgb else cv2.IMREAD_UNCHANGED
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if img is None:
         raise ImageReadError(path, f"corrupt {fmt.upper()}: OpenCV could not decode the data")
+    if rgb:
+        return img
     if img.ndim == 2:
         return img[:, :, None]
     if img.shape[2] == 3:
@@ -238,7 +275,21 @@ _JPEG_NO_LENGTH = frozenset(range(0xD0, 0xDA)) | {0x01}
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """Width and height from the first start-of-frame marker."""
+    sof = _jpeg_sof(data)
+    if sof is None or sof + 9 > len(data):
+        return None
+    height = int.from_bytes(data[sof + 5 : sof + 7], "big")
+    width = int.from_bytes(data[sof + 7 : sof + 9], "big")
+    return width, height
+
+
+def _jpeg_components(data: bytes) -> int:
+    sof = _jpeg_sof(data)
+    return data[sof + 9] if sof is not None and sof + 9 < len(data) else -1
+
+
+def _jpeg_sof(data: bytes) -> int | None:
+    """Offset of the first start-of-frame marker (it holds size and component count)."""
     i = 2
     n = len(data)
     while i + 4 <= n:
@@ -252,13 +303,18 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
             i += 2
             continue
         if marker in _JPEG_SOF:
-            if i + 9 > n:
-                return None
-            height = int.from_bytes(data[i + 5 : i + 7], "big")
-            width = int.from_bytes(data[i + 7 : i + 9], "big")
-            return width, height
+            return i
         i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
     return None
+
+
+def _jpeg_complete(data: bytes) -> bool:
+    """An end-of-image marker follows the last scan (fast path: the file ends with it)."""
+    if data[-64:].rstrip(b"\x00").endswith(b"\xff\xd9"):
+        return True
+    # Trailing bytes after EOI (camera trailers) are fine; a scan cut short is not. A scan
+    # never holds these markers: 0xFF in entropy-coded data is stuffed as FF 00.
+    return data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda")
 
 
 _HEADER_SIZE = {"png": _png_size, "jpeg": _jpeg_size, "bmp": _bmp_size}
@@ -295,24 +351,42 @@ def _decode_palette_png(data: bytes, path: str | Path) -> np.ndarray:
 # --- TIFF ---------------------------------------------------------------------------------
 
 
-class _TiffWarnings(logging.Handler):
-    """Collects tifffile's logged warnings: it logs, rather than raises, on damaged strips."""
+class _TiffWarnings(logging.Filter):
+    """Collects tifffile's warnings while a TIFF decodes in this thread, and keeps them quiet.
+
+    tifffile logs, rather than raises, on some damaged files; those messages become the
+    :class:`ImageReadError`. Installed once on tifffile's logger: outside a decode it lets
+    every record through unchanged.
+    """
 
     def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
-        self.messages: list[str] = []
+        super().__init__()
+        self._local = threading.local()
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+    def start(self) -> None:
+        self._local.messages = []
+
+    def stop(self) -> list[str]:
+        messages: list[str] = self._local.messages
+        self._local.messages = None
+        return messages
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        messages = getattr(self._local, "messages", None)
+        if messages is None or record.levelno < logging.WARNING:
+            return True
+        messages.append(record.getMessage())
+        return False
 
 
-def _decode_tiff(data: bytes, path: str | Path, max_pixels: int) -> np.ndarray:
-    logger = logging.getLogger("tifffile")
-    caught = _TiffWarnings()
-    logger.addHandler(caught)
-    propagate, logger.propagate = logger.propagate, False
+_TIFF_WARNINGS = _TiffWarnings()
+logging.getLogger("tifffile").addFilter(_TIFF_WARNINGS)
+
+
+def _decode_tiff(source: BinaryIO, path: str | Path, max_pixels: int) -> np.ndarray:
+    _TIFF_WARNINGS.start()
     try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        with tifffile.TiffFile(source) as tif:
             if not tif.series:
                 raise ImageReadError(path, "corrupt TIFF: no readable image page")
             series = tif.series[0]
@@ -320,10 +394,9 @@ def _decode_tiff(data: bytes, path: str | Path, max_pixels: int) -> np.ndarray:
             _check_tiff_shape(path, axes, shape, max_pixels)
             arr = series.asarray()
     finally:
-        logger.removeHandler(caught)
-        logger.propagate = propagate
-    if caught.messages:
-        raise ImageReadError(path, f"damaged TIFF: {caught.messages[0]}")
+        warnings = _TIFF_WARNINGS.stop()
+    if warnings:
+        raise ImageReadError(path, f"damaged TIFF: {warnings[0]}")
     return _tiff_to_hwc(arr, axes)
 
 

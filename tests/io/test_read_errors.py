@@ -118,3 +118,8 @@ def test_read_mask_refuses_float_and_multicolour_masks(tmp_path: Path) -> None:
     (tmp_path / "c.png").write_bytes(_png(NOISE))
     with pytest.raises(ImageReadError, match="colour table"):
         read_mask(tmp_path / "c.png")
+
+
+def test_jpeg_with_bytes_after_its_end_marker_still_reads(tmp_path: Path) -> None:
+    (tmp_path / "trailer.jpg").write_bytes(JPG + b"CAMERA-TRAILER" * 10)
+    assert read_image(tmp_path / "trailer.jpg").shape == (64, 64, 3)
