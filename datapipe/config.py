@@ -103,26 +103,13 @@ class DatasetParams(_Strict):
         return v
 
 
-class IngestParams(_Strict):
-    workers: int | Literal["auto"] = Field(
-        "auto", description="decode processes; 0 = in-process, auto = CPU count"
-    )
-
-    def resolved_workers(self) -> int:
-        if self.workers == "auto":
-            return (
-                len(os.sched_getaffinity(0))
-                if hasattr(os, "sched_getaffinity")
-                else (os.cpu_count() or 1)
-            )
-        return max(0, self.workers)
-
-
 class Params(_Strict):
     """The whole of params.yaml."""
 
     datasets: dict[str, DatasetParams]
-    ingest: IngestParams = IngestParams()
+    workers: int | Literal["auto"] = Field(
+        "auto", description="decode processes of ingest and clean; 0 = in-process, auto = CPUs"
+    )
 
     @field_validator("datasets")
     @classmethod
@@ -133,6 +120,15 @@ class Params(_Strict):
             if not _DATASET_NAME.match(name):
                 raise ValueError(f"dataset name {name!r} must be letters, digits, '_', '.', '-'")
         return v
+
+    def resolved_workers(self) -> int:
+        if self.workers == "auto":
+            return (
+                len(os.sched_getaffinity(0))
+                if hasattr(os, "sched_getaffinity")
+                else (os.cpu_count() or 1)
+            )
+        return max(0, self.workers)
 
     def dataset(self, name: str) -> DatasetParams:
         try:

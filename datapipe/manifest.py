@@ -225,6 +225,22 @@ def stable_uniform(keys: Sequence[str], *, seed: int, salt: str) -> np.ndarray:
     return out
 
 
+def split_by_hash(
+    ids: Sequence[str], *, fractions: Mapping[str, float], seed: int
+) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """Each id's split from its own hash alone: ``u = stable_uniform(id)`` falls in a share.
+
+    Returns ``(which, u, names, edges)``: split index per id, the hash values, the split names
+    with non-zero fractions, and the upper edge of each split's share of ``[0, 1)``.
+    """
+    names = [name for name, frac in fractions.items() if frac > 0]
+    edges = np.cumsum([fractions[n] for n in names])
+    edges[-1] = 1.0
+    u = stable_uniform(ids, seed=seed, salt="split")
+    which = np.minimum(np.searchsorted(edges, u, side="right"), len(names) - 1)
+    return which, u, names, edges
+
+
 def assign_splits(
     ids: Sequence[str],
     strata: Sequence[Hashable],
@@ -234,24 +250,21 @@ def assign_splits(
 ) -> np.ndarray:
     """Assign each sample a split from a hash of its id, so adding samples moves no other.
 
-    Sample ``i`` goes to the split whose interval of ``[0, 1)`` (laid out in ``fractions``
-    order, widths = fractions) holds ``u_i = stable_uniform(id_i)``: proportions hold in
-    expectation within every stratum, and a sample's split depends on its id alone. The one
-    exception keeps every class in every split: when a stratum with at least as many samples as
-    there are splits leaves a split empty, its sample whose ``u`` lies nearest that split's
-    interval (taken from a split that keeps at least one) is moved there. Only such small strata
-    can see a member move when a sample joins them.
+    Sample ``i`` goes to the split whose share of ``[0, 1)`` (laid out in ``fractions`` order,
+    widths = fractions) holds ``u_i = stable_uniform(id_i)`` (:func:`split_by_hash`):
+    proportions hold in expectation within every stratum, and a sample's split depends on its
+    id alone. One exception keeps every class in every split: when a stratum with at least as
+    many samples as there are splits leaves a split empty, its sample whose ``u`` lies nearest
+    that split's share (taken from a split that keeps at least one) is moved there. Only members
+    of such topped-up strata can move when samples are added (no rule can promise both
+    properties for tiny classes: three samples must fill three splits whichever three they are).
 
     Returns:
         array of split names, same order as ``ids``.
     """
     if len(ids) != len(strata):
         raise ValueError(f"ids and strata must have equal length; got {len(ids)} and {len(strata)}")
-    names = [name for name, frac in fractions.items() if frac > 0]
-    edges = np.cumsum([fractions[n] for n in names])
-    edges[-1] = 1.0
-    u = stable_uniform(ids, seed=seed, salt="split")
-    which = np.minimum(np.searchsorted(edges, u, side="right"), len(names) - 1)
+    which, u, names, edges = split_by_hash(ids, fractions=fractions, seed=seed)
     lows = np.concatenate([[0.0], edges[:-1]])
     for members in _group(strata).values():
         if len(members) < len(names):

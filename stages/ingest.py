@@ -16,7 +16,7 @@ log = logging.getLogger("datapipe")
 
 
 def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
-    result = ingest(dataset, name=name, workers=params.ingest.resolved_workers())
+    result = ingest(dataset, name=name, workers=params.resolved_workers())
     stats = result.stats
     log.info(
         "%s: %d samples, %d unreadable, splits %s, bit depth %s",

@@ -49,7 +49,7 @@ def test_minimal_entry_fills_every_default() -> None:
         ({"datasets": {"bad name": {"root": "d", "task": "segmentation"}}}, "dataset name"),
         ({"datasets": {}}, "needs at least one dataset"),
         ({**MINIMAL, "ingset": {}}, "ingset: unknown key"),
-        ({**MINIMAL, "ingest": {"workers": "many"}}, "ingest.workers"),
+        ({**MINIMAL, "workers": "many"}, "workers"),
     ],
     ids=[
         "typo",

@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datapipe.errors import ConfigError
-from datapipe.manifest import assign_folds, assign_splits, detect_layout, sample_id, scan
+from datapipe.manifest import (
+    assign_folds,
+    assign_splits,
+    detect_layout,
+    sample_id,
+    scan,
+    split_by_hash,
+)
 
 FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 
@@ -155,18 +162,39 @@ def test_every_class_with_enough_samples_is_in_every_split(sizes: list[int], see
         assert {s for s, lab in zip(splits, labels, strict=True) if lab == c} == set(FRACTIONS)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
-    st.lists(st.integers(20, 80), min_size=2, max_size=5),
+    st.lists(st.integers(3, 80), min_size=2, max_size=5),
     st.integers(0, 10_000),
-    st.integers(1, 20),
+    st.lists(st.integers(0, 4), min_size=1, max_size=20),
 )
-def test_adding_samples_moves_no_existing_sample(sizes: list[int], seed: int, extra: int) -> None:
+def test_adding_samples_moves_only_members_of_topped_up_classes(
+    sizes: list[int], seed: int, new_labels: list[int]
+) -> None:
     ids, labels = _dataset(sizes)
+    new_labels = [lab % len(sizes) for lab in new_labels]
+    new_ids = [sample_id(f"new/img{i}.png") for i in range(len(new_labels))]
     before = assign_splits(ids, labels, fractions=FRACTIONS, seed=seed)
-    new_ids = [sample_id(f"new/img{i}.png") for i in range(extra)]
-    after = assign_splits(ids + new_ids, labels + [0] * extra, fractions=FRACTIONS, seed=seed)
-    assert list(after[: len(ids)]) == list(before)
+    after = assign_splits(ids + new_ids, labels + new_labels, fractions=FRACTIONS, seed=seed)
+
+    def topped_up(all_ids: list[str], all_labels: list[int]) -> set[int]:
+        which = split_by_hash(all_ids, fractions=FRACTIONS, seed=seed)[0]
+        return {
+            c
+            for c in set(all_labels)
+            if len({w for w, lab in zip(which, all_labels, strict=True) if lab == c}) < 3
+        }
+
+    allowed = topped_up(ids, labels) | topped_up(ids + new_ids, labels + new_labels)
+    moved = {labels[i] for i in range(len(ids)) if before[i] != after[i]}
+    assert moved <= allowed
+
+
+def test_hash_split_of_a_sample_ignores_every_other_sample() -> None:
+    ids, _ = _dataset([40, 40])
+    alone = [split_by_hash([i], fractions=FRACTIONS, seed=3)[0][0] for i in ids]
+    together = split_by_hash(ids, fractions=FRACTIONS, seed=3)[0]
+    assert list(together) == alone
 
 
 def test_splits_are_deterministic_and_seed_dependent() -> None:
