@@ -103,6 +103,39 @@ class DatasetParams(_Strict):
         return v
 
 
+#: Checks whose flags exclude a sample by default: every error, and the extra copies of an
+#: exact duplicate (the first by path is kept).
+DEFAULT_EXCLUDE = (
+    "unreadable", "mask_unreadable", "channels_mismatch", "size_mismatch", "mask_values",
+    "nonfinite", "blank", "exact_duplicate",
+)  # fmt: skip
+
+
+class CleanParams(_Strict):
+    """Thresholds of the clean stage's checks and which flags exclude a sample."""
+
+    near_duplicate_bits: int = Field(
+        8, ge=0, le=16, description="max Hamming distance of 64-bit perceptual hashes"
+    )
+    z_threshold: float = Field(
+        4.0, gt=0, description="robust z (median/MAD) beyond which dark/bright/blurry is flagged"
+    )
+    min_brightness_shift: float = Field(
+        0.05, ge=0, le=1, description="dark/bright also need this shift from the median (unit)"
+    )
+    low_entropy: float = Field(0.2, gt=0, le=1, description="histogram entropy, 0..1")
+    rare_dtype_share: float = Field(
+        0.2, gt=0, le=1, description="a dtype held by fewer images than this share is flagged"
+    )
+    saturated_fraction: float = Field(0.05, gt=0, le=1, description="share of clipped pixels")
+    size_factor: float = Field(4.0, gt=1, description="area this many times off the median")
+    aspect_factor: float = Field(2.0, gt=1, description="aspect this many times off the median")
+    exclude: list[str] = Field(
+        list(DEFAULT_EXCLUDE), description="checks whose (non-info) flags exclude a sample"
+    )
+    repair_leakage: bool = Field(True, description="move duplicate groups into one split")
+
+
 class Params(_Strict):
     """The whole of params.yaml."""
 
@@ -110,6 +143,7 @@ class Params(_Strict):
     workers: int | Literal["auto"] = Field(
         "auto", description="decode processes of ingest and clean; 0 = in-process, auto = CPUs"
     )
+    clean: CleanParams = CleanParams()
 
     @field_validator("datasets")
     @classmethod

@@ -393,21 +393,21 @@ def make_seg(out: Path, rng: np.random.Generator) -> None:
     rel = _write_seg(out, f"x_near_{im.name}", near, im.mask, "png8", "png")
     planted.append(_row(rel, "near_duplicate", "", f"images/{im.name}.png 3% brighter + noise"))
     im = pick("png8")
-    swapped = np.where((im.mask > 0) & (im.mask != IGNORE), 4 - im.mask, im.mask).astype(np.uint8)
-    rel = _write_seg(out, f"x_conflict_{im.name}", im.pixels, swapped, "png8", "png")
+    cycled = np.where((im.mask > 0) & (im.mask != IGNORE), im.mask % 3 + 1, im.mask)
+    rel = _write_seg(out, f"x_conflict_{im.name}", im.pixels, cycled.astype(np.uint8), "png8", "png")
     planted.append(_row(rel, "conflicting_label_duplicate", "",
-                        f"pixels of images/{im.name}.png with classes 1 and 3 swapped in its mask"))
-    im = pick("png8")
-    small = cv2.resize(im.mask, (im.mask.shape[1] // 2, im.mask.shape[0]),
-                       interpolation=cv2.INTER_NEAREST)
-    rel = _write_seg(out, "x_wrong_size_mask", im.pixels, small, "png8", "png")
+                        f"pixels of images/{im.name}.png; classes cycled 1->2->3->1 in its mask"))
+    # Fresh scenes, so each of these files has exactly one problem (no duplicate as well).
+    pixels, mask = draw_seg(96, rng)
+    small = cv2.resize(mask, (mask.shape[1] // 2, mask.shape[0]), interpolation=cv2.INTER_NEAREST)
+    rel = _write_seg(out, "x_wrong_size_mask", pixels, small, "png8", "png")
     planted.append(_row(rel, "wrong_size_mask", "",
-                        f"image {im.mask.shape[1]}x{im.mask.shape[0]}, mask "
+                        f"image {mask.shape[1]}x{mask.shape[0]}, mask "
                         f"{small.shape[1]}x{small.shape[0]}"))
-    im = pick("png8")
-    bad_value = im.mask.copy()
+    pixels, mask = draw_seg(96, rng)
+    bad_value = mask.copy()
     bad_value[:8, :8] = 7
-    rel = _write_seg(out, "x_bad_mask_value", im.pixels, bad_value, "png8", "png")
+    rel = _write_seg(out, "x_bad_mask_value", pixels, bad_value, "png8", "png")
     planted.append(_row(rel, "bad_mask_value", "", "8x8 corner of value 7 (classes are 0-3)"))
     rel = _write_seg(out, "x_blank", np.full((96, 96, 3), 0.4), np.zeros((96, 96), np.uint8),
                      "png8", "png")

@@ -7,7 +7,6 @@ sharpness; nothing here divides by 255.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,10 +95,8 @@ def mask_features(mask: np.ndarray, settings: FeatureSettings) -> dict[str, obje
     values, counts = np.unique(mask, return_counts=True)
     known = np.isin(values, [*settings.class_values, settings.ignore_index])
     foreground = (values != settings.ignore_index) & (values != 0) & known
-    digest = hashlib.blake2b(np.ascontiguousarray(mask.astype(np.int64)).data, digest_size=16)
-    digest.update(np.asarray(mask.shape, np.int64).tobytes())
     return {
-        "mask_hash": digest.hexdigest(),
+        "mask_hash": pixel_hash(mask),
         "mask_bad_values": [int(v) for v in values[~known]],
         "mask_bad_pixels": int(counts[~known].sum()),
         "mask_foreground_pixels": int(counts[foreground].sum()),

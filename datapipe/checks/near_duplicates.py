@@ -4,8 +4,8 @@ Multi-index hashing (Norouzi, Punjani & Fleet, CVPR 2012): split each hash into 
 two hashes differ in at most ``t`` bits, some chunk differs in at most ``t // m`` bits
 (pigeonhole), so every pair within ``t`` is found by looking up, for each chunk, the table
 entries within ``t // m`` bits of the query's chunk. Chunks are about ``log2(n)`` bits wide, so a
-lookup returns O(1) candidates and the search costs O(n * probes) instead of O(n^2). Identical
-hashes are collapsed first, so a thousand copies of one picture do not make a million pairs.
+lookup returns O(1) candidates and the search costs O(n * probes) instead of O(n^2). Callers
+collapse identical hashes first, so a thousand copies of one picture do not make a million pairs.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import itertools
 import math
 
 import numpy as np
-import scipy.sparse
-from scipy.sparse.csgraph import connected_components
 
 from datapipe.checks.hashing import HASH_BITS
 
@@ -25,8 +23,7 @@ _MAX_CHUNK_BITS = 22  # the lookup table has 2**bits + 1 offsets
 def near_duplicate_pairs(hashes: np.ndarray, *, max_distance: int) -> np.ndarray:
     """All pairs ``(i, j)``, ``i < j``, of hashes within ``max_distance`` bits (distinct values).
 
-    Pairs of *equal* hashes are not returned (group those by value); use
-    :func:`group_near_duplicates` for both.
+    Pairs of *equal* hashes are not returned: collapse repeats first (``np.unique``).
 
     Shapes:
         ``hashes`` is ``(N,)`` uint64 of distinct values; returns ``(P, 3)`` int64 rows
@@ -98,28 +95,3 @@ def _probe_chunk(
             if close.any():
                 out.append(np.stack([query[close], other[close], dist[close]], axis=1))
     return out
-
-
-def group_near_duplicates(hashes: np.ndarray, *, max_distance: int) -> np.ndarray:
-    """Connected components of "within ``max_distance`` bits"; ``-1`` for images with no twin.
-
-    Group ids are 0, 1, ... in order of each group's first member.
-
-    Shapes:
-        ``hashes`` is ``(N,)`` uint64 (repeats allowed); returns ``(N,)`` int64.
-    """
-    hashes = np.asarray(hashes, dtype=np.uint64)
-    unique, inverse = np.unique(hashes, return_inverse=True)
-    pairs = near_duplicate_pairs(unique, max_distance=max_distance)
-    u = len(unique)
-    graph = scipy.sparse.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(u, u))
-    _, component = connected_components(graph, directed=False)
-    labels = component[inverse]
-    sizes = np.bincount(labels)
-    groups = np.full(len(hashes), -1, np.int64)
-    shared = sizes[labels] > 1
-    # renumber by first appearance so ids are stable for a given input order
-    _, first = np.unique(labels[shared], return_index=True)
-    renumber = {int(lab): rank for rank, lab in enumerate(labels[shared][np.sort(first)])}
-    groups[shared] = [renumber[int(lab)] for lab in labels[shared]]
-    return groups

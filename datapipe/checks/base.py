@@ -1,0 +1,88 @@
+"""What a check is: a named function from the measured samples to scores and flags.
+
+A check receives the table of samples (manifest columns + the measurements of
+:mod:`datapipe.checks.features` + duplicate groups) and returns, for the rows it judges, a
+``score`` in ``[0, 1]`` (lower = worse), a ``flagged`` boolean and a human ``detail``; it may
+also give a per-row ``severity`` (otherwise the check's own) and a ``group``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from datapipe.config import CleanParams
+
+Severity = Literal["error", "warning", "info"]
+RESULT_COLUMNS = ("score", "flagged", "detail")
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    """What "normal" means for this dataset, decided once before the checks run."""
+
+    task: Literal["classification", "segmentation"]
+    channels: int | None  # the majority channel count
+    dtype: str | None  # the majority dtype
+    dtype_share: Mapping[str, float]  # share of readable images per dtype
+    class_values: Sequence[int]
+    ignore_index: int
+
+
+CheckFn = Callable[[pd.DataFrame, DatasetFacts, CleanParams], pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    severity: Severity
+    description: str
+    run: CheckFn
+
+
+def result(
+    index: pd.Index,
+    score: np.ndarray | pd.Series,
+    flagged: np.ndarray | pd.Series,
+    detail: Sequence[str] | pd.Series | np.ndarray,
+) -> pd.DataFrame:
+    """A check's answer for the rows in ``index``."""
+    return pd.DataFrame(
+        {
+            "score": np.clip(np.asarray(score, dtype=np.float64), 0.0, 1.0),
+            "flagged": np.asarray(flagged, dtype=bool),
+            "detail": list(detail),
+        },
+        index=index,
+    )
+
+
+def no_result() -> pd.DataFrame:
+    """The answer of a check that does not apply to this dataset (e.g. mask checks)."""
+    return result(pd.Index([]), np.empty(0), np.empty(0, bool), [])
+
+
+def score_above(value: np.ndarray | pd.Series, threshold: float) -> np.ndarray:
+    """Score for "more is worse": 1 at 0, 0.5 at ``threshold``, towards 0 beyond."""
+    return np.power(0.5, np.asarray(value, np.float64) / threshold)
+
+
+def score_below(value: np.ndarray | pd.Series, threshold: float) -> np.ndarray:
+    """Score for "less is worse": 0 at 0, 0.5 at ``threshold``, towards 1 beyond."""
+    return 1.0 - np.power(0.5, np.asarray(value, np.float64) / threshold)
+
+
+def robust_z(values: pd.Series) -> pd.Series:
+    """``(x - median) / (1.4826 * MAD)``: a z-score that a few outliers cannot drag along.
+
+    A dataset whose values barely vary (MAD 0) gets z = 0 everywhere, not infinities.
+    """
+    median = values.median()
+    mad = 1.4826 * (values - median).abs().median()
+    if not np.isfinite(mad) or mad <= 1e-12:
+        return pd.Series(0.0, index=values.index)
+    return (values - median) / mad

@@ -1,0 +1,168 @@
+"""The clean stage's logic: measure every sample, run every check, repair leakage, decide
+exclusions. Nothing is deleted: an excluded sample is a row with ``excluded = True``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from datapipe.checks import CHECKS, DatasetFacts
+from datapipe.checks.duplicates import GROUP_COLUMNS, add_duplicate_groups
+from datapipe.checks.features import FeatureSettings, SampleRef, measure
+from datapipe.checks.leakage import repaired_splits
+from datapipe.config import CleanParams, DatasetParams
+from datapipe.errors import ConfigError
+from datapipe.parallel import parallel_map
+
+ISSUE_COLUMNS = ("sample_id", "image", "check", "severity", "score", "detail", "group")
+FEATURE_COLUMNS = (
+    "decode_error", "pixel_hash", "phash", "brightness", "contrast", "value_range", "entropy",
+    "sharpness", "saturated", "nonfinite", "mask_hash", "mask_bad_values", "mask_bad_pixels",
+    "mask_foreground_pixels", "mask_ignored_pixels", "mask_pixels",
+)  # fmt: skip
+_INT_FEATURES = ("nonfinite", "mask_bad_pixels", "mask_foreground_pixels",
+                 "mask_ignored_pixels", "mask_pixels")  # fmt: skip
+
+
+@dataclass
+class CleanResult:
+    manifest: pd.DataFrame  # manifest + measurements + scores + excluded / exclude_reason
+    issues: pd.DataFrame  # one row per (sample, check) flag, columns ISSUE_COLUMNS
+    metrics: dict[str, Any]
+
+
+def dataset_facts(stats: dict[str, Any], dataset: DatasetParams) -> DatasetFacts:
+    dtypes = stats.get("dtypes") or {}
+    return DatasetFacts(
+        task=dataset.task,
+        channels=stats.get("channels"),
+        dtype=max(dtypes, key=lambda d: dtypes[d]) if dtypes else None,
+        dtype_share={str(d): n / sum(dtypes.values()) for d, n in dtypes.items()},
+        class_values=list(stats.get("class_values", [])),
+        ignore_index=dataset.ignore_index,
+    )
+
+
+def measure_samples(
+    manifest: pd.DataFrame,
+    stats: dict[str, Any],
+    dataset: DatasetParams,
+    *,
+    workers: int,
+    desc: str,
+) -> pd.DataFrame:
+    """``manifest`` plus the columns of :data:`FEATURE_COLUMNS`, decoding every sample once."""
+    settings = FeatureSettings(
+        root=Path(dataset.root),
+        scaling=dict(stats.get("bit_depth", {})),
+        percentiles=dataset.percentiles,
+        max_pixels=dataset.max_pixels,
+        class_values=list(stats.get("class_values", [])),
+        ignore_index=dataset.ignore_index,
+        mask_colors=dict(dataset.mask_colors) if dataset.mask_colors else None,
+    )
+    masks = manifest["mask"] if "mask" in manifest else pd.Series(None, index=manifest.index)
+    refs = [
+        SampleRef(image=image, mask=mask, readable=bool(pd.isna(error)))
+        for image, mask, error in zip(manifest["image"], masks, manifest["read_error"], strict=True)
+    ]
+    found = list(
+        parallel_map(
+            functools.partial(measure, settings=settings), refs, workers=workers, desc=desc
+        )
+    )
+    out = manifest.copy()
+    for col in FEATURE_COLUMNS:
+        values = [f.get(col) for f in found]
+        if col == "phash":
+            out[col] = pd.Series(values, index=out.index, dtype="UInt64")
+        elif col in _INT_FEATURES:
+            out[col] = pd.Series(values, index=out.index, dtype="Int64")
+        elif col in ("decode_error", "pixel_hash", "mask_hash", "mask_bad_values"):
+            out[col] = pd.Series(values, index=out.index, dtype=object)
+        else:
+            out[col] = np.array([np.nan if v is None else v for v in values], np.float64)
+    return out
+
+
+def run_checks(
+    samples: pd.DataFrame, facts: DatasetFacts, params: CleanParams
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every registered check on ``samples``: the flags (issues) and a score column per check."""
+    issues, scores = [], pd.DataFrame(index=samples.index)
+    for name, check in CHECKS.items():
+        found = check.run(samples, facts, params)
+        scores[f"{name}_score"] = found["score"].reindex(samples.index)
+        flagged = found[found["flagged"]]
+        if flagged.empty:
+            continue
+        severity = flagged.get("severity", check.severity)
+        issues.append(
+            pd.DataFrame(
+                {
+                    "sample_id": samples.loc[flagged.index, "sample_id"],
+                    "image": samples.loc[flagged.index, "image"],
+                    "check": name,
+                    "severity": severity,
+                    "score": flagged["score"].round(4),
+                    "detail": flagged["detail"],
+                    "group": samples.loc[flagged.index, "group"],
+                }
+            )
+        )
+    table = pd.concat(issues) if issues else pd.DataFrame(columns=list(ISSUE_COLUMNS))
+    table = table.sort_values(["image", "check"], kind="stable").reset_index(drop=True)
+    return table[list(ISSUE_COLUMNS)], scores
+
+
+def clean(
+    manifest: pd.DataFrame,
+    stats: dict[str, Any],
+    dataset: DatasetParams,
+    params: CleanParams,
+    *,
+    workers: int,
+    name: str,
+) -> CleanResult:
+    """Measure, check, repair leakage and mark exclusions for one dataset's manifest."""
+    unknown = sorted(set(params.exclude) - set(CHECKS))
+    if unknown:
+        raise ConfigError(f"clean.exclude: unknown check(s) {unknown}; known: {sorted(CHECKS)}")
+    samples = measure_samples(manifest, stats, dataset, workers=workers, desc=f"clean {name}")
+    samples = add_duplicate_groups(samples, max_distance=params.near_duplicate_bits)
+    issues, scores = run_checks(samples, facts := dataset_facts(stats, dataset), params)
+    out = pd.concat([samples, scores], axis=1)
+    out["original_split"] = out["split"]
+    if params.repair_leakage:
+        out["split"] = repaired_splits(samples)
+    excluding = issues[issues["check"].isin(params.exclude) & (issues["severity"] != "info")]
+    reasons = excluding.groupby("sample_id")["check"].agg(lambda c: ",".join(sorted(set(c))))
+    out["exclude_reason"] = out["sample_id"].map(reasons)
+    out["excluded"] = out["exclude_reason"].notna()
+    return CleanResult(manifest=out, issues=issues, metrics=_metrics(out, issues, facts))
+
+
+def _metrics(out: pd.DataFrame, issues: pd.DataFrame, facts: DatasetFacts) -> dict[str, Any]:
+    flagged = issues[issues["severity"] != "info"]
+    return {
+        "samples": len(out),
+        "excluded": int(out["excluded"].sum()),
+        "kept": int((~out["excluded"]).sum()),
+        "flagged_samples": int(flagged["sample_id"].nunique()),
+        "by_severity": dict(Counter(issues["severity"])),
+        "by_check": {name: int((flagged["check"] == name).sum()) for name in CHECKS},
+        "duplicate_groups": int(out["group"].nunique()),
+        "leakage_moves": int((out["split"] != out["original_split"]).sum()),
+        "splits": {s: int(n) for s, n in out.loc[~out["excluded"], "split"].value_counts().items()},
+        "task": facts.task,
+    }
+
+
+__all__ = ["FEATURE_COLUMNS", "GROUP_COLUMNS", "ISSUE_COLUMNS", "CleanResult", "clean"]

@@ -1,0 +1,53 @@
+"""Stage clean@<dataset>: integrity, intensity, duplicate and leakage checks -> data_issues.csv,
+clean_manifest.parquet, metrics/clean.json. Nothing under the data root is touched."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from datapipe.clean import ISSUE_COLUMNS, clean
+from datapipe.config import DatasetParams, Params
+from datapipe.errors import DatapipeError
+from datapipe.ingest import MANIFEST_COLUMNS
+from datapipe.io import read_table, write_table
+from stages.common import run_stage, write_json
+
+log = logging.getLogger("datapipe")
+
+
+def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
+    manifest = read_table(out / "manifest.parquet", required=MANIFEST_COLUMNS)
+    try:
+        stats = json.loads((out / "stats.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatapipeError(f"{out / 'stats.json'}: cannot read ({exc}); re-run ingest") from None
+    result = clean(
+        manifest, stats, dataset, params.clean, workers=params.resolved_workers(), name=name
+    )
+    m = result.metrics
+    log.info(
+        "%s: %d samples, %d flagged, %d excluded, %d duplicate groups, %d leakage moves",
+        name,
+        m["samples"],
+        m["flagged_samples"],
+        m["excluded"],
+        m["duplicate_groups"],
+        m["leakage_moves"],
+    )
+    return [
+        write_table(result.issues, out / "reports" / "data_issues.csv", required=ISSUE_COLUMNS),
+        write_table(result.manifest, out / "clean_manifest.parquet"),
+        write_json(out / "metrics" / "clean.json", m),
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("clean", body, argv, description=__doc__ or "")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
