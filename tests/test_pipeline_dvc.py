@@ -1,4 +1,4 @@
-"""End to end: `dvc repro` of the ingest stages in a temporary copy of the repository."""
+"""End to end: `dvc repro` of the whole pipeline in a temporary copy of the repository."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-def test_dvc_repro_ingests_both_sample_sets(tmp_path: Path) -> None:
+def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None:
     work = tmp_path / "repo"
     work.mkdir()
     for name in COPY:
@@ -42,17 +42,23 @@ def test_dvc_repro_ingests_both_sample_sets(tmp_path: Path) -> None:
     assert _run(["git", "init", "-q"], work).returncode == 0
     dvc = [sys.executable, "-m", "dvc"]
 
-    first = _run([*dvc, "repro", "ingest"], work)
+    first = _run([*dvc, "repro"], work)
     assert first.returncode == 0, first.stderr + first.stdout
     for name, planted_unreadable in (("shapes_cls", 4), ("shapes_seg", 2)):
         manifest = pd.read_parquet(work / "runs" / name / "manifest.parquet")
         assert manifest["read_error"].notna().sum() == planted_unreadable
         assert (work / "runs" / name / "stats.json").is_file()
+        issues = pd.read_csv(work / "runs" / name / "reports" / "data_issues.csv")
+        assert (issues["check"] == "unreadable").sum() == planted_unreadable
+        clean = pd.read_parquet(work / "runs" / name / "clean_manifest.parquet")
+        assert len(clean) == len(manifest) and clean["excluded"].sum() >= planted_unreadable
     assert (work / "dvc.lock").is_file()
 
-    second = _run([*dvc, "repro", "ingest"], work)
+    second = _run([*dvc, "repro"], work)
     assert second.returncode == 0
     assert "didn't change, skipping" in second.stdout
+    metrics = _run([*dvc, "metrics", "show", "--json"], work)
+    assert metrics.returncode == 0 and '"excluded"' in metrics.stdout
 
     # A typo in params.yaml fails the stage with a message naming the key.
     params = work / "params.yaml"
