@@ -27,22 +27,10 @@ import tifffile
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._synth import scene
 from datapipe.io import read_image
 
 Reader = Callable[[Path], np.ndarray]
-
-
-def _scene(rng: np.random.Generator, size: int, channels: int) -> np.ndarray:
-    """Smooth texture + shapes + sensor noise in [0, 1]: compresses like a real photo."""
-    small = rng.random((size // 16, size // 16, channels))
-    img = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC).reshape(size, size, -1)
-    for _ in range(8):
-        centre = (int(rng.integers(0, size)), int(rng.integers(0, size)))
-        layer = np.zeros((size, size), np.float64)
-        cv2.circle(layer, centre, int(rng.integers(size // 40, size // 8)), 1.0, -1)
-        img += layer[..., None] * rng.uniform(-0.3, 0.3)
-    img += rng.normal(0, 0.02, img.shape)
-    return np.clip(img, 0, 1)
 
 
 def _tiff(bits: int, **kwargs: object) -> Callable[[Path, np.ndarray], None]:
@@ -121,7 +109,7 @@ def main() -> None:
             files = []
             for i in range(n):
                 path = Path(tmp) / f"{i}_{name.replace(' ', '_')}{case.suffix}"
-                case.write(path, _scene(rng, case.size, case.channels))
+                case.write(path, scene(rng, case.size, case.channels))
                 files.append(path)
             mb = sum(f.stat().st_size for f in files) / n / 1e6
             ours = read_image(files[0])

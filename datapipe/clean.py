@@ -14,8 +14,13 @@ import numpy as np
 import pandas as pd
 
 from datapipe.checks import CHECKS, DatasetFacts
-from datapipe.checks.duplicates import GROUP_COLUMNS, add_duplicate_groups
-from datapipe.checks.features import FeatureSettings, SampleRef, measure
+from datapipe.checks.duplicates import (
+    GROUP_COLUMNS,
+    add_duplicate_groups,
+    exact_candidates,
+    perceptual_pairs,
+)
+from datapipe.checks.features import FeatureSettings, SampleRef, image_pixel_hash, measure
 from datapipe.checks.leakage import repaired_splits
 from datapipe.config import CleanParams, DatasetParams
 from datapipe.errors import ConfigError
@@ -23,7 +28,7 @@ from datapipe.parallel import parallel_map
 
 ISSUE_COLUMNS = ("sample_id", "image", "check", "severity", "score", "detail", "group")
 FEATURE_COLUMNS = (
-    "decode_error", "pixel_hash", "phash", "brightness", "contrast", "value_range", "entropy",
+    "decode_error", "phash", "brightness", "contrast", "value_range", "entropy",
     "sharpness", "saturated", "nonfinite", "mask_hash", "mask_bad_values", "mask_bad_pixels",
     "mask_foreground_pixels", "mask_ignored_pixels", "mask_pixels",
 )  # fmt: skip
@@ -50,16 +55,8 @@ def dataset_facts(stats: dict[str, Any], dataset: DatasetParams) -> DatasetFacts
     )
 
 
-def measure_samples(
-    manifest: pd.DataFrame,
-    stats: dict[str, Any],
-    dataset: DatasetParams,
-    *,
-    workers: int,
-    desc: str,
-) -> pd.DataFrame:
-    """``manifest`` plus the columns of :data:`FEATURE_COLUMNS`, decoding every sample once."""
-    settings = FeatureSettings(
+def feature_settings(stats: dict[str, Any], dataset: DatasetParams) -> FeatureSettings:
+    return FeatureSettings(
         root=Path(dataset.root),
         scaling=dict(stats.get("bit_depth", {})),
         percentiles=dataset.percentiles,
@@ -68,11 +65,21 @@ def measure_samples(
         ignore_index=dataset.ignore_index,
         mask_colors=dict(dataset.mask_colors) if dataset.mask_colors else None,
     )
+
+
+def _refs(manifest: pd.DataFrame) -> list[SampleRef]:
     masks = manifest["mask"] if "mask" in manifest else pd.Series(None, index=manifest.index)
-    refs = [
+    return [
         SampleRef(image=image, mask=mask, readable=bool(pd.isna(error)))
         for image, mask, error in zip(manifest["image"], masks, manifest["read_error"], strict=True)
     ]
+
+
+def measure_samples(
+    manifest: pd.DataFrame, settings: FeatureSettings, *, workers: int, desc: str
+) -> pd.DataFrame:
+    """``manifest`` plus the columns of :data:`FEATURE_COLUMNS`, decoding every sample once."""
+    refs = _refs(manifest)
     found = list(
         parallel_map(
             functools.partial(measure, settings=settings), refs, workers=workers, desc=desc
@@ -85,10 +92,29 @@ def measure_samples(
             out[col] = pd.Series(values, index=out.index, dtype="UInt64")
         elif col in _INT_FEATURES:
             out[col] = pd.Series(values, index=out.index, dtype="Int64")
-        elif col in ("decode_error", "pixel_hash", "mask_hash", "mask_bad_values"):
+        elif col in ("decode_error", "mask_hash", "mask_bad_values"):
             out[col] = pd.Series(values, index=out.index, dtype=object)
         else:
             out[col] = np.array([np.nan if v is None else v for v in values], np.float64)
+    return out
+
+
+def add_pixel_hashes(
+    samples: pd.DataFrame,
+    candidates: np.ndarray,
+    settings: FeatureSettings,
+    *,
+    workers: int,
+    desc: str,
+) -> pd.DataFrame:
+    """``pixel_hash`` for the ``candidates`` rows (decoded again), ``None`` elsewhere."""
+    refs = [r for r, c in zip(_refs(samples), candidates, strict=True) if c]
+    hashes = parallel_map(
+        functools.partial(image_pixel_hash, settings=settings), refs, workers=workers, desc=desc
+    )
+    out = samples.copy()
+    out["pixel_hash"] = pd.Series(None, index=out.index, dtype=object)
+    out.loc[out.index[candidates], "pixel_hash"] = list(hashes)
     return out
 
 
@@ -135,8 +161,13 @@ def clean(
     unknown = sorted(set(params.exclude) - set(CHECKS))
     if unknown:
         raise ConfigError(f"clean.exclude: unknown check(s) {unknown}; known: {sorted(CHECKS)}")
-    samples = measure_samples(manifest, stats, dataset, workers=workers, desc=f"clean {name}")
-    samples = add_duplicate_groups(samples, max_distance=params.near_duplicate_bits)
+    settings = feature_settings(stats, dataset)
+    samples = measure_samples(manifest, settings, workers=workers, desc=f"clean {name}")
+    pairs = perceptual_pairs(samples, max_distance=params.near_duplicate_bits)
+    samples = add_pixel_hashes(
+        samples, exact_candidates(samples, pairs), settings, workers=workers, desc=f"hash {name}"
+    )
+    samples = add_duplicate_groups(samples, max_distance=params.near_duplicate_bits, pairs=pairs)
     issues, scores = run_checks(samples, facts := dataset_facts(stats, dataset), params)
     out = pd.concat([samples, scores], axis=1)
     out["original_split"] = out["split"]

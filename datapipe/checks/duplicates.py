@@ -21,54 +21,76 @@ from datapipe.config import CleanParams
 GROUP_COLUMNS = ("group", "nearest", "nearest_distance")
 
 
-def add_duplicate_groups(samples: pd.DataFrame, *, max_distance: int) -> pd.DataFrame:
+def perceptual_pairs(samples: pd.DataFrame, *, max_distance: int) -> np.ndarray:
+    """Row positions ``(i, j)`` of every pair of images within ``max_distance`` pHash bits.
+
+    Constant images (all hash to 0) are left out: they can only be exact duplicates.
+
+    Shapes:
+        returns ``(P, 2)`` int64 positions into ``samples``.
+    """
+    positions = np.flatnonzero(
+        (readable(samples) & samples["phash"].notna() & (samples["value_range"] > 0)).to_numpy()
+    )
+    if len(positions) < 2:
+        return np.empty((0, 2), np.int64)
+    hashes = samples["phash"].to_numpy(np.uint64, na_value=0)[positions]
+    unique, inverse = np.unique(hashes, return_inverse=True)
+    first = np.empty(len(unique), np.int64)
+    first[inverse[::-1]] = positions[::-1]  # the first row holding each hash
+    near = near_duplicate_pairs(unique, max_distance=max_distance)
+    same = np.stack([positions, first[inverse]], axis=1)
+    pairs = np.concatenate([same[same[:, 0] != same[:, 1]], first[near[:, :2]]])
+    return pairs.astype(np.int64)
+
+
+def exact_candidates(samples: pd.DataFrame, pairs: np.ndarray) -> np.ndarray:
+    """Rows that may have an exact twin: identical pixels imply identical pHashes, so only
+    rows in a perceptual pair, and constant images, need a pixel hash (a boolean mask)."""
+    candidate = (readable(samples) & (samples["value_range"] == 0)).to_numpy().copy()
+    candidate[pairs.ravel()] = True
+    return candidate
+
+
+def add_duplicate_groups(
+    samples: pd.DataFrame, *, max_distance: int, pairs: np.ndarray | None = None
+) -> pd.DataFrame:
     """``samples`` with ``group`` (duplicate group id, <NA> alone), ``nearest`` (the image of the
-    perceptually closest other member) and ``nearest_distance`` (bits of 64)."""
+    perceptually closest other member) and ``nearest_distance`` (bits of 64).
+
+    Groups join exact duplicates (equal ``pixel_hash``) and perceptual pairs (``pairs``, found
+    with ``max_distance`` when not given).
+    """
+    if pairs is None:
+        pairs = perceptual_pairs(samples, max_distance=max_distance)
     out = samples.copy()
     out["group"] = pd.array([pd.NA] * len(out), dtype="Int64")
     out["nearest"] = pd.array([None] * len(out), dtype=object)
     out["nearest_distance"] = pd.array([pd.NA] * len(out), dtype="Int64")
-    rows = out[readable(out) & out["pixel_hash"].notna()]
-    if len(rows) < 2:
+    n = len(out)
+    hashed = np.flatnonzero(out["pixel_hash"].notna().to_numpy())
+    codes = pd.factorize(out["pixel_hash"].to_numpy()[hashed])[0]
+    first_of_code = pd.Series(hashed).groupby(codes).transform("min").to_numpy()
+    edges = np.concatenate([np.stack([hashed, first_of_code], axis=1), pairs])
+    graph = scipy.sparse.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), (n, n))
+    component = connected_components(graph, directed=False)[1]
+    in_group = np.bincount(component)[component] > 1
+    if not in_group.any():
         return out
-    component = _components(rows, max_distance)
-    sizes = np.bincount(component)
-    in_group = sizes[component] > 1
     _, first = np.unique(component[in_group], return_index=True)
     order = {c: rank for rank, c in enumerate(component[in_group][np.sort(first)])}
     group_ids = np.array([order.get(c, -1) for c in component])
-    out.loc[rows.index[in_group], "group"] = group_ids[in_group]
-    phash = rows["phash"].to_numpy(np.uint64)
-    images = rows["image"].to_numpy()
-    for members in pd.Series(np.arange(len(rows))[in_group]).groupby(group_ids[in_group]):
-        idx = members[1].to_numpy()
+    out.loc[out.index[in_group], "group"] = group_ids[in_group]
+    phash = out["phash"].fillna(0).to_numpy(np.uint64)
+    images = out["image"].to_numpy()
+    for _, members in pd.Series(np.flatnonzero(in_group)).groupby(group_ids[in_group]):
+        idx = members.to_numpy()
         dist = hamming(phash[idx][:, None], phash[idx][None, :]).astype(np.int64)
         np.fill_diagonal(dist, np.iinfo(np.int64).max)
         nearest = dist.argmin(axis=1)
-        out.loc[rows.index[idx], "nearest"] = images[idx[nearest]]
-        out.loc[rows.index[idx], "nearest_distance"] = dist[np.arange(len(idx)), nearest]
+        out.loc[out.index[idx], "nearest"] = images[idx[nearest]]
+        out.loc[out.index[idx], "nearest_distance"] = dist[np.arange(len(idx)), nearest]
     return out
-
-
-def _components(rows: pd.DataFrame, max_distance: int) -> np.ndarray:
-    """Connected components of "same pixels" or "perceptual hashes within max_distance"."""
-    n = len(rows)
-    positions = np.arange(n)
-    codes = pd.factorize(rows["pixel_hash"])[0]
-    first_of_code = pd.Series(positions).groupby(codes).transform("min").to_numpy()
-    edges = [np.stack([positions, first_of_code], axis=1)]
-    # Constant images all hash to 0; they can only be exact duplicates.
-    varied = positions[(rows["value_range"] > 0).to_numpy()]
-    if len(varied) > 1:
-        unique, inverse = np.unique(rows["phash"].to_numpy(np.uint64)[varied], return_inverse=True)
-        representative = np.empty(len(unique), np.int64)
-        representative[inverse[::-1]] = varied[::-1]  # first row holding each hash
-        pairs = near_duplicate_pairs(unique, max_distance=max_distance)
-        edges.append(np.stack([varied, representative[inverse]], axis=1))
-        edges.append(np.stack([representative[pairs[:, 0]], representative[pairs[:, 1]]], axis=1))
-    e = np.concatenate(edges)
-    graph = scipy.sparse.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
-    return connected_components(graph, directed=False)[1]
 
 
 def _exact(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:

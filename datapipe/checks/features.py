@@ -20,6 +20,8 @@ from datapipe.io.convert import Scaling, to_unit_float
 from datapipe.io.image import read_image, read_mask
 
 _HIST_BINS = 256
+#: Longer side of the thumbnail that brightness, contrast, entropy and the pHash are read from.
+THUMBNAIL = 128
 
 
 @dataclass(frozen=True)
@@ -65,29 +67,100 @@ def measure(ref: SampleRef, settings: FeatureSettings) -> dict[str, object]:
 
 
 def image_features(img: np.ndarray, settings: FeatureSettings) -> dict[str, object]:
-    """Fingerprints and intensity statistics of one ``(H, W, C)`` image."""
+    """Intensity statistics and the perceptual hash of one ``(H, W, C)`` image.
+
+    One grey version at full resolution feeds the sharpness measure; its ``THUMBNAIL``-pixel
+    area-averaged copy, scaled with ``to_unit_float``, feeds brightness, contrast, entropy and the
+    pHash. Blank and saturation look at the native pixels.
+    """
     nonfinite = int(np.count_nonzero(~np.isfinite(img))) if img.dtype.kind == "f" else 0
     if nonfinite:
         img = np.nan_to_num(img, nan=0.0, posinf=1.0, neginf=0.0)
-    unit = to_unit_float(
-        img,
-        bit_depth=settings.scaling.get(str(img.dtype), "auto"),
-        percentiles=settings.percentiles,
+    if img.dtype not in _CV_DTYPES:
+        img = img.astype(np.float32)
+    scaling = settings.scaling.get(str(img.dtype), "auto")
+    grey = _grey(img)
+    unit = to_unit_float(_thumbnail(grey), bit_depth=scaling, percentiles=settings.percentiles)
+    levels = np.bincount(
+        (unit * (_HIST_BINS - 1) + 0.5).astype(np.uint8).ravel(), minlength=_HIST_BINS
     )
-    grey = unit.mean(axis=2) if unit.shape[2] > 1 else unit[:, :, 0]
-    hist = cv2.calcHist([grey], [0], None, [_HIST_BINS], [0.0, 1.0 + 1e-6]).ravel()
-    p = hist[hist > 0] / grey.size
+    p = levels[levels > 0] / unit.size
     return {
-        "pixel_hash": pixel_hash(img),
         "phash": np.uint64(perceptual_hash(unit)),
-        "brightness": float(grey.mean()),
-        "contrast": float(grey.std()),
-        "value_range": float(unit.max() - unit.min()),
+        "brightness": float(unit.mean()),
+        "contrast": float(unit.std()),
+        "value_range": float(img.max()) - float(img.min()),
         "entropy": float(-(p * np.log2(p)).sum() / np.log2(_HIST_BINS)),
-        "sharpness": float(cv2.Laplacian(grey, cv2.CV_32F).var()),
-        "saturated": float(np.count_nonzero(unit.max(axis=2) >= 1.0) / grey.size),
+        "sharpness": _sharpness(grey),
+        "saturated": _saturated_share(img, scaling),
         "nonfinite": nonfinite,
     }
+
+
+_CV_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int16),
+              np.dtype(np.float32), np.dtype(np.float64))  # fmt: skip
+
+
+def _grey(img: np.ndarray) -> np.ndarray:
+    """``(H, W)`` grey in the image's dtype (RGB: luma weights; other counts: channel mean)."""
+    if img.shape[2] == 1:
+        return img[:, :, 0]
+    if img.shape[2] in (3, 4) and img.dtype in (np.uint8, np.uint16, np.float32):
+        code = cv2.COLOR_RGB2GRAY if img.shape[2] == 3 else cv2.COLOR_RGBA2GRAY
+        return cv2.cvtColor(img, code)
+    # np.mean over a short last axis is slow; a matrix product over channels is not.
+    weights = np.full(img.shape[2], 1.0 / img.shape[2], np.float32)
+    return np.tensordot(img.astype(np.float32, copy=False), weights, axes=([2], [0]))
+
+
+def _thumbnail(grey: np.ndarray) -> np.ndarray:
+    """Area-averaged copy whose longer side is at most ``THUMBNAIL`` (same dtype)."""
+    height, width = grey.shape
+    scale = THUMBNAIL / max(height, width)
+    if scale >= 1.0:
+        return grey
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+
+
+def _sharpness(grey: np.ndarray) -> float:
+    """Variance of the Laplacian over the variance of the image (full resolution).
+
+    Dividing by the image's own variance makes it blind to bit depth and contrast: it measures
+    how much of the signal sits in the finest details, which blur removes.
+    """
+    _, grey_std = cv2.meanStdDev(grey)
+    if grey_std[0, 0] <= 0:
+        return 0.0
+    depth = {np.dtype(np.uint8): cv2.CV_16S, np.dtype(np.float64): cv2.CV_64F}.get(
+        grey.dtype, cv2.CV_32F
+    )
+    _, lap_std = cv2.meanStdDev(cv2.Laplacian(grey, depth))
+    return float((lap_std[0, 0] / grey_std[0, 0]) ** 2)
+
+
+def _saturated_share(img: np.ndarray, scaling: object) -> float:
+    """Share of pixels with a channel at the top of the scale (sampled on a grid of ~128²)."""
+    if img.dtype.kind == "f":
+        top = 1.0
+    elif isinstance(scaling, int):
+        top = float((1 << scaling) - 1)
+    else:
+        top = float(np.iinfo(img.dtype).max)
+    step = max(1, round((img.shape[0] * img.shape[1] / THUMBNAIL**2) ** 0.5))
+    sample = img[::step, ::step]
+    clipped = sample[:, :, 0] >= top
+    for c in range(1, sample.shape[2]):
+        clipped |= sample[:, :, c] >= top
+    return float(np.count_nonzero(clipped) / clipped.size)
+
+
+def image_pixel_hash(ref: SampleRef, settings: FeatureSettings) -> str | None:
+    """:func:`pixel_hash` of one image (second pass: only for perceptual-hash twins)."""
+    try:
+        return pixel_hash(read_image(settings.root / ref.image, max_pixels=settings.max_pixels))
+    except ImageReadError:
+        return None
 
 
 def mask_features(mask: np.ndarray, settings: FeatureSettings) -> dict[str, object]:

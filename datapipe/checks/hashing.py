@@ -30,20 +30,20 @@ def pixel_hash(img: np.ndarray) -> str:
             if lo >= info.min and hi <= info.max:
                 arr = arr.astype(small, copy=False)
                 break
-    digest = hashlib.blake2b(digest_size=16)
+    digest = hashlib.sha256()  # hardware-accelerated on current CPUs: ~2x blake2b here
     digest.update(np.asarray(arr.shape, np.int64).tobytes())
     digest.update(arr.dtype.str.encode())
     digest.update(np.ascontiguousarray(arr).data)
     return digest.hexdigest()
 
 
-def perceptual_hash(unit: np.ndarray) -> int:
-    """64-bit pHash of an ``(H, W, C)`` float image in [0, 1] (channels averaged).
+def perceptual_hash(grey: np.ndarray) -> int:
+    """64-bit pHash of a grey float image in [0, 1].
 
     Shapes:
-        ``unit`` is ``(H, W, C)`` float32; returns an int in ``[0, 2**64)``.
+        ``grey`` is ``(H, W)`` or ``(H, W, 1)`` float; returns an int in ``[0, 2**64)``.
     """
-    grey = unit.mean(axis=2, dtype=np.float32) if unit.ndim == 3 else unit.astype(np.float32)
+    grey = grey.reshape(grey.shape[0], grey.shape[1]).astype(np.float32, copy=False)
     small = cv2.resize(grey, (_DCT_SIZE, _DCT_SIZE), interpolation=cv2.INTER_AREA)
     low = cv2.dct(small)[:_LOW, :_LOW].ravel()
     bits = (low > np.median(low)).astype(np.uint64)

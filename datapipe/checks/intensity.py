@@ -68,7 +68,7 @@ def _blurry(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.Da
     log_sharpness = np.log10(rows["sharpness"] + 1e-12)
     z = -robust_z(log_sharpness)
     score = np.power(0.5, z.clip(lower=0) / t.z_threshold)
-    bad = z > t.z_threshold
+    bad = (z > t.z_threshold) & (rows["value_range"] > 0)  # constant images are "blank" instead
     median = float(np.median(rows["sharpness"])) if len(rows) else 0.0
     detail = [
         f"Laplacian variance {s:.3g} vs dataset median {median:.3g}" for s in rows["sharpness"]
