@@ -80,7 +80,8 @@ def image_features(img: np.ndarray, settings: FeatureSettings) -> dict[str, obje
         img = img.astype(np.float32)
     scaling = settings.scaling.get(str(img.dtype), "auto")
     grey = _grey(img)
-    unit = to_unit_float(_thumbnail(grey), bit_depth=scaling, percentiles=settings.percentiles)
+    thumb = _thumbnail(grey)
+    unit = to_unit_float(thumb, bit_depth=scaling, percentiles=settings.percentiles)
     levels = np.bincount(
         (unit * (_HIST_BINS - 1) + 0.5).astype(np.uint8).ravel(), minlength=_HIST_BINS
     )
@@ -91,7 +92,7 @@ def image_features(img: np.ndarray, settings: FeatureSettings) -> dict[str, obje
         "contrast": float(unit.std()),
         "value_range": float(img.max()) - float(img.min()),
         "entropy": float(-(p * np.log2(p)).sum() / np.log2(_HIST_BINS)),
-        "sharpness": _sharpness(grey),
+        "sharpness": _sharpness(grey, thumb),
         "saturated": _saturated_share(img, scaling),
         "nonfinite": nonfinite,
     }
@@ -123,20 +124,29 @@ def _thumbnail(grey: np.ndarray) -> np.ndarray:
     return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
 
 
-def _sharpness(grey: np.ndarray) -> float:
-    """Variance of the Laplacian over the variance of the image (full resolution).
+def _sharpness(grey: np.ndarray, thumb: np.ndarray) -> float:
+    """Variance of the full-resolution Laplacian over the variance of the thumbnail.
 
-    Dividing by the image's own variance makes it blind to bit depth and contrast: it measures
-    how much of the signal sits in the finest details, which blur removes.
+    The ratio is blind to bit depth and contrast; it measures how much of the picture's signal
+    sits in its finest details, which blur removes. The Laplacian is evaluated on about
+    ``THUMBNAIL`` evenly spaced rows (every stencil complete at full resolution): an unbiased
+    estimate of its variance from ~10⁵ pixels, at a fraction of the cost of every row.
     """
-    _, grey_std = cv2.meanStdDev(grey)
-    if grey_std[0, 0] <= 0:
+    spread = float(cv2.meanStdDev(thumb)[1][0, 0])
+    height = grey.shape[0]
+    if spread <= 0 or height < 3 or grey.shape[1] < 3:
         return 0.0
-    depth = {np.dtype(np.uint8): cv2.CV_16S, np.dtype(np.float64): cv2.CV_64F}.get(
-        grey.dtype, cv2.CV_32F
+    step = max(1, (height - 2) // THUMBNAIL)
+    up, mid, down = (
+        grey[start : height - 2 + start : step].astype(np.float32) for start in (0, 1, 2)
     )
-    _, lap_std = cv2.meanStdDev(cv2.Laplacian(grey, depth))
-    return float((lap_std[0, 0] / grey_std[0, 0]) ** 2)
+    lap = 4.0 * mid[:, 1:-1]
+    lap -= up[:, 1:-1]
+    lap -= down[:, 1:-1]
+    lap -= mid[:, :-2]
+    lap -= mid[:, 2:]
+    _, lap_std = cv2.meanStdDev(lap)  # one C pass; numpy's var makes four
+    return float((lap_std[0, 0] / spread) ** 2)
 
 
 def _saturated_share(img: np.ndarray, scaling: object) -> float:

