@@ -80,14 +80,13 @@ def _odd_size(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.
     rows = samples[readable(samples)]
     area = (rows["height"] * rows["width"]).astype(float)
     aspect = (rows["width"] / rows["height"]).astype(float)
-    area_off = np.abs(np.log(area / area.median())) / np.log(t.size_factor)
-    aspect_off = np.abs(np.log(aspect / aspect.median())) / np.log(t.aspect_factor)
+    typical_area, typical_aspect = area.median(), aspect.median()
+    area_off = np.abs(np.log(area / typical_area)) / np.log(t.size_factor)
+    aspect_off = np.abs(np.log(aspect / typical_aspect)) / np.log(t.aspect_factor)
     score = np.power(0.5, np.maximum(area_off, aspect_off))
     bad = score < 0.5
-    detail = [
-        f"{w}x{h}; typical {int(np.sqrt(area.median()))}² area, aspect {aspect.median():.2f}"
-        for w, h in zip(rows["width"], rows["height"], strict=True)
-    ]
+    typical = f"typical {int(np.sqrt(typical_area))}² area, aspect {typical_aspect:.2f}"
+    detail = [f"{w}x{h}; {typical}" for w, h in zip(rows["width"], rows["height"], strict=True)]
     return result(rows.index, score, bad, detail)
 
 
