@@ -34,6 +34,7 @@ pytest: setup
 
 bench: setup
 	$(BIN)/python bench/io_throughput.py
+	$(BIN)/python bench/clean_throughput.py
 
 sample-data: setup
 	$(BIN)/python sample_data/make_sample_data.py

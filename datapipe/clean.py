@@ -108,13 +108,14 @@ def add_pixel_hashes(
     desc: str,
 ) -> pd.DataFrame:
     """``pixel_hash`` for the ``candidates`` rows (decoded again), ``None`` elsewhere."""
-    refs = [r for r, c in zip(_refs(samples), candidates, strict=True) if c]
-    hashes = parallel_map(
-        functools.partial(image_pixel_hash, settings=settings), refs, workers=workers, desc=desc
-    )
     out = samples.copy()
     out["pixel_hash"] = pd.Series(None, index=out.index, dtype=object)
-    out.loc[out.index[candidates], "pixel_hash"] = list(hashes)
+    refs = [r for r, c in zip(_refs(samples), candidates, strict=True) if c]
+    if refs:
+        hashes = parallel_map(
+            functools.partial(image_pixel_hash, settings=settings), refs, workers=workers, desc=desc
+        )
+        out.loc[out.index[candidates], "pixel_hash"] = list(hashes)
     return out
 
 
