@@ -61,6 +61,17 @@ def result(
     )
 
 
+def flag_all(
+    index: pd.Index,
+    detail: Sequence[str] | pd.Series,
+    score: np.ndarray | pd.Series | None = None,
+) -> pd.DataFrame:
+    """A check's answer when every row it returns is flagged (duplicates, leakage)."""
+    return result(
+        index, np.zeros(len(index)) if score is None else score, np.ones(len(index), bool), detail
+    )
+
+
 def no_result() -> pd.DataFrame:
     """The answer of a check that does not apply to this dataset (e.g. mask checks)."""
     return result(pd.Index([]), np.empty(0), np.empty(0, bool), [])

@@ -12,7 +12,7 @@ import pandas as pd
 import scipy.sparse
 from scipy.sparse.csgraph import connected_components
 
-from datapipe.checks.base import Check, DatasetFacts, result, score_below
+from datapipe.checks.base import Check, DatasetFacts, flag_all, score_below
 from datapipe.checks.hashing import hamming
 from datapipe.checks.integrity import readable
 from datapipe.checks.near_duplicates import near_duplicate_pairs
@@ -103,7 +103,7 @@ def _exact(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.Dat
         f"kept: first of {n} images with identical pixels" if k else f"same pixels as {first}"
         for k, n, first in zip(kept, copies, keeper, strict=True)
     ]
-    out = result(rows.index, kept.astype(float), np.ones(len(rows), bool), detail)
+    out = flag_all(rows.index, detail, score=kept.astype(float))
     out["severity"] = np.where(kept, "info", "warning")
     return out
 
@@ -121,7 +121,7 @@ def _near(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.Data
         twin = f"; same picture at another bit depth ({dtype} vs {other})" if other != dtype else ""
         detail.append(f"looks like {nearest} ({dist} of 64 bits differ){twin}")
     score = score_below(rows["nearest_distance"].astype(float), max(t.near_duplicate_bits, 1))
-    return result(rows.index, score, np.ones(len(rows), bool), detail)
+    return flag_all(rows.index, detail, score=score)
 
 
 def _conflicting(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:
@@ -136,7 +136,7 @@ def _conflicting(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> 
         detail = [f"duplicates labelled {summary[g]}" for g in rows["group"]]
     else:
         detail = ["duplicates of this image have different masks"] * len(rows)
-    return result(rows.index, np.zeros(len(rows)), np.ones(len(rows), bool), detail)
+    return flag_all(rows.index, detail)
 
 
 CHECKS = [

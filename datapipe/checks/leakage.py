@@ -7,10 +7,9 @@ val, test), deterministically; the move is recorded, and ``original_split`` keep
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from datapipe.checks.base import Check, DatasetFacts, result
+from datapipe.checks.base import Check, DatasetFacts, flag_all
 from datapipe.config import CleanParams
 
 SPLIT_ORDER = ("train", "val", "test")
@@ -42,7 +41,7 @@ def _leakage(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.D
         else f"duplicates were in other splits; group kept in {new}"
         for old, new, m in zip(rows["split"], target, moved, strict=True)
     ]
-    return result(rows.index, np.zeros(len(rows)), np.ones(len(rows), bool), detail)
+    return flag_all(rows.index, detail)
 
 
 CHECKS = [
