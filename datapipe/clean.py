@@ -20,7 +20,7 @@ from datapipe.checks.duplicates import (
     exact_candidates,
     perceptual_pairs,
 )
-from datapipe.checks.features import FeatureSettings, SampleRef, image_pixel_hash, measure
+from datapipe.checks.features import FeatureSettings, SampleFiles, image_pixel_hash, measure
 from datapipe.checks.leakage import repaired_splits
 from datapipe.config import CleanParams, DatasetParams
 from datapipe.errors import ConfigError
@@ -67,10 +67,10 @@ def feature_settings(stats: dict[str, Any], dataset: DatasetParams) -> FeatureSe
     )
 
 
-def _refs(manifest: pd.DataFrame) -> list[SampleRef]:
+def _refs(manifest: pd.DataFrame) -> list[SampleFiles]:
     masks = manifest["mask"] if "mask" in manifest else pd.Series(None, index=manifest.index)
     return [
-        SampleRef(image=image, mask=mask, readable=bool(pd.isna(error)))
+        SampleFiles(image=image, mask=mask, readable=bool(pd.isna(error)))
         for image, mask, error in zip(manifest["image"], masks, manifest["read_error"], strict=True)
     ]
 

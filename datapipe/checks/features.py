@@ -36,13 +36,15 @@ class FeatureSettings:
 
 
 @dataclass(frozen=True)
-class SampleRef:
+class SampleFiles:
+    """Where one sample's files are, and whether ingest could decode its image."""
+
     image: str
     mask: str | None
     readable: bool
 
 
-def measure(ref: SampleRef, settings: FeatureSettings) -> dict[str, object]:
+def measure(ref: SampleFiles, settings: FeatureSettings) -> dict[str, object]:
     """Decode one sample and measure it; a file that no longer decodes gives ``decode_error``."""
     out: dict[str, object] = {}
     if ref.readable:
@@ -165,7 +167,7 @@ def _saturated_share(img: np.ndarray, scaling: object) -> float:
     return float(np.count_nonzero(clipped) / clipped.size)
 
 
-def image_pixel_hash(ref: SampleRef, settings: FeatureSettings) -> str | None:
+def image_pixel_hash(ref: SampleFiles, settings: FeatureSettings) -> str | None:
     """:func:`pixel_hash` of one image (second pass: only for perceptual-hash twins)."""
     try:
         return pixel_hash(read_image(settings.root / ref.image, max_pixels=settings.max_pixels))
