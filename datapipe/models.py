@@ -1,0 +1,120 @@
+"""Model factory: torchvision backbones for any channel count, random init or local weights.
+
+Nothing is downloaded: a model starts from random weights, or from a weights file the user
+names (a ``state_dict`` saved with ``torch.save``). Backbones take any number of input
+channels (grey, RGB, 4+ channel microscopy) by building their first convolution for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+from torchvision.models import resnet18, resnet34, resnet50
+
+from datapipe.errors import ConfigError
+
+ModelName = Literal["auto", "small_cnn", "resnet18", "resnet34", "resnet50"]
+#: Images at most this many pixels on a side use a small-input stem (3x3 conv, no max-pool).
+SMALL_INPUT = 64
+
+
+class SmallCNN(nn.Module):
+    """Four conv-BN-ReLU blocks and global pooling: a fast baseline for tiny images."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 32) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for i, out in enumerate((width, width * 2, width * 4, width * 4)):
+            layers += [
+                nn.Conv2d(channels, out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ]
+            if i < 3:
+                layers.append(nn.MaxPool2d(2))
+            channels = out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+
+def _resnet(factory: Callable[..., nn.Module]) -> Callable[[int, int, bool], nn.Module]:
+    def build(in_channels: int, num_classes: int, small_input: bool) -> nn.Module:
+        model = factory(weights=None, num_classes=num_classes)
+        if small_input:  # CIFAR-style stem: keep resolution on 32-64 px images
+            model.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+            model.maxpool = nn.Identity()
+        elif in_channels != 3:
+            model.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        head = model.fc
+        assert isinstance(head, nn.Linear)  # torchvision's ResNet: internal invariant
+        head.weight.data.mul_(0.1)  # calmer first steps from random init
+        return model
+
+    return build
+
+
+_CLASSIFIERS: dict[str, Callable[[int, int, bool], nn.Module]] = {
+    "small_cnn": lambda c, k, _small: SmallCNN(c, k),
+    "resnet18": _resnet(resnet18),
+    "resnet34": _resnet(resnet34),
+    "resnet50": _resnet(resnet50),
+}
+
+
+def resolve_model_name(name: ModelName, image_size: int) -> str:
+    """``auto``: the small CNN for images up to ``SMALL_INPUT`` px, ResNet-18 above."""
+    if name != "auto":
+        return name
+    return "small_cnn" if image_size <= SMALL_INPUT else "resnet18"
+
+
+def build_classifier(
+    name: ModelName,
+    *,
+    in_channels: int,
+    num_classes: int,
+    image_size: int,
+    weights: str | Path | None = None,
+) -> nn.Module:
+    """A classifier for ``(B, in_channels, image_size, image_size)`` input.
+
+    ``weights`` is a local ``state_dict`` file; keys must match except for layers whose shape
+    differs (first conv for another channel count, head for another class count), which stay
+    randomly initialised.
+    """
+    if in_channels < 1 or num_classes < 2:
+        raise ValueError(
+            f"need in_channels >= 1 and num_classes >= 2; got {in_channels}, {num_classes}"
+        )
+    resolved = resolve_model_name(name, image_size)
+    if resolved not in _CLASSIFIERS:
+        raise ConfigError(f"score.model: unknown model {name!r}; known: {sorted(_CLASSIFIERS)}")
+    model = _CLASSIFIERS[resolved](in_channels, num_classes, image_size <= SMALL_INPUT)
+    if weights is not None:
+        load_weights(model, Path(weights))
+    return model
+
+
+def load_weights(model: nn.Module, path: Path) -> list[str]:
+    """Load a local ``state_dict``; returns the keys skipped for a shape mismatch."""
+    if not path.is_file():
+        raise ConfigError(f"score.weights: {path} not found (datapipe never downloads weights)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigError(f"score.weights: cannot load {path}: {exc}") from None
+    own = model.state_dict()
+    unknown = sorted(set(state) - set(own))
+    if unknown:
+        raise ConfigError(f"score.weights: {path} has keys this model lacks, e.g. {unknown[:3]}")
+    skipped = [k for k, v in state.items() if own[k].shape != v.shape]
+    model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
+    return skipped

@@ -1,0 +1,1 @@
+"""Out-of-fold scoring: every sample judged by a model that never trained on it."""
