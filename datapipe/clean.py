@@ -15,7 +15,6 @@ import pandas as pd
 
 from datapipe.checks import CHECKS, DatasetFacts
 from datapipe.checks.duplicates import (
-    GROUP_COLUMNS,
     add_duplicate_groups,
     exact_candidates,
     perceptual_pairs,
@@ -197,4 +196,4 @@ def _metrics(out: pd.DataFrame, issues: pd.DataFrame, facts: DatasetFacts) -> di
     }
 
 
-__all__ = ["FEATURE_COLUMNS", "GROUP_COLUMNS", "ISSUE_COLUMNS", "CleanResult", "clean"]
+__all__ = ["FEATURE_COLUMNS", "ISSUE_COLUMNS", "CleanResult", "clean"]

@@ -25,6 +25,7 @@ import pandas as pd
 
 from datapipe.errors import ConfigError
 from datapipe.io.image import IMAGE_SUFFIXES
+from datapipe.io.tables import check_columns
 
 Task = Literal["classification", "segmentation"]
 Layout = Literal["folders", "labels_csv", "images_masks", "pairs_csv"]
@@ -157,9 +158,7 @@ def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:
         raise ConfigError(f"{path}: cannot read CSV: {exc}") from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ConfigError(f"{path}: missing column(s) {missing}; has {list(df.columns)}")
+    check_columns(df, columns, path, error=ConfigError)
     for col in columns:
         empty = df.index[df[col].str.strip() == ""]
         if len(empty):

@@ -18,8 +18,6 @@ from datapipe.checks.integrity import readable
 from datapipe.checks.near_duplicates import near_duplicate_pairs
 from datapipe.config import CleanParams
 
-GROUP_COLUMNS = ("group", "nearest", "nearest_distance")
-
 
 def perceptual_pairs(samples: pd.DataFrame, *, max_distance: int) -> np.ndarray:
     """Row positions ``(i, j)`` of every pair of images within ``max_distance`` pHash bits.

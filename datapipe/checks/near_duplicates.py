@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from datapipe.checks.hashing import HASH_BITS
+from datapipe.checks.hashing import HASH_BITS, hamming
 
 _MAX_CHUNK_BITS = 22  # the lookup table has 2**bits + 1 offsets
 
@@ -91,7 +91,7 @@ def _probe_chunk(
             other = order[np.repeat(start, counts) + within]
             keep = query < other
             query, other = query[keep], other[keep]
-            dist = np.bitwise_count(hashes[query] ^ hashes[other]).astype(np.int64)
+            dist = hamming(hashes[query], hashes[other]).astype(np.int64)
             close = dist <= max_distance
             if close.any():
                 out.append(np.stack([query[close], other[close], dist[close]], axis=1))

@@ -228,8 +228,8 @@ def _decode_cv2(data: bytes, path: str | Path, fmt: ImageFormat, max_pixels: int
     if size is None:
         raise ImageReadError(path, f"truncated {fmt.upper()}: header incomplete")
     _check_pixels(path, size, max_pixels)
-    if fmt == "png" and data.rfind(b"IEND") < 0:
-        raise ImageReadError(path, "truncated PNG: no IEND chunk (file cut short)")
+    if fmt == "png":
+        _check_png_complete(data, path)
     if fmt == "jpeg" and not _jpeg_complete(data):
         # libjpeg pads a cut-off scan with grey and only warns; refuse instead.
         raise ImageReadError(path, "truncated JPEG: no end-of-image marker after the last scan")
@@ -256,6 +256,11 @@ def _png_size(data: bytes) -> tuple[int, int] | None:
     if len(data) < 24:
         return None
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _check_png_complete(data: bytes, path: str | Path) -> None:
+    if data.rfind(b"IEND") < 0:
+        raise ImageReadError(path, "truncated PNG: no IEND chunk (file cut short)")
 
 
 def _png_color_type(data: bytes) -> int:
@@ -338,8 +343,7 @@ def _decode_palette_png(data: bytes, path: str | Path) -> np.ndarray:
     # OpenCV expands palettes to colours; the indices are the class ids, so ask Pillow.
     from PIL import Image
 
-    if data.rfind(b"IEND") < 0:
-        raise ImageReadError(path, "truncated PNG: no IEND chunk (file cut short)")
+    _check_png_complete(data, path)
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()

@@ -15,16 +15,23 @@ import pandas as pd
 from datapipe.errors import DatapipeError
 
 
-def _check_columns(df: pd.DataFrame, required: Iterable[str], path: Path) -> None:
+def check_columns(
+    df: pd.DataFrame,
+    required: Iterable[str],
+    path: Path,
+    *,
+    error: type[DatapipeError] = DatapipeError,
+) -> None:
+    """Raise ``error`` naming ``path`` and the missing columns if ``df`` lacks any."""
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise DatapipeError(f"{path}: missing column(s) {missing}; has {list(df.columns)}")
+        raise error(f"{path}: missing column(s) {missing}; has {list(df.columns)}")
 
 
 def write_table(df: pd.DataFrame, path: str | Path, *, required: Iterable[str] = ()) -> Path:
     """Write ``df`` as Parquet (``.parquet``) or CSV (``.csv``), creating parent folders."""
     path = Path(path)
-    _check_columns(df, required, path)
+    check_columns(df, required, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
         df.to_parquet(path, index=False)
@@ -41,5 +48,5 @@ def read_table(path: str | Path, *, required: Iterable[str] = ()) -> pd.DataFram
     if not path.is_file():
         raise DatapipeError(f"{path}: table not found (has the stage that writes it run?)")
     df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    _check_columns(df, required, path)
+    check_columns(df, required, path)
     return df

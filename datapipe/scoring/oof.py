@@ -54,8 +54,9 @@ class Dynamics:
             others = logits.scatter(1, labels[:, None], float("-inf")).max(1).values
             margin, hit = given - others, logits.argmax(1) == labels
         np.add.at(self.passes, index, 1)
-        np.add.at(self.prob_sum, index, prob.cpu().numpy())
-        np.add.at(self.prob_sq_sum, index, prob.cpu().numpy() ** 2)
+        p = prob.cpu().numpy().astype(np.float64)
+        np.add.at(self.prob_sum, index, p)
+        np.add.at(self.prob_sq_sum, index, p**2)
         np.add.at(self.margin_sum, index, margin.cpu().numpy())
         np.add.at(self.correct, index, hit.cpu().numpy())
 
