@@ -136,6 +136,50 @@ class CleanParams(_Strict):
     repair_leakage: bool = Field(True, description="move duplicate groups into one split")
 
 
+class FitParams(_Strict):
+    """How the out-of-fold models of one task train (the score stage)."""
+
+    model: str = Field("auto", description="see datapipe.models; auto picks by task and size")
+    weights: str | None = Field(None, description="local state_dict to start from; never fetched")
+    image_size: int = Field(64, ge=8, le=4096, description="images are resized to this square")
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=2)
+    lr: float = Field(0.05, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    warmup_epochs: float = Field(1.0, ge=0)
+    flip: bool = Field(True, description="random horizontal and vertical flips while training")
+
+
+class ScoreParams(_Strict):
+    """The score stage: out-of-fold models, label issues, hard / easy examples."""
+
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
+    amp: bool = Field(True, description="bfloat16 autocast on CUDA; ignored on the CPU")
+    loader_workers: int | Literal["auto"] = Field(
+        "auto", description="DataLoader processes when images stream from disk"
+    )
+    max_cache_gb: float = Field(
+        2.0, gt=0, description="decoded images above this size stream from disk instead"
+    )
+    classification: FitParams = FitParams(image_size=64, epochs=20)
+    segmentation: FitParams = FitParams(image_size=128, epochs=20, batch_size=8, lr=0.02)
+    min_suggest_prob: float = Field(
+        0.5, gt=0, le=1, description="suggest another label only when its OOF prob is this high"
+    )
+    hard_loss_quantile: float = Field(0.9, gt=0, lt=1, description="top loss tail = hard")
+    easy_prob: float = Field(0.9, gt=0, lt=1, description="p(given) at least this = easy")
+    hard_negative_prob: float = Field(0.5, gt=0, lt=1, description="p(other) this high = hard")
+    seg_issue_fraction: float = Field(
+        0.05, gt=0, le=1, description="segmentation: flag an image with this share of issue pixels"
+    )
+    hard_pixel_fraction: float = Field(
+        0.2, gt=0, le=1, description="segmentation: share of missed / false-alarm pixels = hard"
+    )
+    keep_probs: bool = Field(
+        False, description="segmentation: keep the float16 probability shards after scoring"
+    )
+
+
 class Params(_Strict):
     """The whole of params.yaml."""
 
@@ -144,6 +188,7 @@ class Params(_Strict):
         "auto", description="decode processes of ingest and clean; 0 = in-process, auto = CPUs"
     )
     clean: CleanParams = CleanParams()
+    score: ScoreParams = ScoreParams()
 
     @field_validator("datasets")
     @classmethod

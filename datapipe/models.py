@@ -14,10 +14,12 @@ from typing import Literal
 import torch
 from torch import nn
 from torchvision.models import resnet18, resnet34, resnet50
+from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large, lraspp_mobilenet_v3_large
 
 from datapipe.errors import ConfigError
 
 ModelName = Literal["auto", "small_cnn", "resnet18", "resnet34", "resnet50"]
+SegmenterName = Literal["auto", "unet", "lraspp_mobilenet_v3", "deeplabv3_mobilenet_v3"]
 #: Images at most this many pixels on a side use a small-input stem (3x3 conv, no max-pool).
 SMALL_INPUT = 64
 
@@ -118,3 +120,108 @@ def load_weights(model: nn.Module, path: Path) -> list[str]:
     skipped = [k for k, v in state.items() if own[k].shape != v.shape]
     model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
     return skipped
+
+
+# --- segmentation ---------------------------------------------------------------------------
+
+
+def _conv_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class UNet(nn.Module):
+    """A small U-Net (Ronneberger et al., 2015): ``depth`` poolings, skip connections,
+    bilinear upsampling. Any input size works; odd sizes are padded inside and cropped back."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 16, depth: int = 3):
+        super().__init__()
+        widths = [width * 2**i for i in range(depth + 1)]
+        self.down = nn.ModuleList(
+            [_conv_block(in_channels, widths[0])]
+            + [_conv_block(widths[i], widths[i + 1]) for i in range(depth)]
+        )
+        self.up = nn.ModuleList(
+            [_conv_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(depth))]
+        )
+        self.head = nn.Conv2d(widths[0], num_classes, 1)
+        self.depth = depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        m = 2**self.depth
+        x = nn.functional.pad(x, (0, -w % m, 0, -h % m))
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else nn.functional.max_pool2d(x, 2))
+            skips.append(x)
+        for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
+            x = nn.functional.interpolate(x, size=skip.shape[-2:], mode="bilinear")
+            x = block(torch.cat([x, skip], 1))
+        return self.head(x)[..., :h, :w]
+
+
+class _OutOnly(nn.Module):
+    """torchvision's segmentation models return ``{"out": logits, ...}``; keep the logits."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.model(x)["out"]
+        return out
+
+
+def _mobilenet_seg(factory: Callable[..., nn.Module]) -> Callable[[int, int], nn.Module]:
+    def build(in_channels: int, num_classes: int) -> nn.Module:
+        model = factory(weights=None, weights_backbone=None, num_classes=num_classes)
+        if in_channels != 3:  # the MobileNetV3 stem: Conv2dNormActivation -> its Conv2d
+            stem = model.get_submodule("backbone.0")
+            assert isinstance(stem, nn.Sequential)  # torchvision's Conv2dNormActivation
+            old = stem[0]
+            assert isinstance(old, nn.Conv2d)
+            stem[0] = nn.Conv2d(in_channels, old.out_channels, 3, stride=2, padding=1, bias=False)
+        return _OutOnly(model)
+
+    return build
+
+
+_SEGMENTERS: dict[str, Callable[[int, int], nn.Module]] = {
+    "unet": lambda c, k: UNet(c, k),
+    "lraspp_mobilenet_v3": _mobilenet_seg(lraspp_mobilenet_v3_large),
+    "deeplabv3_mobilenet_v3": _mobilenet_seg(deeplabv3_mobilenet_v3_large),
+}
+
+
+def build_segmenter(
+    name: SegmenterName | str,
+    *,
+    in_channels: int,
+    num_classes: int,
+    weights: str | Path | None = None,
+) -> nn.Module:
+    """A model mapping ``(B, in_channels, H, W)`` to logits ``(B, num_classes, H, W)``.
+
+    ``auto`` is the small U-Net, which trains from scratch on a CPU; the MobileNetV3 models
+    (LR-ASPP, DeepLabV3) suit larger images, ideally from a local weights file.
+    """
+    if in_channels < 1 or num_classes < 2:
+        raise ValueError(
+            f"need in_channels >= 1 and num_classes >= 2; got {in_channels}, {num_classes}"
+        )
+    resolved = "unet" if name == "auto" else name
+    if resolved not in _SEGMENTERS:
+        raise ConfigError(
+            f"score.segmentation.model: unknown model {name!r}; known: {sorted(_SEGMENTERS)}"
+        )
+    model = _SEGMENTERS[resolved](in_channels, num_classes)
+    if weights is not None:
+        load_weights(model, Path(weights))
+    return model

@@ -1,24 +1,31 @@
-"""Images as normalised tensors for the scoring models: one decode per image, kept in memory.
+"""Samples as normalised tensors for the scoring models, decoded once or streamed from disk.
 
 Each image is read with :func:`~datapipe.io.read_image`, scaled with ``to_unit_float`` at the
-dataset's resolved bit depth, resized with area averaging and normalised with the dataset's
-per-channel mean and std from ``stats.json``. The decoded set is held as one float16 tensor, so
-k folds x E epochs of training decode nothing again.
+dataset's resolved bit depth, resized with area averaging to a square and normalised with the
+dataset's per-channel mean and std from ``stats.json``. Masks are read with
+:func:`~datapipe.io.read_mask`, their stored values mapped to class indices (anything that is
+not a class becomes ``ignore_index``) and resized nearest-neighbour, so no label is invented.
+
+When the decoded set fits in ``max_cache_gb`` it is decoded once, in worker processes, into one
+float16 tensor (k folds x E epochs then decode nothing again); otherwise each batch is decoded
+by DataLoader workers from disk.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from datapipe.errors import ConfigError
-from datapipe.io import read_image, to_unit_float
+from datapipe.io import read_image, read_mask, to_unit_float
 from datapipe.io.convert import Scaling
 from datapipe.parallel import parallel_map
 
@@ -31,6 +38,20 @@ class ImageSpec:
     mean: Sequence[float]
     std: Sequence[float]
     size: int
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """How stored mask values become class indices: ``class_values[i]`` is class ``i``."""
+
+    class_values: Sequence[int]
+    ignore_index: int
+    colors: Mapping[int, tuple[int, int, int]] | None = None
+
+    def lut(self) -> np.ndarray:
+        table = np.full(65536, self.ignore_index, np.int16)
+        table[np.asarray(self.class_values, np.int64)] = np.arange(len(self.class_values))
+        return table
 
 
 def load_image(relpath: str, spec: ImageSpec) -> np.ndarray:
@@ -46,16 +67,154 @@ def load_image(relpath: str, spec: ImageSpec) -> np.ndarray:
     return ((small - mean) / std).transpose(2, 0, 1).astype(np.float16)
 
 
+def load_mask(relpath: str, spec: MaskSpec, root: Path, size: int) -> np.ndarray:
+    """One mask as ``(size, size)`` int16 class indices (``ignore_index`` where unlabelled)."""
+    raw = read_mask(root / relpath, colors=spec.colors)
+    if raw.dtype.kind == "i":
+        raw = np.clip(raw, 0, 65535)
+    index = spec.lut()[raw.astype(np.int64)]
+    return cv2.resize(index, (size, size), interpolation=cv2.INTER_NEAREST)
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """Everything needed to decode sample ``i``: an image, and a mask for segmentation."""
+
+    image: ImageSpec
+    mask: MaskSpec | None = None
+
+    def decode(self, item: tuple[str, str | None]) -> tuple[np.ndarray, np.ndarray | None]:
+        image_path, mask_path = item
+        image = load_image(image_path, self.image)
+        if self.mask is None or mask_path is None:
+            return image, None
+        return image, load_mask(mask_path, self.mask, self.image.root, self.image.size)
+
+
+class Source(Protocol):
+    """Batches of ``(index, images (B, C, S, S) float, targets)`` for given index batches.
+
+    Targets are ``(B,)`` class labels for classification, ``(B, S, S)`` masks for segmentation.
+    """
+
+    def __len__(self) -> int: ...
+
+    def batches(
+        self, index_batches: Sequence[np.ndarray]
+    ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]: ...
+
+
+class InMemory:
+    """Decoded images in one float16 tensor; targets alongside."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor) -> None:
+        if len(images) != len(targets):
+            raise ValueError(f"{len(images)} images but {len(targets)} targets")
+        self.images, self.targets = images, targets
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batches(
+        self, index_batches: Sequence[np.ndarray]
+    ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+        for index in index_batches:
+            t = torch.from_numpy(index)
+            yield index, self.images[t], self.targets[t]
+
+
+class _DiskSet(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
+    def __init__(
+        self, items: Sequence[tuple[str, str | None]], spec: SampleSpec, labels: np.ndarray
+    ) -> None:
+        self.items, self.spec, self.labels = items, spec, labels
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        image, mask = self.spec.decode(self.items[i])
+        target = torch.from_numpy(mask) if mask is not None else torch.tensor(self.labels[i])
+        return torch.from_numpy(image), target, i
+
+
+class Streaming:
+    """Decode every batch from disk in DataLoader workers; memory stays at a few batches."""
+
+    def __init__(
+        self,
+        items: Sequence[tuple[str, str | None]],
+        spec: SampleSpec,
+        labels: np.ndarray,
+        *,
+        workers: int,
+        pin_memory: bool = False,
+    ) -> None:
+        self.dataset = _DiskSet(items, spec, labels)
+        self.workers, self.pin_memory = workers, pin_memory
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batches(
+        self, index_batches: Sequence[np.ndarray]
+    ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=[b.tolist() for b in index_batches],
+            num_workers=self.workers,
+            pin_memory=self.pin_memory,
+            prefetch_factor=4 if self.workers else None,
+        )
+        for images, targets, index in loader:
+            yield index.numpy(), images, targets
+
+
+def decoded_bytes(n: int, channels: int, size: int, *, masks: bool) -> int:
+    return n * size * size * (channels * 2 + (2 if masks else 0))
+
+
+def make_source(
+    items: Sequence[tuple[str, str | None]],
+    spec: SampleSpec,
+    labels: np.ndarray,
+    *,
+    workers: int,
+    max_bytes: int,
+    pin_memory: bool = False,
+    desc: str,
+) -> Source:
+    """In memory when the decoded set fits in ``max_bytes``, else streamed from disk.
+
+    ``labels`` ``(N,)`` are the classification targets (ignored for segmentation, whose
+    targets are the masks).
+    """
+    channels = len(spec.image.mean)
+    need = decoded_bytes(len(items), channels, spec.image.size, masks=spec.mask is not None)
+    if need > max_bytes:
+        return Streaming(items, spec, labels, workers=workers, pin_memory=pin_memory)
+    decoded = list(parallel_map(spec.decode, items, workers=workers, desc=desc))
+    images = torch.from_numpy(np.stack([image for image, _ in decoded]))
+    if spec.mask is None:
+        return InMemory(images, torch.as_tensor(np.asarray(labels), dtype=torch.long))
+    masks = [m for _, m in decoded]
+    return InMemory(images, torch.from_numpy(np.stack(masks)))  # type: ignore[arg-type]
+
+
 def load_images(
-    paths: Sequence[str], spec: ImageSpec, *, workers: int, max_bytes: int, desc: str
+    paths: Sequence[str],
+    spec: ImageSpec,
+    *,
+    workers: int,
+    desc: str,
+    max_bytes: int | None = None,
 ) -> torch.Tensor:
     """All ``paths`` as one ``(N, C, size, size)`` float16 tensor (decoded in ``workers``)."""
-    channels = len(spec.mean)
-    need = len(paths) * channels * spec.size**2 * 2
-    if need > max_bytes:
+    need = decoded_bytes(len(paths), len(spec.mean), spec.size, masks=False)
+    if max_bytes is not None and need > max_bytes:
         raise ConfigError(
-            f"score.image_size: {len(paths)} images of {channels}x{spec.size}² need "
-            f"{need / 2**30:.1f} GiB in memory, above score.max_cache_gb; lower image_size"
+            f"score.max_cache_gb: {len(paths)} images of {len(spec.mean)}x{spec.size}² need "
+            f"{need / 2**30:.1f} GiB in memory; raise it or lower image_size"
         )
     arrays = parallel_map(
         functools.partial(load_image, spec=spec), paths, workers=workers, desc=desc

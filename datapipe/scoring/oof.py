@@ -5,19 +5,29 @@ probabilities come from a model that never saw it. While the models train, every
 over a training sample records the probability of its given label and its margin; over all
 (fold, epoch) passes these give Dataset Cartography's confidence / variability / correctness
 (Swayamdipta et al., 2020) and the area under the margin, AUM (Pleiss et al., 2020).
+
+Segmentation trains the same way on masks (cross-entropy over non-ignored pixels); its
+per-pixel probabilities are handed batch by batch to a ``sink`` (which writes float16 shards),
+never collected in memory. Under ``torchrun`` every rank trains on its shard of each epoch
+through DistributedDataParallel and predicts its shard of the held-out fold.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
+from datapipe.distributed import Dist
+from datapipe.errors import DatapipeError
 from datapipe.progress import progress
+from datapipe.scoring.data import InMemory, Source
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,8 @@ class TrainSettings:
     flip: bool = True
     seed: int = 0
     device: str = "cpu"
+    amp: bool = True  # bfloat16 autocast, on CUDA only
+    ignore_index: int = -100  # target value that trains nothing (segmentation: 255)
 
 
 @dataclass
@@ -73,11 +85,19 @@ class Dynamics:
         }
 
 
+class Sink(Protocol):
+    """Receives held-out predictions: ``index (B,)``, probabilities ``(B, K, H, W)`` and the
+    targets they were scored against ``(B, H, W)``."""
+
+    def add(self, index: np.ndarray, probs: np.ndarray, targets: np.ndarray) -> None: ...
+
+
 @dataclass
 class OOFResult:
-    probs: np.ndarray  # (N, K) float32, NaN rows for samples left out
-    dynamics: Dynamics
-    fold_accuracy: dict[int, float]
+    probs: np.ndarray | None  # classification (N, K) float32, NaN rows for samples left out
+    dynamics: Dynamics | None  # classification only
+    fold_accuracy: dict[int, float]  # share of held-out samples (pixels) predicted as labelled
+    train_loss: dict[int, float]  # mean loss of each fold's last epoch
 
 
 def lr_at(step: int, *, total: int, warmup: int, base: float) -> float:
@@ -89,8 +109,8 @@ def lr_at(step: int, *, total: int, warmup: int, base: float) -> float:
 
 
 def out_of_fold(
-    images: torch.Tensor,
-    labels: np.ndarray,
+    source: Source | torch.Tensor,
+    labels: np.ndarray | None,
     folds: np.ndarray,
     include: np.ndarray,
     *,
@@ -98,49 +118,125 @@ def out_of_fold(
     make_model: Callable[[], nn.Module],
     settings: TrainSettings,
     desc: str = "score",
+    sink: Sink | None = None,
+    dist: Dist | None = None,
 ) -> OOFResult:
     """Train one model per fold on the other folds; predict the held-out fold.
 
+    ``source`` yields batches of images and targets (a tensor ``(N, C, H, W)`` is taken as
+    in-memory images with ``labels`` as targets). Classification (``sink`` None) returns the
+    ``(N, K)`` probabilities and training dynamics; segmentation passes each held-out batch's
+    ``(B, K, H, W)`` probabilities to ``sink.add`` on the rank that predicted it.
+
     Shapes:
-        ``images`` ``(N, C, H, W)``; ``labels``, ``folds``, ``include`` ``(N,)``. Samples with
-        ``include`` False neither train nor get probabilities.
+        ``labels`` ``(N,)`` or None (segmentation); ``folds``, ``include`` ``(N,)``. Samples
+        with ``include`` False neither train nor get probabilities.
     """
-    n = len(labels)
-    if not (len(images) == len(folds) == len(include) == n):
+    dist = dist or Dist()
+    if isinstance(source, torch.Tensor):
+        if labels is None:
+            raise ValueError("an image tensor needs labels")
+        source = InMemory(source, torch.as_tensor(labels, dtype=torch.long))
+    n = len(source)
+    if not (len(folds) == len(include) == n) or (labels is not None and len(labels) != n):
         raise ValueError(
-            f"images, labels, folds, include must have equal length; got "
-            f"{len(images)}, {n}, {len(folds)}, {len(include)}"
+            f"source, labels, folds, include must have equal length; got {n}, "
+            f"{None if labels is None else len(labels)}, {len(folds)}, {len(include)}"
         )
+    classification = sink is None
     device = torch.device(settings.device)
-    probs = np.full((n, num_classes), np.nan, np.float32)
-    dynamics = Dynamics.zeros(n)
+    probs = np.full((n, num_classes), np.nan, np.float32) if classification else None
+    dynamics = Dynamics.zeros(n) if classification else None
     accuracy: dict[int, float] = {}
-    y_all = torch.as_tensor(labels, dtype=torch.long)
+    losses: dict[int, float] = {}
     fold_ids = sorted(int(f) for f in np.unique(folds[include]))
-    for k in progress(fold_ids, total=len(fold_ids), desc=desc, every_s=0.0):
+    total = len(fold_ids) * settings.epochs
+    ticks = iter(
+        progress(range(total), total=total, desc=f"{desc} (fold epochs)", every_s=15.0)
+        if dist.is_main
+        else range(total)
+    )
+    for k in fold_ids:
         train = np.flatnonzero(include & (folds != k))
         held = np.flatnonzero(include & (folds == k))
+        if len(train) < 2:
+            raise DatapipeError(
+                f"fold {k}: only {len(train)} training samples outside it; lower folds"
+            )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(settings.seed * 1000 + k)
-            model = make_model().to(device)
-        _train(model, images, y_all, train, dynamics, settings, fold=k)
-        probs[held] = _predict(model, images, held, settings)
-        accuracy[k] = (
-            float((probs[held].argmax(1) == labels[held]).mean()) if len(held) else math.nan
+            model = make_model()
+        model = _prepare(model, device, dist)
+        losses[k] = _train(
+            model,
+            source,
+            train,
+            dynamics,
+            settings,
+            fold=k,
+            dist=dist,
+            tick=lambda: next(ticks, None),
         )
-    return OOFResult(probs=probs, dynamics=dynamics, fold_accuracy=accuracy)
+        hits = np.zeros(2)  # correct, counted
+        for index, p, target in _predict(model, source, dist.shard(held, pad=False), settings):
+            valid = target != settings.ignore_index
+            hits += [(p.argmax(1) == target)[valid].sum(), valid.sum()]
+            if probs is not None:
+                probs[index] = p
+            elif sink is not None:
+                sink.add(index, p, target)
+        hits = dist.sum_(hits)
+        accuracy[k] = float(hits[0] / hits[1]) if hits[1] else math.nan
+    for _ in ticks:  # the closing progress line
+        pass
+    if dist.active:
+        if probs is not None:
+            probs = _gather_rows(probs, dist)
+        if dynamics is not None:
+            for arr in (
+                dynamics.passes,
+                dynamics.prob_sum,
+                dynamics.prob_sq_sum,
+                dynamics.margin_sum,
+                dynamics.correct,
+            ):
+                dist.sum_(arr)
+    return OOFResult(probs=probs, dynamics=dynamics, fold_accuracy=accuracy, train_loss=losses)
+
+
+def _prepare(model: nn.Module, device: torch.device, dist: Dist) -> nn.Module:
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    if dist.active:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    return model
+
+
+def _autocast(device: torch.device, settings: TrainSettings) -> contextlib.AbstractContextManager:
+    if device.type == "cuda" and settings.amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    x = x.to(device, torch.float32, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
 
 
 def _train(
     model: nn.Module,
-    images: torch.Tensor,
-    y_all: torch.Tensor,
+    source: Source,
     train: np.ndarray,
-    dynamics: Dynamics,
+    dynamics: Dynamics | None,
     settings: TrainSettings,
     *,
     fold: int,
-) -> None:
+    dist: Dist,
+    tick: Callable[[], object],
+) -> float:
     device = next(model.parameters()).device
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]  # norms and biases
@@ -153,33 +249,65 @@ def _train(
         momentum=0.9,
         nesterov=True,
     )
-    steps_per_epoch = max(1, len(_batches(train, settings.batch_size)))
+    per_rank = dist.shard(train, pad=True)
+    steps_per_epoch = max(1, len(_batches(per_rank, settings.batch_size)))
     total = steps_per_epoch * settings.epochs
     warmup = round(settings.warmup_epochs * steps_per_epoch)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(ignore_index=settings.ignore_index)
     model.train()
     step = 0
+    epoch_loss = math.nan
     for epoch in range(settings.epochs):
+        # the same permutation and flips on every rank; each rank takes its shard
         generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + fold * 1009 + epoch)
         order = train[torch.randperm(len(train), generator=generator).numpy()]
-        for index in _batches(order, settings.batch_size):
-            x = images[index].to(device, torch.float32, non_blocking=True)
+        flips = torch.rand(steps_per_epoch, 2, generator=generator) < 0.5
+        loss_sum = torch.zeros((), device=device)
+        batches = _batches(dist.shard(order, pad=True), settings.batch_size)
+        for i, (index, x, y) in enumerate(source.batches(batches)):
+            x, y = _to_device(x, device), y.to(device, torch.long, non_blocking=True)
             if settings.flip:
-                flips = torch.rand(2, generator=generator)
-                if flips[0] < 0.5:
-                    x = x.flip(3)
-                if flips[1] < 0.5:
-                    x = x.flip(2)
-            y = y_all[index].to(device)
+                x, y = _flip(x, y, flips[i % len(flips)])
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total=total, warmup=warmup, base=settings.lr)
-            logits = model(x)
-            loss = loss_fn(logits, y)
+            with _autocast(device, settings):
+                logits = model(x)
+            loss = _loss(loss_fn, logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            dynamics.add(index, logits.detach(), y)
+            loss_sum += loss.detach()
+            if dynamics is not None:
+                dynamics.add(index, logits.detach(), y)
             step += 1
+        epoch_loss = float(loss_sum) / max(1, len(batches))
+        if not math.isfinite(epoch_loss):
+            raise DatapipeError(
+                f"fold {fold} epoch {epoch}: the training loss is {epoch_loss} (lr "
+                f"{settings.lr} too high, or non-finite pixels?); lower score.*.lr"
+            )
+        tick()
+    return epoch_loss
+
+
+def _flip(
+    x: torch.Tensor, y: torch.Tensor, which: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Horizontal / vertical flip of a batch; masks (``y`` of rank 3) flip with their images."""
+    for flip, dim in zip(which.tolist(), (3, 2), strict=True):
+        if flip:
+            x = x.flip(dim)
+            if y.ndim == 3:
+                y = y.flip(dim - 1)
+    return x, y
+
+
+def _loss(loss_fn: nn.CrossEntropyLoss, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over non-ignored targets; a batch with none trains nothing (not NaN)."""
+    if y.ndim == 3 and not bool((y != loss_fn.ignore_index).any()):
+        return logits.sum() * 0.0
+    loss: torch.Tensor = loss_fn(logits, y)
+    return loss
 
 
 def _batches(order: np.ndarray, size: int) -> list[np.ndarray]:
@@ -192,13 +320,25 @@ def _batches(order: np.ndarray, size: int) -> list[np.ndarray]:
 
 
 def _predict(
-    model: nn.Module, images: torch.Tensor, index: np.ndarray, settings: TrainSettings
-) -> np.ndarray:
+    model: nn.Module, source: Source, index: np.ndarray, settings: TrainSettings
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(index, probabilities, targets)`` batch by batch, on the host (probs float32)."""
     device = next(model.parameters()).device
     model.eval()
-    out = []
+    step = settings.batch_size * 2
+    batches = [index[i : i + step] for i in range(0, len(index), step)]
     with torch.no_grad():
-        for start in range(0, len(index), settings.batch_size * 2):
-            batch = images[index[start : start + settings.batch_size * 2]]
-            out.append(model(batch.to(device, torch.float32)).float().softmax(1).cpu().numpy())
-    return np.concatenate(out) if out else np.empty((0, 0), np.float32)
+        for batch, x, y in source.batches(batches):
+            with _autocast(device, settings):
+                logits = model(_to_device(x, device))
+            yield batch, logits.float().softmax(1).cpu().numpy(), y.numpy()
+
+
+def _gather_rows(probs: np.ndarray, dist: Dist) -> np.ndarray:
+    """Each rank filled the rows it predicted; combine them (every row is finite on one rank)."""
+    parts = dist.gather(probs)
+    out = parts[0].copy()
+    for part in parts[1:]:
+        rows = np.isfinite(part).all(1)
+        out[rows] = part[rows]
+    return out

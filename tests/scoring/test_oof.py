@@ -72,3 +72,56 @@ def test_batches_never_leave_a_single_sample(n: int, size: int, sizes: list[int]
     batches = _batches(np.arange(n), size)
     assert [len(b) for b in batches] == sizes
     assert np.array_equal(np.concatenate(batches), np.arange(n))
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+        self.shapes: set[tuple[int, ...]] = set()
+        self.correct = 0
+        self.counted = 0
+
+    def add(self, index: np.ndarray, probs: np.ndarray, targets: np.ndarray) -> None:
+        self.seen += index.tolist()
+        self.shapes.add(probs.shape[1:])
+        np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-4)
+        valid = targets != 255
+        self.correct += int((probs.argmax(1) == targets)[valid].sum())
+        self.counted += int(valid.sum())
+
+
+def _stripes(n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bright columns are class 1; a band of 255 (ignore) hides two columns per image."""
+    targets = np.zeros((n, 12, 12), np.int64)
+    for i in range(n):
+        lo = rng.integers(0, 8)
+        targets[i, :, lo : lo + 4] = 1
+        targets[i, :, (lo + 6) % 12] = 255
+    images = (targets == 1)[:, None] * 1.0 + rng.normal(0, 0.3, (n, 1, 12, 12))
+    return torch.tensor(images, dtype=torch.float16), torch.tensor(targets)
+
+
+def test_segmentation_out_of_fold_streams_every_included_image_once() -> None:
+    from datapipe.models import build_segmenter
+    from datapipe.scoring.data import InMemory
+
+    rng = np.random.default_rng(1)
+    images, targets = _stripes(36, rng)
+    include = np.ones(36, bool)
+    include[5] = False
+    sink = _Collect()
+    result = out_of_fold(
+        InMemory(images, targets),
+        None,
+        np.arange(36) % 3,
+        include,
+        num_classes=2,
+        make_model=lambda: build_segmenter("unet", in_channels=1, num_classes=2),
+        settings=TrainSettings(epochs=6, batch_size=8, lr=0.05, ignore_index=255),
+        sink=sink,
+    )
+    assert sorted(sink.seen) == [i for i in range(36) if i != 5]
+    assert sink.shapes == {(2, 12, 12)}
+    assert result.probs is None and result.dynamics is None
+    assert sink.correct / sink.counted >= 0.9  # ignored pixels are not counted
+    assert sink.counted == 35 * 12 * 11

@@ -1,0 +1,371 @@
+"""The score stage: out-of-fold models over the cleaned manifest, label issues, hard examples.
+
+Samples excluded by the clean stage neither train nor get scores. Each included sample is
+scored by a model trained on the other folds (``datapipe.scoring.oof``); classification then
+goes through cleanlab and training dynamics (``datapipe.label_issues``) and the hard/easy sort
+(``datapipe.difficulty``); segmentation through the streaming pixel scorer
+(``datapipe.scoring.segmentation``), whose float16 probability shards live on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from datapipe.config import DatasetParams, FitParams, ScoreParams
+from datapipe.difficulty import hard_and_easy
+from datapipe.distributed import Dist
+from datapipe.errors import DatapipeError
+from datapipe.label_issues import classification_label_issues
+from datapipe.models import build_classifier, build_segmenter
+from datapipe.scoring.data import ImageSpec, MaskSpec, SampleSpec, make_source
+from datapipe.scoring.oof import TrainSettings, out_of_fold
+from datapipe.scoring.segmentation import ShardWriter, mean_iou, score_segmentation
+
+log = logging.getLogger("datapipe")
+
+LABEL_ISSUE_REPORT = (
+    "sample_id", "image", "given_label", "suggested_label", "label_quality", "oof_loss",
+    "self_confidence", "aum", "reasons",
+)  # fmt: skip
+HARD_EXAMPLE_REPORT = ("sample_id", "image", "class", "role", "difficulty", "loss", "prob")
+#: rows of the pixel confusion "plot" table of a segmentation set (proportions are exact)
+CONFUSION_ROWS = 20_000
+
+
+@dataclass
+class ScoreResult:
+    scores: pd.DataFrame  # one row per manifest row
+    label_issues: pd.DataFrame  # flagged rows, worst first
+    hard_examples: pd.DataFrame
+    confusion_rows: pd.DataFrame  # actual, predicted (for dvc plots' confusion template)
+    metrics: dict[str, Any]
+    issue_maps: dict[str, np.ndarray] = field(default_factory=dict)  # sample_id -> uint8 map
+
+
+def score(
+    manifest: pd.DataFrame,
+    stats: Mapping[str, Any],
+    issues: pd.DataFrame,
+    dataset: DatasetParams,
+    params: ScoreParams,
+    *,
+    workers: int,
+    device: torch.device,
+    dist: Dist | None = None,
+    scratch: Path | None = None,
+    name: str = "",
+) -> ScoreResult | None:
+    """Score every included sample; returns the result on rank 0 and None on other ranks."""
+    dist = dist or Dist()
+    classes = [str(c) for c in stats.get("classes", [])]
+    include = _included(manifest, classes, dataset.folds)
+    segmentation = dataset.task == "segmentation"
+    fit = params.segmentation if segmentation else params.classification
+    spec = SampleSpec(
+        image=ImageSpec(
+            root=Path(dataset.root),
+            scaling=dict(stats.get("bit_depth", {})),
+            percentiles=dataset.percentiles,
+            mean=stats["mean"],
+            std=stats["std"],
+            size=fit.image_size,
+        ),
+        mask=MaskSpec(
+            class_values=list(stats.get("class_values", [])),
+            ignore_index=dataset.ignore_index,
+            colors=dict(dataset.mask_colors) if dataset.mask_colors else None,
+        )
+        if segmentation
+        else None,
+    )
+    labels = (
+        np.zeros(len(manifest), np.int64)
+        if segmentation
+        else manifest["label_index"].fillna(0).to_numpy(np.int64)
+    )
+    masks = manifest["mask"] if segmentation else pd.Series([None] * len(manifest))
+    items = [
+        (str(image), None if pd.isna(mask) else str(mask))
+        for image, mask in zip(manifest["image"], masks, strict=True)
+    ]
+    # decode only what is scored; positions map back through `rows`
+    rows = np.flatnonzero(include)
+    source = make_source(
+        [items[i] for i in rows],
+        spec,
+        labels[rows],
+        workers=workers,
+        max_bytes=int(params.max_cache_gb * 2**30),
+        pin_memory=device.type == "cuda",
+        desc=f"score {name}: decode",
+    )
+    folds = manifest["fold"].to_numpy(np.int64)[rows]
+    channels = len(stats["mean"])
+    settings = _settings(fit, device, params, ignore=dataset.ignore_index if segmentation else -100)
+    everyone = np.ones(len(rows), bool)
+    if not segmentation:
+        oof = out_of_fold(
+            source,
+            labels[rows],
+            folds,
+            everyone,
+            num_classes=len(classes),
+            make_model=lambda: build_classifier(
+                fit.model,  # type: ignore[arg-type]  # validated by the factory
+                in_channels=channels,
+                num_classes=len(classes),
+                image_size=fit.image_size,
+                weights=fit.weights,
+            ),
+            settings=settings,
+            desc=f"score {name}",
+            dist=dist,
+        )
+        if not dist.is_main:
+            return None
+        return _classification_result(manifest, rows, oof, classes, issues, params, dataset)
+    own_scratch = scratch is None
+    shards = Path(tempfile.mkdtemp(prefix="oof_probs_")) if scratch is None else scratch
+    try:
+        oof = out_of_fold(
+            source,
+            None,
+            folds,
+            everyone,
+            num_classes=len(classes),
+            make_model=lambda: build_segmenter(
+                fit.model, in_channels=channels, num_classes=len(classes), weights=fit.weights
+            ),
+            settings=settings,
+            desc=f"score {name}",
+            sink=ShardWriter(shards, rank=dist.rank),
+            dist=dist,
+        )
+        dist.barrier()
+        if not dist.is_main:
+            return None
+        result = score_segmentation(
+            shards,
+            num_classes=len(classes),
+            ignore_index=dataset.ignore_index,
+            issue_fraction=params.seg_issue_fraction,
+            hard_pixel_fraction=params.hard_pixel_fraction,
+        )
+    finally:
+        if own_scratch and not params.keep_probs and dist.is_main:
+            shutil.rmtree(shards, ignore_errors=True)
+    return _segmentation_result(manifest, rows, oof.fold_accuracy, result, classes)
+
+
+def _included(manifest: pd.DataFrame, classes: list[str], folds: int) -> np.ndarray:
+    """Rows to score: not excluded by clean. Refuses data that cannot be scored at all."""
+    include = ~manifest["excluded"].to_numpy(bool)
+    if len(classes) < 2:
+        raise DatapipeError(f"scoring needs at least 2 classes; stats.json lists {classes}")
+    if include.sum() < 2 * folds:
+        raise DatapipeError(
+            f"only {int(include.sum())} samples are left after clean's exclusions; "
+            f"{folds} folds need at least {2 * folds}"
+        )
+    if len(np.unique(manifest["fold"].to_numpy()[include])) < 2:
+        raise DatapipeError("every included sample is in one fold; set datasets.*.folds >= 2")
+    return include
+
+
+def _settings(
+    fit: FitParams, device: torch.device, params: ScoreParams, ignore: int
+) -> TrainSettings:
+    return TrainSettings(
+        epochs=fit.epochs,
+        batch_size=fit.batch_size,
+        lr=fit.lr,
+        weight_decay=fit.weight_decay,
+        warmup_epochs=fit.warmup_epochs,
+        flip=fit.flip,
+        device=str(device),
+        amp=params.amp,
+        ignore_index=ignore,
+    )
+
+
+def _base_frame(manifest: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    base = manifest[["sample_id", "image", "split", "fold", "excluded"]].copy()
+    base["scored"] = False
+    base.loc[base.index[rows], "scored"] = True
+    return base
+
+
+def _classification_result(
+    manifest: pd.DataFrame,
+    rows: np.ndarray,
+    oof: Any,
+    classes: list[str],
+    issues: pd.DataFrame,
+    params: ScoreParams,
+    dataset: DatasetParams,
+) -> ScoreResult:
+    probs = oof.probs
+    labels = manifest["label_index"].to_numpy()[rows].astype(np.int64)
+    dyn = oof.dynamics.summary()
+    conflicting = (
+        manifest["sample_id"]
+        .iloc[rows]
+        .isin(issues.loc[issues["check"] == "conflicting_labels", "sample_id"])
+    )
+    found = classification_label_issues(
+        labels,
+        probs,
+        aum=dyn["aum"],
+        conflicting=conflicting.to_numpy(),
+        min_suggest_prob=params.min_suggest_prob,
+    )
+    counts = np.bincount(labels, minlength=len(classes))
+    rare = counts < dataset.folds
+    if rare.any():  # too few to learn from out of fold: reported, never flagged
+        log.warning(
+            "classes with fewer scored samples than folds (not flagged): %s",
+            [classes[c] for c in np.flatnonzero(rare)],
+        )
+        hit = rare[labels]
+        found.loc[hit, "is_label_issue"] = False
+        found.loc[hit, "reasons"] = "rare_class"
+    sort = hard_and_easy(
+        labels,
+        probs,
+        hard_loss_quantile=params.hard_loss_quantile,
+        easy_prob=params.easy_prob,
+        hard_negative_prob=params.hard_negative_prob,
+    )
+    names = np.asarray(classes, dtype=object)
+    p_given = probs[np.arange(len(rows)), labels]
+    scored = pd.DataFrame(
+        {
+            "given_label": names[labels],
+            "predicted_label": names[probs.argmax(1)],
+            "suggested_label": np.where(
+                found["suggested_label"] >= 0, names[found["suggested_label"].clip(0)], ""
+            ),
+            "label_quality": found["label_quality"].to_numpy(),
+            "is_label_issue": found["is_label_issue"].to_numpy(),
+            "reasons": found["reasons"].to_numpy(),
+            "oof_loss": -np.log(np.clip(p_given, 1e-12, 1.0)),
+            "self_confidence": p_given,
+            "difficulty": sort.difficulty,
+            **{k: v[rows] for k, v in dyn.items()},
+            **{f"prob_{c}": probs[:, i] for i, c in enumerate(classes)},
+        },
+        index=manifest.index[rows],
+    )
+    scores = _base_frame(manifest, rows).join(scored)
+    hard = sort.rows.copy()
+    hard.insert(0, "image", manifest["image"].to_numpy()[rows][hard["index"]])
+    hard.insert(0, "sample_id", manifest["sample_id"].to_numpy()[rows][hard["index"]])
+    hard["class"] = names[hard["class"].to_numpy(np.int64)]
+    flagged = scored["is_label_issue"].to_numpy(bool)
+    pred = probs.argmax(1)
+    metrics = {
+        "task": "classification",
+        "scored": len(rows),
+        "oof_accuracy": float((pred == labels).mean()),
+        "fold_accuracy": {str(k): v for k, v in oof.fold_accuracy.items()},
+        "label_issues": int(flagged.sum()),
+        "estimated_noise_rate": float(flagged.mean()),
+        "label_issues_per_class": {
+            c: int((flagged & (labels == i)).sum()) for i, c in enumerate(classes)
+        },
+        "rare_classes": [classes[c] for c in np.flatnonzero(rare)],
+        **{k: int(v) for k, v in sort.counts.items()},
+    }
+    confusion_rows = pd.DataFrame({"actual": names[labels], "predicted": names[pred]})
+    return ScoreResult(
+        scores=scores,
+        label_issues=_issue_report(scores, worst="label_quality"),
+        hard_examples=hard.drop(columns="index")[list(HARD_EXAMPLE_REPORT)],
+        confusion_rows=confusion_rows,
+        metrics=metrics,
+    )
+
+
+def _segmentation_result(
+    manifest: pd.DataFrame,
+    rows: np.ndarray,
+    fold_accuracy: dict[int, float],
+    result: Any,
+    classes: list[str],
+) -> ScoreResult:
+    per_image = result.per_image
+    scored = per_image.set_axis(manifest.index[rows[per_image.index.to_numpy()]])
+    scored = scored.assign(
+        given_label="", suggested_label="", aum=np.nan,
+        reasons=np.where(scored["is_label_issue"], "pixel_issues", ""),
+    )  # fmt: skip
+    scores = _base_frame(manifest, rows).join(scored)
+    scores.insert(2, "mask", manifest["mask"])
+    names = np.asarray(classes, dtype=object)
+    hard = result.hard_examples
+    hard = hard.assign(
+        sample_id=manifest["sample_id"].to_numpy()[rows][hard["index"]],
+        image=manifest["image"].to_numpy()[rows][hard["index"]],
+        **{"class": names[hard["class"].to_numpy(np.int64)]},
+    )[[*HARD_EXAMPLE_REPORT, "pixel_fraction"]]
+    hard = hard.sort_values(
+        ["role", "difficulty", "pixel_fraction"], ascending=[False, True, False], kind="stable"
+    )
+    miou, iou = mean_iou(result.confusion)
+    total = result.confusion.sum()
+    reps = np.round(result.confusion * (CONFUSION_ROWS / max(1, total))).astype(np.int64)
+    actual, predicted = np.nonzero(reps)
+    counts = reps[actual, predicted]
+    confusion_rows = pd.DataFrame(
+        {
+            "actual": np.repeat(names[actual], counts),
+            "predicted": np.repeat(names[predicted], counts),
+        }
+    )
+    flagged = scored["is_label_issue"].to_numpy(bool)
+    metrics = {
+        "task": "segmentation",
+        "scored": len(rows),
+        "oof_miou": miou,
+        "oof_iou": {
+            c: (None if np.isnan(v) else float(v)) for c, v in zip(classes, iou, strict=True)
+        },
+        "oof_pixel_accuracy": float(np.trace(result.confusion) / max(1, total)),
+        "fold_pixel_accuracy": {str(k): v for k, v in fold_accuracy.items()},
+        "label_issues": int(flagged.sum()),
+        "estimated_noise_rate": float(flagged.mean()),
+        "class_thresholds": {c: float(t) for c, t in zip(classes, result.thresholds, strict=True)},
+    }
+    sample_ids = manifest["sample_id"].to_numpy()[rows]
+    sizes = manifest[["height", "width"]].to_numpy()[rows]
+    maps = {}
+    for i, m in result.issue_maps.items():
+        h, w = (int(v) for v in sizes[i])
+        maps[str(sample_ids[i])] = cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
+    report = _issue_report(scores, worst="label_quality")
+    report["issue_fraction"] = scores.loc[report.index, "issue_fraction"]
+    report["mask"] = scores.loc[report.index, "mask"]
+    return ScoreResult(
+        scores=scores,
+        label_issues=report,
+        hard_examples=hard,
+        confusion_rows=confusion_rows,
+        metrics=metrics,
+        issue_maps=maps,
+    )
+
+
+def _issue_report(scores: pd.DataFrame, *, worst: str) -> pd.DataFrame:
+    flagged = scores[scores["is_label_issue"].fillna(False).astype(bool)]
+    return flagged.sort_values(worst, kind="stable")[list(LABEL_ISSUE_REPORT)]

@@ -1,0 +1,85 @@
+"""Stage score@<dataset>: out-of-fold models -> scores.parquet, reports/label_issues.csv,
+reports/hard_examples.csv, plots/oof_confusion.csv, metrics/score.json (and issue maps of
+flagged segmentation masks). Runs as is on one device, or under torchrun on several:
+
+    torchrun --nproc_per_node 4 -m stages.score --dataset my_cells
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+
+from datapipe.config import DatasetParams, Params
+from datapipe.distributed import init_distributed, shutdown
+from datapipe.errors import DatapipeError
+from datapipe.io import read_table, write_table
+from datapipe.score import HARD_EXAMPLE_REPORT, LABEL_ISSUE_REPORT, score
+from stages.common import run_stage, write_json
+
+log = logging.getLogger("datapipe")
+
+
+def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
+    manifest = read_table(
+        out / "clean_manifest.parquet", required=("sample_id", "fold", "excluded")
+    )
+    issues = read_table(out / "reports" / "data_issues.csv", required=("sample_id", "check"))
+    try:
+        stats = json.loads((out / "stats.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatapipeError(f"{out / 'stats.json'}: cannot read ({exc}); re-run ingest") from None
+    dist, device = init_distributed(params.score.device)
+    try:
+        result = score(
+            manifest,
+            stats,
+            issues,
+            dataset,
+            params.score,
+            workers=params.resolved_workers(),
+            device=device,
+            dist=dist,
+            scratch=out / "oof_probs" if params.score.keep_probs else None,
+            name=name,
+        )
+    finally:
+        shutdown()
+    if result is None:  # not rank 0
+        return []
+    m = result.metrics
+    quality = m.get("oof_accuracy", m.get("oof_miou"))
+    log.info(
+        "%s: %d scored on %s, OOF %s %.3f, %d label issues",
+        name, m["scored"], device, "accuracy" if "oof_accuracy" in m else "mIoU", quality,
+        m["label_issues"],
+    )  # fmt: skip
+    maps_dir = out / "issue_maps"
+    shutil.rmtree(maps_dir, ignore_errors=True)  # ours: maps of an earlier run go
+    maps_dir.mkdir(parents=True)
+    for sample_id, issue_map in result.issue_maps.items():
+        cv2.imwrite(str(maps_dir / f"{sample_id}.png"), issue_map)
+    return [
+        write_table(result.scores, out / "scores.parquet"),
+        write_table(result.label_issues, out / "reports" / "label_issues.csv",
+                    required=LABEL_ISSUE_REPORT),
+        write_table(result.hard_examples, out / "reports" / "hard_examples.csv",
+                    required=HARD_EXAMPLE_REPORT),
+        write_table(result.confusion_rows, out / "plots" / "oof_confusion.csv"),
+        write_json(out / "metrics" / "score.json", m),
+        maps_dir,
+    ]  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("score", body, argv, description=__doc__ or "")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
