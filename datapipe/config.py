@@ -144,6 +144,7 @@ class FitParams(_Strict):
     image_size: int = Field(64, ge=8, le=4096, description="images are resized to this square")
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(32, ge=2)
+    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="sgd: nesterov, momentum 0.9")
     lr: float = Field(0.05, gt=0)
     weight_decay: float = Field(5e-4, ge=0)
     warmup_epochs: float = Field(1.0, ge=0)

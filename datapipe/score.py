@@ -107,6 +107,7 @@ def score(
         labels[rows],
         workers=workers,
         max_bytes=int(params.max_cache_gb * 2**30),
+        loader_workers=workers if params.loader_workers == "auto" else params.loader_workers,
         pin_memory=device.type == "cuda",
         desc=f"score {name}: decode",
     )
@@ -189,6 +190,7 @@ def _settings(
     return TrainSettings(
         epochs=fit.epochs,
         batch_size=fit.batch_size,
+        optimizer=fit.optimizer,
         lr=fit.lr,
         weight_decay=fit.weight_decay,
         warmup_epochs=fit.warmup_epochs,
@@ -262,7 +264,7 @@ def _classification_result(
             "oof_loss": -np.log(np.clip(p_given, 1e-12, 1.0)),
             "self_confidence": p_given,
             "difficulty": sort.difficulty,
-            **{k: v[rows] for k, v in dyn.items()},
+            **dyn,
             **{f"prob_{c}": probs[:, i] for i, c in enumerate(classes)},
         },
         index=manifest.index[rows],

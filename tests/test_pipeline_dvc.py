@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from tests.conftest import REPO
 
@@ -41,6 +42,11 @@ def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None
             shutil.copy2(src, work / name)
     assert _run(["git", "init", "-q"], work).returncode == 0
     dvc = [sys.executable, "-m", "dvc"]
+    # the stages' wiring is under test here, not the models: train them for one epoch
+    settings = yaml.safe_load((work / "params.yaml").read_text())
+    for task in ("classification", "segmentation"):
+        settings["score"][task]["epochs"] = 1
+    (work / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
 
     first = _run([*dvc, "repro"], work)
     assert first.returncode == 0, first.stderr + first.stdout
@@ -52,6 +58,16 @@ def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None
         assert (issues["check"] == "unreadable").sum() == planted_unreadable
         clean = pd.read_parquet(work / "runs" / name / "clean_manifest.parquet")
         assert len(clean) == len(manifest) and clean["excluded"].sum() >= planted_unreadable
+        scores = pd.read_parquet(work / "runs" / name / "scores.parquet")
+        assert len(scores) == len(clean)
+        assert (scores["scored"] == ~clean["excluded"]).all()
+        assert scores.loc[scores["scored"], "label_quality"].between(0, 1).all()
+        assert scores.loc[~scores["scored"], "label_quality"].isna().all()
+        hard = pd.read_csv(work / "runs" / name / "reports" / "hard_examples.csv")
+        assert set(hard["role"]) <= {"positive", "negative"} and len(hard) > 0
+        assert (work / "runs" / name / "reports" / "label_issues.csv").is_file()
+        confusion = pd.read_csv(work / "runs" / name / "plots" / "oof_confusion.csv")
+        assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) > 0
     assert (work / "dvc.lock").is_file()
 
     second = _run([*dvc, "repro"], work)
@@ -59,6 +75,7 @@ def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None
     assert "didn't change, skipping" in second.stdout
     metrics = _run([*dvc, "metrics", "show", "--json"], work)
     assert metrics.returncode == 0 and '"excluded"' in metrics.stdout
+    assert '"oof_accuracy"' in metrics.stdout and '"oof_miou"' in metrics.stdout
 
     # A typo in params.yaml fails the stage with a message naming the key.
     params = work / "params.yaml"

@@ -181,10 +181,14 @@ def make_source(
     *,
     workers: int,
     max_bytes: int,
+    loader_workers: int | None = None,
     pin_memory: bool = False,
     desc: str,
 ) -> Source:
     """In memory when the decoded set fits in ``max_bytes``, else streamed from disk.
+
+    ``workers`` processes decode the in-memory set; ``loader_workers`` (default ``workers``)
+    DataLoader processes decode the streamed batches.
 
     ``labels`` ``(N,)`` are the classification targets (ignored for segmentation, whose
     targets are the masks).
@@ -192,7 +196,8 @@ def make_source(
     channels = len(spec.image.mean)
     need = decoded_bytes(len(items), channels, spec.image.size, masks=spec.mask is not None)
     if need > max_bytes:
-        return Streaming(items, spec, labels, workers=workers, pin_memory=pin_memory)
+        n = workers if loader_workers is None else loader_workers
+        return Streaming(items, spec, labels, workers=n, pin_memory=pin_memory)
     decoded = list(parallel_map(spec.decode, items, workers=workers, desc=desc))
     images = torch.from_numpy(np.stack([image for image, _ in decoded]))
     if spec.mask is None:

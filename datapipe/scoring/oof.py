@@ -40,6 +40,7 @@ class TrainSettings:
     flip: bool = True
     seed: int = 0
     device: str = "cpu"
+    optimizer: str = "sgd"  # "sgd" (nesterov, momentum 0.9) or "adamw"
     amp: bool = True  # bfloat16 autocast, on CUDA only
     ignore_index: int = -100  # target value that trains nothing (segmentation: 255)
 
@@ -240,14 +241,14 @@ def _train(
     device = next(model.parameters()).device
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]  # norms and biases
-    optimizer = torch.optim.SGD(
-        [
-            {"params": decay, "weight_decay": settings.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=settings.lr,
-        momentum=0.9,
-        nesterov=True,
+    groups = [
+        {"params": decay, "weight_decay": settings.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    optimizer: torch.optim.Optimizer = (
+        torch.optim.AdamW(groups, lr=settings.lr)
+        if settings.optimizer == "adamw"
+        else torch.optim.SGD(groups, lr=settings.lr, momentum=0.9, nesterov=True)
     )
     per_rank = dist.shard(train, pad=True)
     steps_per_epoch = max(1, len(_batches(per_rank, settings.batch_size)))
