@@ -66,7 +66,12 @@ def score(
     scratch: Path | None = None,
     name: str = "",
 ) -> ScoreResult | None:
-    """Score every included sample; returns the result on rank 0 and None on other ranks."""
+    """Score every included sample; returns the result on rank 0 and None on other ranks.
+
+    Segmentation probabilities go to float16 shards in ``scratch`` (a temporary folder when
+    None; under torchrun a folder every rank can write), removed afterwards unless
+    ``params.keep_probs``.
+    """
     dist = dist or Dist()
     classes = [str(c) for c in stats.get("classes", [])]
     include = _included(manifest, classes, dataset.folds)
@@ -136,8 +141,12 @@ def score(
         if not dist.is_main:
             return None
         return _classification_result(manifest, rows, oof, classes, issues, params, dataset)
-    own_scratch = scratch is None
+    if scratch is None and dist.active:
+        raise DatapipeError("under torchrun the probability shards need a shared scratch folder")
     shards = Path(tempfile.mkdtemp(prefix="oof_probs_")) if scratch is None else scratch
+    if dist.is_main and scratch is not None:  # shards of an earlier run must not be read
+        shutil.rmtree(shards, ignore_errors=True)
+    dist.barrier()
     try:
         oof = out_of_fold(
             source,
@@ -164,7 +173,7 @@ def score(
             hard_pixel_fraction=params.hard_pixel_fraction,
         )
     finally:
-        if own_scratch and not params.keep_probs and dist.is_main:
+        if not params.keep_probs and dist.is_main:
             shutil.rmtree(shards, ignore_errors=True)
     return _segmentation_result(manifest, rows, oof.fold_accuracy, result, classes)
 

@@ -46,7 +46,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
             workers=params.resolved_workers(),
             device=device,
             dist=dist,
-            scratch=out / "oof_probs" if params.score.keep_probs else None,
+            scratch=out / "oof_probs",
             name=name,
         )
     finally:
