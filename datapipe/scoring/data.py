@@ -28,6 +28,7 @@ from datapipe.errors import ConfigError
 from datapipe.io import read_image, read_mask, to_unit_float
 from datapipe.io.convert import Scaling
 from datapipe.parallel import parallel_map
+from datapipe.progress import progress
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,20 @@ class _DiskSet(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
         return torch.from_numpy(image), target, i
 
 
+class _Batches:
+    """A batch sampler whose batches are swapped between passes, so one DataLoader with
+    persistent workers serves every epoch and prediction pass (no re-forking per epoch)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 class Streaming:
     """Decode every batch from disk in DataLoader workers; memory stays at a few batches."""
 
@@ -151,7 +166,15 @@ class Streaming:
         pin_memory: bool = False,
     ) -> None:
         self.dataset = _DiskSet(items, spec, labels)
-        self.workers, self.pin_memory = workers, pin_memory
+        self._sampler = _Batches()
+        self._loader = DataLoader(
+            self.dataset,
+            batch_sampler=self._sampler,
+            num_workers=workers,
+            pin_memory=pin_memory,
+            prefetch_factor=4 if workers else None,
+            persistent_workers=workers > 0,
+        )
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -159,14 +182,8 @@ class Streaming:
     def batches(
         self, index_batches: Sequence[np.ndarray]
     ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
-        loader = DataLoader(
-            self.dataset,
-            batch_sampler=[b.tolist() for b in index_batches],
-            num_workers=self.workers,
-            pin_memory=self.pin_memory,
-            prefetch_factor=4 if self.workers else None,
-        )
-        for images, targets, index in loader:
+        self._sampler.batches = [b.tolist() for b in index_batches]
+        for images, targets, index in self._loader:
             yield index.numpy(), images, targets
 
 
@@ -198,12 +215,24 @@ def make_source(
     if need > max_bytes:
         n = workers if loader_workers is None else loader_workers
         return Streaming(items, spec, labels, workers=n, pin_memory=pin_memory)
-    decoded = list(parallel_map(spec.decode, items, workers=workers, desc=desc))
-    images = torch.from_numpy(np.stack([image for image, _ in decoded]))
-    if spec.mask is None:
+    # decode straight into preallocated tensors (no list of arrays + stacked copy), with
+    # DataLoader workers forked from this process (a process pool would re-import torch)
+    size = spec.image.size
+    images = torch.empty((len(items), channels, size, size), dtype=torch.float16)
+    masks = torch.empty((len(items), size, size), dtype=torch.int16) if spec.mask else None
+    loader = DataLoader(
+        _DiskSet(items, spec, labels),
+        batch_size=64,
+        num_workers=workers if len(items) > 64 else 0,
+        prefetch_factor=2 if workers and len(items) > 64 else None,
+    )
+    for x, y, index in progress(loader, total=len(loader), desc=desc):
+        images[index] = x
+        if masks is not None:
+            masks[index] = y
+    if masks is None:
         return InMemory(images, torch.as_tensor(np.asarray(labels), dtype=torch.long))
-    masks = [m for _, m in decoded]
-    return InMemory(images, torch.from_numpy(np.stack(masks)))  # type: ignore[arg-type]
+    return InMemory(images, masks)
 
 
 def load_images(
