@@ -35,6 +35,8 @@ pytest: setup
 bench: setup
 	$(BIN)/python bench/io_throughput.py
 	$(BIN)/python bench/clean_throughput.py
+	$(BIN)/python bench/label_noise.py --rules
+	$(BIN)/python bench/score_throughput.py
 
 sample-data: setup
 	$(BIN)/python sample_data/make_sample_data.py
