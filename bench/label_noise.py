@@ -11,7 +11,8 @@ scikit-learn's bundled handwritten digits (1797 images, 8x8, 10 classes) are wri
 * class-conditional: cleanlab's ``generate_noise_matrix_from_trace`` (trace ``K * (1 - p)``,
   a valid matrix for the class prior) and ``generate_noisy_labels``.
 
-Ours: the PNG files decoded by ``datapipe.scoring.data.load_images`` (upsampled to ``--size``),
+Ours: the PNG files decoded by the score stage's loader (``datapipe.scoring.data.make_source``,
+upsampled to ``--size``),
 5 stratified folds, ``datapipe.scoring.oof.out_of_fold`` with the ``small_cnn``, then
 ``datapipe.label_issues.classification_label_issues`` with the run's AUM. Baseline: scikit-learn
 ``LogisticRegression`` on the pixels scaled to [0, 1], out-of-fold ``predict_proba`` over the
@@ -54,7 +55,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from datapipe.label_issues import classification_label_issues
 from datapipe.models import build_classifier
-from datapipe.scoring.data import ImageSpec, load_images
+from datapipe.scoring.data import ImageSpec, InMemory, SampleSpec, make_source
 from datapipe.scoring.oof import TrainSettings, out_of_fold
 
 K = 10
@@ -168,7 +169,13 @@ def load(root: Path, digits: Digits, size: int) -> torch.Tensor:
         std=[float(unit.std())],
         size=size,
     )
-    return load_images(digits.paths, spec, workers=1, max_bytes=2**31, desc="decode")
+    items = [(path, None) for path in digits.paths]
+    source = make_source(
+        items, SampleSpec(spec), np.zeros(len(items), np.int64), workers=1, max_bytes=2**31,
+        desc="decode",
+    )  # fmt: skip
+    assert isinstance(source, InMemory)  # 1797 small images always fit the budget
+    return source.images
 
 
 def candidates(noisy: np.ndarray, probs: np.ndarray, aum: np.ndarray) -> dict[str, np.ndarray]:

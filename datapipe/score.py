@@ -29,8 +29,13 @@ from datapipe.errors import DatapipeError
 from datapipe.label_issues import classification_label_issues
 from datapipe.models import build_classifier, build_segmenter
 from datapipe.scoring.data import ImageSpec, MaskSpec, SampleSpec, make_source
-from datapipe.scoring.oof import TrainSettings, out_of_fold
-from datapipe.scoring.segmentation import ShardWriter, mean_iou, score_segmentation
+from datapipe.scoring.oof import OOFResult, TrainSettings, out_of_fold
+from datapipe.scoring.segmentation import (
+    SegmentationScores,
+    ShardWriter,
+    mean_iou,
+    score_segmentation,
+)
 
 log = logging.getLogger("datapipe")
 
@@ -220,13 +225,14 @@ def _base_frame(manifest: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
 def _classification_result(
     manifest: pd.DataFrame,
     rows: np.ndarray,
-    oof: Any,
+    oof: OOFResult,
     classes: list[str],
     issues: pd.DataFrame,
     params: ScoreParams,
     dataset: DatasetParams,
 ) -> ScoreResult:
     probs = oof.probs
+    assert probs is not None and oof.dynamics is not None  # classification: no sink given
     labels = manifest["label_index"].to_numpy()[rows].astype(np.int64)
     dyn = oof.dynamics.summary()
     conflicting = (
@@ -312,7 +318,7 @@ def _segmentation_result(
     manifest: pd.DataFrame,
     rows: np.ndarray,
     fold_accuracy: dict[int, float],
-    result: Any,
+    result: SegmentationScores,
     classes: list[str],
 ) -> ScoreResult:
     per_image = result.per_image

@@ -24,10 +24,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datapipe.errors import ConfigError
 from datapipe.io import read_image, read_mask, to_unit_float
 from datapipe.io.convert import Scaling
-from datapipe.parallel import parallel_map
 from datapipe.progress import progress
 
 
@@ -49,7 +47,9 @@ class MaskSpec:
     ignore_index: int
     colors: Mapping[int, tuple[int, int, int]] | None = None
 
+    @functools.cached_property
     def lut(self) -> np.ndarray:
+        """Stored value -> class index for every 16-bit value (built once per spec)."""
         table = np.full(65536, self.ignore_index, np.int16)
         table[np.asarray(self.class_values, np.int64)] = np.arange(len(self.class_values))
         return table
@@ -73,7 +73,7 @@ def load_mask(relpath: str, spec: MaskSpec, root: Path, size: int) -> np.ndarray
     raw = read_mask(root / relpath, colors=spec.colors)
     if raw.dtype.kind == "i":
         raw = np.clip(raw, 0, 65535)
-    index = spec.lut()[raw.astype(np.int64)]
+    index = spec.lut[raw.astype(np.int64)]
     return cv2.resize(index, (size, size), interpolation=cv2.INTER_NEAREST)
 
 
@@ -233,24 +233,3 @@ def make_source(
     if masks is None:
         return InMemory(images, torch.as_tensor(np.asarray(labels), dtype=torch.long))
     return InMemory(images, masks)
-
-
-def load_images(
-    paths: Sequence[str],
-    spec: ImageSpec,
-    *,
-    workers: int,
-    desc: str,
-    max_bytes: int | None = None,
-) -> torch.Tensor:
-    """All ``paths`` as one ``(N, C, size, size)`` float16 tensor (decoded in ``workers``)."""
-    need = decoded_bytes(len(paths), len(spec.mean), spec.size, masks=False)
-    if max_bytes is not None and need > max_bytes:
-        raise ConfigError(
-            f"score.max_cache_gb: {len(paths)} images of {len(spec.mean)}x{spec.size}² need "
-            f"{need / 2**30:.1f} GiB in memory; raise it or lower image_size"
-        )
-    arrays = parallel_map(
-        functools.partial(load_image, spec=spec), paths, workers=workers, desc=desc
-    )
-    return torch.from_numpy(np.stack(list(arrays)))

@@ -26,7 +26,7 @@ def test_mask_values_map_to_class_indices_and_unknown_values_are_ignored(tmp_pat
     assert out.dtype == np.int16
     assert set(np.unique(load_mask("m.png", spec, tmp_path, size=7)).tolist()) <= {0, 1, 2, 255}
     np.testing.assert_array_equal(out[0], [0, 1, 2])
-    assert spec.lut()[7] == 255 and spec.lut()[255] == 255
+    assert spec.lut[7] == 255 and spec.lut[255] == 255
 
 
 def _write_set(root: Path, n: int) -> list[tuple[str, str | None]]:
