@@ -53,9 +53,10 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from datapipe.data import ImageSpec, SampleSpec
 from datapipe.label_issues import classification_label_issues
 from datapipe.models import build_classifier
-from datapipe.scoring.data import ImageSpec, InMemory, SampleSpec, make_source
+from datapipe.scoring.data import InMemory, make_source
 from datapipe.scoring.oof import TrainSettings, out_of_fold
 
 K = 10

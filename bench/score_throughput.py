@@ -53,17 +53,10 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._synth import scene
 from datapipe.config import ScoreParams
+from datapipe.data import ImageSpec, MaskSpec, SampleSpec, load_image
 from datapipe.models import build_classifier
 from datapipe.parallel import parallel_map
-from datapipe.scoring.data import (
-    ImageSpec,
-    InMemory,
-    MaskSpec,
-    SampleSpec,
-    decoded_bytes,
-    load_image,
-    make_source,
-)
+from datapipe.scoring.data import InMemory, decoded_bytes, make_source
 from datapipe.scoring.oof import TrainSettings, out_of_fold
 from datapipe.scoring.segmentation import ShardWriter, score_segmentation
 

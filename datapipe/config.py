@@ -57,6 +57,28 @@ class SplitParams(_Strict):
         return {"train": self.train, "val": self.val, "test": self.test}
 
 
+class CurateParams(_Strict):
+    """What the curate stage does with flagged label issues (per dataset)."""
+
+    label_issues: Literal["auto", "drop", "relabel", "downweight", "keep"] = Field(
+        "auto", description="auto: relabel (classification), downweight (segmentation)"
+    )
+    relabel_min_prob: float = Field(
+        0.8, gt=0, le=1, description="relabel only when the OOF probability of the suggestion "
+        "is at least this; otherwise `otherwise` applies"
+    )  # fmt: skip
+    otherwise: Literal["drop", "downweight", "keep"] = Field(
+        "downweight", description="flagged samples not confidently relabelled"
+    )
+    min_weight: float = Field(
+        0.1, ge=0, le=1, description="down-weighted samples get max(min_weight, label_quality)"
+    )
+    splits: list[Literal["train", "val", "test"]] = Field(
+        ["train", "val"], description="splits the policy changes; test stays as given "
+        "(reviews still apply), so evaluation is not graded by the scoring model"
+    )  # fmt: skip
+
+
 class DatasetParams(_Strict):
     """One entry of ``datasets:``: where the data is and how to read it."""
 
@@ -84,6 +106,7 @@ class DatasetParams(_Strict):
     folds: int = Field(5, ge=2, le=100, description="folds for out-of-fold scoring")
     seed: int = Field(0, description="seed of split and fold assignment")
     max_pixels: int = Field(1 << 28, ge=1, description="decompression-bomb guard, H x W")
+    curate: CurateParams = CurateParams()
 
     @field_validator("classes")
     @classmethod
@@ -136,8 +159,8 @@ class CleanParams(_Strict):
     repair_leakage: bool = Field(True, description="move duplicate groups into one split")
 
 
-class FitParams(_Strict):
-    """How the out-of-fold models of one task train (the score stage)."""
+class _Fit(_Strict):
+    """Model and optimiser settings shared by the score and train stages."""
 
     model: str = Field("auto", description="see datapipe.models; auto picks by task and size")
     weights: str | None = Field(None, description="local state_dict to start from; never fetched")
@@ -148,7 +171,128 @@ class FitParams(_Strict):
     lr: float = Field(0.05, gt=0)
     weight_decay: float = Field(5e-4, ge=0)
     warmup_epochs: float = Field(1.0, ge=0)
+
+
+class FitParams(_Fit):
+    """How the out-of-fold models of one task train (the score stage)."""
+
     flip: bool = Field(True, description="random horizontal and vertical flips while training")
+
+
+AugmentList = list[dict[str, dict[str, Any] | None]]
+DEFAULT_AUGMENT: AugmentList = [
+    {"HorizontalFlip": {"p": 0.5}},
+    {"Affine": {"scale": [0.9, 1.1], "translate_percent": [-0.05, 0.05], "rotate": [-10, 10],
+                "p": 0.5}},
+    {"RandomBrightnessContrast": {"brightness_limit": 0.1, "contrast_limit": 0.1, "p": 0.3}},
+]  # fmt: skip
+
+
+ClassWeighting = Literal["none", "inverse", "median_frequency", "effective_number"]
+
+
+class LossParams(_Strict):
+    """A weighted sum of named losses and their options (see datapipe.losses)."""
+
+    terms: dict[str, float] = Field(
+        {"loss_ce": 1.0}, description="loss_ce, loss_focal, loss_dice, loss_bce -> weight"
+    )
+    class_weight: list[float] | ClassWeighting = Field(
+        "none", description="per-class CE weights: a list, or from the curated class counts"
+    )
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    avg_non_ignore: bool = Field(True, description="average over non-ignored pixels only")
+    focal_gamma: float = Field(2.0, ge=0)
+    ohem_thresh: float | None = Field(
+        None, gt=0, lt=1, description="segmentation OHEM: keep pixels with p(true) below this"
+    )
+    ohem_min_kept: int | None = Field(None, ge=1, description="segmentation OHEM: per image")
+    ohem_keep_ratio: float | None = Field(
+        None, gt=0, le=1, description="classification OHEM: the hardest share of each batch"
+    )
+
+
+class MixParams(_Strict):
+    """Batch mixing (datapipe.augment.batch); alpha 0 turns a kind off."""
+
+    mixup_alpha: float = Field(0.0, ge=0, description="classification only")
+    cutmix_alpha: float = Field(0.0, ge=0, description="cuts masks with images for segmentation")
+    prob: float = Field(1.0, ge=0, le=1, description="share of batches that are mixed")
+    switch_prob: float = Field(0.5, ge=0, le=1, description="cutmix share when both are on")
+
+
+class CurriculumParams(_Strict):
+    """Hard-example scheduling from the curated difficulty (datapipe.curriculum)."""
+
+    pacing: Literal["none", "linear", "root", "step"] = Field(
+        "none", description="start with the easiest share, reach all kept data at full_epoch"
+    )
+    start: float = Field(0.5, gt=0, le=1, description="share of kept data in epoch 0")
+    full_epoch: int | None = Field(None, ge=1, description="default: half of the epochs")
+    oversample_alpha: float = Field(
+        0.0, ge=0, description="after pacing, draw samples with p ~ difficulty^alpha; 0 = off"
+    )
+
+
+class TrainTaskParams(_Fit):
+    """How the final model of one task trains (the train stage)."""
+
+    schedule: Literal["cosine", "step", "plateau"] = Field(
+        "cosine", description="after warmup; plateau steps on the validation metric"
+    )
+    milestones: list[int] = Field([], description="step schedule: epochs where lr *= gamma")
+    gamma: float = Field(0.1, gt=0, le=1)
+    tie_weight_decay: bool = Field(False, description="plateau: scale weight decay with the LR")
+    lr_mult: dict[str, float] = Field(
+        {}, description="lr multiplier by parameter-name key, e.g. {head: 10.0}"
+    )
+    clip_grad: float | None = Field(None, gt=0, description="max gradient norm")
+    ema: float | None = Field(None, gt=0, lt=1, description="EMA decay of the weights")
+    augment: AugmentList = Field(
+        DEFAULT_AUGMENT, description="albumentations transforms: [{Name: {arg: value}}, ...]"
+    )
+    loss: LossParams = LossParams()
+    mix: MixParams = MixParams()
+    curriculum: CurriculumParams = CurriculumParams()
+    multi_scale: list[int] | None = Field(
+        None, description="train sizes, one drawn per batch (e.g. 320..608 step 32)"
+    )
+    multi_scale_every: int = Field(1, ge=1, description="batches between size draws")
+    sample_weights: bool = Field(True, description="curation weights multiply the loss")
+    sync_bn: bool = Field(True, description="SyncBatchNorm when world size > 1")
+    tta: Literal["none", "flip", "five_crop", "ten_crop"] = Field(
+        "none", description="evaluation test-time augmentation (crops: classification only)"
+    )
+    seed: int = 0
+
+    @field_validator("augment")
+    @classmethod
+    def _augment(cls, v: AugmentList) -> AugmentList:
+        from datapipe.augment import validate_spec  # albumentations stays in datapipe.augment
+        from datapipe.errors import ConfigError as _ConfigError
+
+        try:
+            return validate_spec(v)
+        except _ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class TrainParams(_Strict):
+    """The train and evaluate stages."""
+
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
+    amp: bool = Field(True, description="bfloat16 autocast on CUDA; ignored on the CPU")
+    loader_workers: int | Literal["auto"] = Field("auto", description="DataLoader processes")
+    resume: Literal["auto", "never"] = Field(
+        "auto", description="auto: continue from runs/<ds>/checkpoint.pt when it matches"
+    )
+    classification: TrainTaskParams = TrainTaskParams()
+    segmentation: TrainTaskParams = TrainTaskParams(
+        image_size=128, batch_size=8, optimizer="adamw", lr=1e-3, weight_decay=0.01,
+        loss=LossParams(terms={"loss_ce": 1.0, "loss_dice": 1.0}),
+    )  # fmt: skip
+    preview_samples: int = Field(6, ge=1, le=64, description="rows of augment_preview.png")
+    preview_views: int = Field(5, ge=1, le=16, description="augmented views per row")
 
 
 class ScoreParams(_Strict):
@@ -190,6 +334,7 @@ class Params(_Strict):
     )
     clean: CleanParams = CleanParams()
     score: ScoreParams = ScoreParams()
+    train: TrainParams = TrainParams()
 
     @field_validator("datasets")
     @classmethod

@@ -23,12 +23,13 @@ import pandas as pd
 import torch
 
 from datapipe.config import DatasetParams, FitParams, ScoreParams
+from datapipe.data import manifest_items, sample_spec
 from datapipe.difficulty import hard_and_easy
 from datapipe.distributed import Dist
 from datapipe.errors import DatapipeError
 from datapipe.label_issues import classification_label_issues
 from datapipe.models import build_classifier, build_segmenter
-from datapipe.scoring.data import ImageSpec, MaskSpec, SampleSpec, make_source
+from datapipe.scoring.data import make_source
 from datapipe.scoring.oof import OOFResult, TrainSettings, out_of_fold
 from datapipe.scoring.segmentation import (
     SegmentationScores,
@@ -82,33 +83,13 @@ def score(
     include = _included(manifest, classes, dataset.folds)
     segmentation = dataset.task == "segmentation"
     fit = params.segmentation if segmentation else params.classification
-    spec = SampleSpec(
-        image=ImageSpec(
-            root=Path(dataset.root),
-            scaling=dict(stats.get("bit_depth", {})),
-            percentiles=dataset.percentiles,
-            mean=stats["mean"],
-            std=stats["std"],
-            size=fit.image_size,
-        ),
-        mask=MaskSpec(
-            class_values=list(stats.get("class_values", [])),
-            ignore_index=dataset.ignore_index,
-            colors=dict(dataset.mask_colors) if dataset.mask_colors else None,
-        )
-        if segmentation
-        else None,
-    )
+    spec = sample_spec(dataset, stats, size=fit.image_size)
     labels = (
         np.zeros(len(manifest), np.int64)
         if segmentation
         else manifest["label_index"].fillna(0).to_numpy(np.int64)
     )
-    masks = manifest["mask"] if segmentation else pd.Series([None] * len(manifest))
-    items = [
-        (str(image), None if pd.isna(mask) else str(mask))
-        for image, mask in zip(manifest["image"], masks, strict=True)
-    ]
+    items = manifest_items(manifest)
     # decode only what is scored; positions map back through `rows`
     rows = np.flatnonzero(include)
     source = make_source(

@@ -14,7 +14,8 @@ import yaml
 
 from tests.conftest import REPO
 
-COPY = ["datapipe", "stages", "sample_data", ".dvc", "dvc.yaml", "params.yaml", ".dvcignore"]
+COPY = ["datapipe", "stages", "sample_data", "reviews", ".dvc", "dvc.yaml", "params.yaml",
+        ".dvcignore"]  # fmt: skip
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -68,6 +69,14 @@ def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None
         assert (work / "runs" / name / "reports" / "label_issues.csv").is_file()
         confusion = pd.read_csv(work / "runs" / name / "plots" / "oof_confusion.csv")
         assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) > 0
+        curated = pd.read_parquet(work / "runs" / name / "curated.parquet")
+        assert curated["sample_id"].tolist() == scores["sample_id"].tolist()
+        assert (curated.loc[clean["excluded"].to_numpy(), "action"] == "exclude").all()
+        assert curated.loc[curated["action"].isin(["drop", "exclude"]), "weight"].eq(0).all()
+        summary = pd.read_csv(work / "runs" / name / "reports" / "curation_summary.csv")
+        assert summary["total"].sum() == len(curated)
+        preview = work / "runs" / name / "reports" / "augment_preview.png"
+        assert preview.stat().st_size > 10_000
     assert (work / "dvc.lock").is_file()
 
     second = _run([*dvc, "repro"], work)
@@ -76,6 +85,27 @@ def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None
     metrics = _run([*dvc, "metrics", "show", "--json"], work)
     assert metrics.returncode == 0 and '"excluded"' in metrics.stdout
     assert '"oof_accuracy"' in metrics.stdout and '"oof_miou"' in metrics.stdout
+
+    # A reviewer's decision overrides the policy: export the sheet, decide, re-run.
+    exported = _run([sys.executable, "-m", "datapipe.cli", "review", "export",
+                     "--dataset", "shapes_cls"], work)  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    sheet_path = work / "reviews" / "shapes_cls.csv"
+    sheet = pd.read_csv(sheet_path, dtype=str, keep_default_na=False)
+    assert len(sheet) == len(pd.read_csv(work / "runs/shapes_cls/reports/label_issues.csv"))
+    sheet.loc[0, "decision"] = "drop"
+    sheet.to_csv(sheet_path, index=False)
+    reviewed = _run([*dvc, "repro", "curate@shapes_cls"], work)
+    assert reviewed.returncode == 0, reviewed.stderr
+    curated = pd.read_parquet(work / "runs/shapes_cls/curated.parquet").set_index("sample_id")
+    assert curated.loc[sheet.loc[0, "sample_id"], ["action", "source"]].tolist() == [
+        "drop", "review",
+    ]  # fmt: skip
+    sheet.loc[1, "decision"] = "relabel"
+    sheet.loc[1, "label"] = "unicorn"
+    sheet.to_csv(sheet_path, index=False)
+    bad = _run([*dvc, "repro", "curate@shapes_cls"], work)
+    assert bad.returncode != 0 and "row 3: unknown class 'unicorn'" in bad.stderr + bad.stdout
 
     # A typo in params.yaml fails the stage with a message naming the key.
     params = work / "params.yaml"

@@ -1,10 +1,8 @@
 """Samples as normalised tensors for the scoring models, decoded once or streamed from disk.
 
-Each image is read with :func:`~datapipe.io.read_image`, scaled with ``to_unit_float`` at the
-dataset's resolved bit depth, resized with area averaging to a square and normalised with the
-dataset's per-channel mean and std from ``stats.json``. Masks are read with
-:func:`~datapipe.io.read_mask`, their stored values mapped to class indices (anything that is
-not a class becomes ``ignore_index``) and resized nearest-neighbour, so no label is invented.
+Decoding is :meth:`datapipe.data.SampleSpec.decode` (the one decode path of scoring,
+training and evaluation): unit float at the dataset's bit depth, area resize to a square,
+stats.json normalisation; masks as class indices resized nearest-neighbour.
 
 When the decoded set fits in ``max_cache_gb`` it is decoded once, in worker processes, into one
 float16 tensor (k folds x E epochs then decode nothing again); otherwise each batch is decoded
@@ -13,83 +11,15 @@ by DataLoader workers from disk.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datapipe.io import read_image, read_mask, to_unit_float
-from datapipe.io.convert import Scaling
+from datapipe.data import Item, SampleSpec
 from datapipe.progress import progress
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    root: Path
-    scaling: Mapping[str, Scaling]
-    percentiles: tuple[float, float]
-    mean: Sequence[float]
-    std: Sequence[float]
-    size: int
-
-
-@dataclass(frozen=True)
-class MaskSpec:
-    """How stored mask values become class indices: ``class_values[i]`` is class ``i``."""
-
-    class_values: Sequence[int]
-    ignore_index: int
-    colors: Mapping[int, tuple[int, int, int]] | None = None
-
-    @functools.cached_property
-    def lut(self) -> np.ndarray:
-        """Stored value -> class index for every 16-bit value (built once per spec)."""
-        table = np.full(65536, self.ignore_index, np.int16)
-        table[np.asarray(self.class_values, np.int64)] = np.arange(len(self.class_values))
-        return table
-
-
-def load_image(relpath: str, spec: ImageSpec) -> np.ndarray:
-    """One image as a normalised ``(C, size, size)`` float16 array."""
-    img = read_image(spec.root / relpath)
-    unit = to_unit_float(
-        img, bit_depth=spec.scaling.get(str(img.dtype), "auto"), percentiles=spec.percentiles
-    )
-    small = cv2.resize(unit, (spec.size, spec.size), interpolation=cv2.INTER_AREA)
-    small = small.reshape(spec.size, spec.size, img.shape[2])
-    mean = np.asarray(spec.mean, np.float32)
-    std = np.maximum(np.asarray(spec.std, np.float32), 1e-6)
-    return ((small - mean) / std).transpose(2, 0, 1).astype(np.float16)
-
-
-def load_mask(relpath: str, spec: MaskSpec, root: Path, size: int) -> np.ndarray:
-    """One mask as ``(size, size)`` int16 class indices (``ignore_index`` where unlabelled)."""
-    raw = read_mask(root / relpath, colors=spec.colors)
-    if raw.dtype.kind == "i":
-        raw = np.clip(raw, 0, 65535)
-    index = spec.lut[raw.astype(np.int64)]
-    return cv2.resize(index, (size, size), interpolation=cv2.INTER_NEAREST)
-
-
-@dataclass(frozen=True)
-class SampleSpec:
-    """Everything needed to decode sample ``i``: an image, and a mask for segmentation."""
-
-    image: ImageSpec
-    mask: MaskSpec | None = None
-
-    def decode(self, item: tuple[str, str | None]) -> tuple[np.ndarray, np.ndarray | None]:
-        image_path, mask_path = item
-        image = load_image(image_path, self.image)
-        if self.mask is None or mask_path is None:
-            return image, None
-        return image, load_mask(mask_path, self.mask, self.image.root, self.image.size)
 
 
 class Source(Protocol):
@@ -125,9 +55,7 @@ class InMemory:
 
 
 class _DiskSet(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
-    def __init__(
-        self, items: Sequence[tuple[str, str | None]], spec: SampleSpec, labels: np.ndarray
-    ) -> None:
+    def __init__(self, items: Sequence[Item], spec: SampleSpec, labels: np.ndarray) -> None:
         self.items, self.spec, self.labels = items, spec, labels
 
     def __len__(self) -> int:
@@ -158,7 +86,7 @@ class Streaming:
 
     def __init__(
         self,
-        items: Sequence[tuple[str, str | None]],
+        items: Sequence[Item],
         spec: SampleSpec,
         labels: np.ndarray,
         *,
@@ -192,7 +120,7 @@ def decoded_bytes(n: int, channels: int, size: int, *, masks: bool) -> int:
 
 
 def make_source(
-    items: Sequence[tuple[str, str | None]],
+    items: Sequence[Item],
     spec: SampleSpec,
     labels: np.ndarray,
     *,

@@ -7,15 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from datapipe.scoring.data import (
-    ImageSpec,
-    InMemory,
-    MaskSpec,
-    SampleSpec,
-    Streaming,
-    load_mask,
-    make_source,
-)
+from datapipe.data import ImageSpec, MaskSpec, SampleSpec, load_mask
+from datapipe.scoring.data import InMemory, Streaming, make_source
 
 
 def test_mask_values_map_to_class_indices_and_unknown_values_are_ignored(tmp_path: Path) -> None:

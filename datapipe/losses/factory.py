@@ -1,0 +1,63 @@
+"""``build_loss``: a :class:`~datapipe.losses.CompositeLoss` from flat, params.yaml-like options."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from datapipe.losses._weights import ClassWeight
+from datapipe.losses.composite import CompositeLoss
+from datapipe.losses.ohem import PixelOhem, SampleOhem
+from datapipe.losses.terms import Task
+
+
+def build_loss(
+    terms: Mapping[str, float],
+    *,
+    task: Task,
+    num_classes: int,
+    class_weight: ClassWeight | None = None,
+    ignore_index: int | None = 255,
+    avg_non_ignore: bool = True,
+    label_smoothing: float = 0.0,
+    ohem_thresh: float | None = None,
+    ohem_min_kept: int | None = None,
+    ohem_keep_ratio: float | None = None,
+    focal_gamma: float = 2.0,
+) -> CompositeLoss:
+    """The weighted sum of ``terms`` (e.g. ``{"loss_ce": 1.0, "loss_dice": 3.0}``).
+
+    OHEM: ``ohem_thresh`` / ``ohem_min_kept`` select pixels (segmentation), ``ohem_keep_ratio``
+    samples (classification); none of them, no OHEM.
+
+    Shapes: as :class:`~datapipe.losses.CompositeLoss`.
+    """
+    return CompositeLoss(
+        terms,
+        task=task,
+        num_classes=num_classes,
+        class_weight=class_weight,
+        ignore_index=ignore_index,
+        avg_non_ignore=avg_non_ignore,
+        label_smoothing=label_smoothing,
+        ohem=_ohem(task, ohem_thresh, ohem_min_kept, ohem_keep_ratio),
+        focal_gamma=focal_gamma,
+    )
+
+
+def _ohem(
+    task: Task, thresh: float | None, min_kept: int | None, keep_ratio: float | None
+) -> PixelOhem | SampleOhem | None:
+    pixel = thresh is not None or min_kept is not None
+    if task == "classification" and pixel:
+        raise ValueError(
+            "expected ohem_keep_ratio (not ohem_thresh / ohem_min_kept) for task="
+            f"'classification', got ohem_thresh={thresh}, ohem_min_kept={min_kept}"
+        )
+    if task == "segmentation" and keep_ratio is not None:
+        raise ValueError(
+            "expected ohem_thresh / ohem_min_kept (not ohem_keep_ratio) for task="
+            f"'segmentation', got ohem_keep_ratio={keep_ratio}"
+        )
+    if pixel:
+        return PixelOhem(thresh=thresh, min_kept=min_kept or 0)
+    return None if keep_ratio is None else SampleOhem(keep_ratio=keep_ratio)

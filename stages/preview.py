@@ -1,0 +1,58 @@
+"""Stage preview@<dataset>: reports/augment_preview.png, a grid of training samples each
+beside augmented views of itself (masks overlaid), from train.<task>.augment in params.yaml.
+The pipeline is checked against the dataset's channel count first."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from datapipe.augment import Augment, build_pipeline, check_pipeline
+from datapipe.augment.preview import augment_preview
+from datapipe.config import DatasetParams, Params
+from datapipe.data import manifest_items, sample_spec
+from datapipe.errors import DatapipeError
+from datapipe.io import read_table
+from stages.common import run_stage
+
+
+def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
+    manifest = read_table(
+        out / "clean_manifest.parquet", required=("image", "split", "excluded", "height", "width")
+    )
+    stats = json.loads((out / "stats.json").read_text())
+    recipe = getattr(params.train, dataset.task)
+    usable = manifest[(manifest["split"] == "train") & ~manifest["excluded"].astype(bool)]
+    if usable.empty:
+        raise DatapipeError("no usable training samples to preview")
+    typical = (int(usable["height"].median()), int(usable["width"].median()))
+    check_pipeline(
+        recipe.augment, channels=int(stats["channels"]), ignore_index=dataset.ignore_index,
+        size=typical,
+    )  # fmt: skip
+    pick = np.random.default_rng(recipe.seed).permutation(len(usable))
+    rows = usable.iloc[np.sort(pick[: params.train.preview_samples])]
+    picture = augment_preview(
+        manifest_items(rows),
+        sample_spec(dataset, stats, size=recipe.image_size),
+        Augment(build_pipeline(recipe.augment, ignore_index=dataset.ignore_index)),
+        views=params.train.preview_views,
+        seed=recipe.seed,
+    )
+    path = out / "reports" / "augment_preview.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    return [path]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("preview", body, argv, description=__doc__ or "")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
