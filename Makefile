@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup repro test lint typecheck pytest bench sample-data clean
+.PHONY: setup browser repro test lint typecheck pytest bench sample-data clean
 
 setup: $(STAMP)
 
@@ -29,8 +29,22 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup
+pytest: setup browser
 	$(BIN)/python -m pytest
+
+# Headless Chromium for the report's browser test (tests/report/test_browser.py). Installed
+# with apt-get when missing and possible (Debian, root); never fails the build: without it
+# that test skips and says why.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium and chromium-driver for the report's browser test"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium chromium-driver >/dev/null; } \
+		|| echo "note: apt-get could not install chromium; the report's browser test will skip"; \
+	else \
+		echo "note: no chromium and no root apt-get; the report's browser test will skip"; \
+	fi
 
 bench: setup
 	$(BIN)/python bench/io_throughput.py

@@ -1,24 +1,169 @@
 """The ``datapipe`` command: thin, like stages/ (it knows paths; the library does the work).
 
-datapipe review export --dataset shapes_cls     # reviews/shapes_cls.csv, worst first
+datapipe inspect odd.tif data/                   # dtype, shape, value range, bit depth, header
+datapipe init /data/cells --name cells           # add datasets.cells to params.yaml
+datapipe review export --dataset shapes_cls      # reviews/shapes_cls.csv, worst first
+datapipe review import sheet.csv --dataset shapes_cls
+datapipe report --dataset shapes_cls --open      # runs/shapes_cls/reports/report.html
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from datapipe.curate import review_sheet
 from datapipe.errors import DatapipeError
+from datapipe.init import add_dataset, dataset_entry, default_name, detect_dataset, root_text
+from datapipe.inspection import (
+    DEFAULT_FOLDER_LIMIT,
+    Failure,
+    failures_of,
+    format_entry,
+    inspect_paths,
+)
 from datapipe.io import read_table, write_table
+from datapipe.review import import_review, read_sheet
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EPILOG = """examples:
+  datapipe inspect scan_001.tif                  what the pipeline sees in one file
+  datapipe init /data/cells --name cells         add a dataset to params.yaml, then: dvc repro
+  datapipe review export --dataset shapes_cls    a sheet of flagged samples to decide
+  datapipe review import done.csv --dataset shapes_cls
+  datapipe report --dataset shapes_cls --open    open the HTML report
+
+Errors are one line naming the file or key, with exit code 2.
+"""
+
+INSPECT_EPILOG = f"""examples:
+  datapipe inspect scan_001.tif
+      dtype, shape (H x W x C), per-channel min / max, bit depth guess (12-bit data in a
+      uint16 file shows as 12), file size and the container header (TIFF: pages,
+      compression, photometric, planarconfig, axes; PNG / JPEG: bit depth from the header)
+  datapipe inspect data/cells/
+      up to {DEFAULT_FOLDER_LIMIT} of the folder's images (spread evenly over sub-folders),
+      summarised by dtype and shape
+  datapipe inspect --json a.png b.tif > info.json
+
+Unreadable files are listed on stderr, one line each; the exit code is then 1.
+"""
+
+INIT_EPILOG = """examples:
+  datapipe init /data/cells
+      detect the layout (segmentation: images/ + masks/ or pairs.csv; classification:
+      one folder per class or labels.csv), add datasets.cells to params.yaml, keeping
+      its comments; then run: dvc repro
+  datapipe init data/flowers --name flowers --task classification
+  datapipe init data/cells --mask-suffix _mask --dry-run
+      pair images/a.png with masks/a_mask.png; print the entry, write nothing
+"""
+
+REVIEW_EPILOG = """examples:
   datapipe review export --dataset shapes_cls
       write reviews/shapes_cls.csv: the flagged samples, worst first, with a `decision`
       column to fill (keep | drop | relabel); decisions already made are kept
+  datapipe review import reviewed.csv --dataset shapes_cls
+      merge a sheet reviewed elsewhere (sample_id or image, decision, label, note) into
+      reviews/shapes_cls.csv; then: dvc repro curate@shapes_cls
 """
+
+EXPORT_EPILOG = """examples:
+  datapipe review export --dataset shapes_cls
+      write reviews/shapes_cls.csv (keeps decisions already made); fill `decision` with
+      keep | drop | relabel (relabel reads `label`), then: dvc repro curate@shapes_cls
+"""
+
+IMPORT_EPILOG = """examples:
+  datapipe review import reviewed.csv --dataset shapes_cls
+      reviewed.csv has columns decision (keep | drop | relabel), label (the new class for
+      relabel), note, and sample_id or image (the path as in the manifest, relative to the
+      data root, or a path inside the root); rows without a decision are skipped
+      imported decisions replace those in reviews/shapes_cls.csv for the same samples
+"""
+
+RUNS_HELP = "the pipeline's outputs, RUNS/<dataset>/ (default runs)"
+
+REPORT_EPILOG = """examples:
+  datapipe report --dataset shapes_cls
+      print the path of runs/shapes_cls/reports/report.html
+  datapipe report --dataset shapes_cls --open
+      and open it in a web browser
+"""
+
+
+# --- inspect -------------------------------------------------------------------------------
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    entries = inspect_paths(args.paths, limit=args.limit)
+    failures = [f for e in entries for f in failures_of(e)]
+    if args.json:
+        print(json.dumps([e.to_dict() for e in entries], indent=2))
+    else:
+        blocks = [format_entry(e) for e in entries if not isinstance(e, Failure)]
+        if blocks:
+            print("\n\n".join(blocks))
+        for failure in failures:
+            print(format_entry(failure), file=sys.stderr)
+    return 1 if failures else 0
+
+
+# --- init ----------------------------------------------------------------------------------
+
+
+def _init(args: argparse.Namespace) -> int:
+    params: Path = args.params
+    if not params.parent.is_dir():
+        raise DatapipeError(f"{params}: folder {params.parent} does not exist")
+    detected = detect_dataset(args.dir, task=args.task, mask_suffix=args.mask_suffix)
+    name = args.name or default_name(args.dir)
+    entry = dataset_entry(detected, root=root_text(args.dir, params.parent))
+    existed = params.is_file()
+    text = params.read_text(encoding="utf-8") if existed else ""
+    comment = f"datapipe init: {detected.images} images"
+    if detected.class_counts:
+        comment += f", {len(detected.class_counts)} classes"
+    new_text = add_dataset(text, name, entry, comment=comment, source=str(params))
+    print(f"{args.dir}: {detected.summary()}")
+    if detected.unpaired:
+        print(
+            f"warning: {detected.unpaired} images have no mask (or several); ingest will "
+            "flag them; pass --mask-suffix if masks are named <stem><suffix>.*"
+        )
+    if args.dry_run:
+        print(f"{params}: would add (--dry-run, nothing written):")
+        print(_added_lines(text, new_text))
+        return 0
+    _write_atomic(params, new_text)
+    print(f"{params}: added datasets.{name}" + ("" if existed else " (new file)"))
+    if not (params.parent / "dvc.yaml").is_file():
+        print(f"note: no dvc.yaml next to {params}; run dvc from the datapipe project folder")
+    print(f"next: dvc repro   then: datapipe report --dataset {name} --open")
+    return 0
+
+
+def _added_lines(before: str, after: str) -> str:
+    old = before.splitlines()
+    new = after.splitlines()
+    start = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b), len(old))
+    return "\n".join(new[start : start + len(new) - len(old)])
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.datapipe-tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+# --- review --------------------------------------------------------------------------------
 
 
 def _review_export(args: argparse.Namespace) -> int:
@@ -27,7 +172,7 @@ def _review_export(args: argparse.Namespace) -> int:
     curated_path = run / "curated.parquet"
     curated = read_table(curated_path) if curated_path.exists() else None
     path = args.reviews / f"{args.dataset}.csv"
-    existing = read_table(path, required=("sample_id",)) if path.exists() else None
+    existing = _existing_reviews(path)
     sheet = review_sheet(issues, curated, existing)
     write_table(sheet, path)
     decided = int((sheet["decision"].astype(str).str.strip() != "").sum())
@@ -35,29 +180,174 @@ def _review_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _existing_reviews(path: Path) -> pd.DataFrame | None:
+    """The review file as text columns (sample ids stay strings), blank rows dropped."""
+    if not path.exists():
+        return None
+    sheet = read_sheet(path)
+    if "sample_id" not in sheet:
+        raise DatapipeError(f"{path}: missing column 'sample_id'; has {list(sheet.columns)}")
+    return sheet[(sheet != "").any(axis=1)].reset_index(drop=True)
+
+
+def _review_import(args: argparse.Namespace) -> int:
+    run = args.runs / args.dataset
+    scores = read_table(run / "scores.parquet", required=("sample_id",))
+    manifest = read_table(run / "manifest.parquet", required=("sample_id", "image"))
+    stats = _run_stats(run / "stats.json")
+    target = args.reviews / f"{args.dataset}.csv"
+    result = import_review(
+        read_sheet(args.file),
+        manifest=manifest,
+        scores=scores,
+        classes=[str(c) for c in stats["classes"]],
+        task=str(stats["task"]),
+        existing=_existing_reviews(target),
+        root=Path(stats["root"]) if stats.get("root") else None,
+        name=str(args.file),
+        target=str(target),
+    )
+    write_table(result.sheet, target)
+    print(
+        f"{target}: imported {result.imported} decisions from {args.file} "
+        f"({result.added} new, {result.changed} changed, {result.unchanged} unchanged; "
+        f"{result.ignored} without a decision skipped); {result.decided} samples decided"
+    )
+    print(f"next: dvc repro curate@{args.dataset}")
+    return 0
+
+
+def _run_stats(path: Path) -> dict[str, Any]:
+    try:
+        stats = json.loads(path.read_text())
+        if not isinstance(stats, dict) or "classes" not in stats or "task" not in stats:
+            raise KeyError("classes / task")
+    except FileNotFoundError:
+        raise DatapipeError(f"{path}: not found (has the ingest stage run?)") from None
+    except (OSError, KeyError, json.JSONDecodeError) as exc:
+        raise DatapipeError(f"{path}: cannot read classes and task ({exc})") from None
+    return stats
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def _report(args: argparse.Namespace) -> int:
+    path: Path = args.runs / args.dataset / "reports" / "report.html"
+    if not path.is_file():
+        print(
+            f"{path}: no report yet; build it with: dvc repro report@{args.dataset}",
+            file=sys.stderr,
+        )
+        return 1
+    print(path)
+    if args.open and not webbrowser.open(path.resolve().as_uri()):
+        print("no web browser found; open the file above by hand", file=sys.stderr)
+    return 0
+
+
+# --- the parser ----------------------------------------------------------------------------
+
+
+def _add_command(
+    commands: Any, name: str, help_text: str, epilog: str, description: str | None = None
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=help_text,
+        description=description or help_text[:1].upper() + help_text[1:] + ".",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="datapipe",
-        description="Inspect images and review flagged samples of a datapipe project.",
+        description="Inspect images, add datasets, review flagged samples and open the report "
+        "of a datapipe project.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    review = commands.add_parser(
-        "review",
-        help="export a sheet of flagged samples to review",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    inspect = _add_command(
+        commands, "inspect", "show what the pipeline sees in image files or folders",
+        INSPECT_EPILOG,
+    )  # fmt: skip
+    inspect.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument(
+        "--limit", type=_positive, default=DEFAULT_FOLDER_LIMIT,
+        help=f"images inspected per folder (default {DEFAULT_FOLDER_LIMIT})",
+    )  # fmt: skip
+    inspect.set_defaults(func=_inspect)
+
+    init = _add_command(
+        commands, "init", "detect a data folder's layout and add it to params.yaml", INIT_EPILOG
     )
-    actions = review.add_subparsers(dest="action", required=True)
-    export = actions.add_parser(
-        "export", help="write reviews/<dataset>.csv (keeps decisions already made)"
-    )
+    init.add_argument("dir", type=Path, metavar="DIR", help="the data root (never modified)")
+    init.add_argument("--name", help="the dataset's key (default: the folder's name)")
+    init.add_argument(
+        "--task", choices=("auto", "classification", "segmentation"), default="auto",
+        help="auto (default): the task whose layout the folder fits; refused if both fit",
+    )  # fmt: skip
+    init.add_argument(
+        "--mask-suffix", default=None,
+        help="segmentation images/<stem>.* pairs masks/<stem><suffix>.* (default: guessed)",
+    )  # fmt: skip
+    init.add_argument(
+        "--params", type=Path, default=Path("params.yaml"),
+        help="the params file to add to (default params.yaml; created if missing)",
+    )  # fmt: skip
+    init.add_argument("--dry-run", action="store_true", help="print the entry, write nothing")
+    init.set_defaults(func=_init)
+
+    review = _add_command(commands, "review", "export or import human review sheets", REVIEW_EPILOG)
+    actions = review.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = _add_command(
+        actions, "export", "write reviews/<dataset>.csv (keeps decisions already made)",
+        EXPORT_EPILOG,
+    )  # fmt: skip
     export.add_argument("--dataset", required=True, help="a key of datasets: in params.yaml")
-    export.add_argument("--runs", type=Path, default=Path("runs"))
-    export.add_argument("--reviews", type=Path, default=Path("reviews"))
+    _add_folders(export)
     export.set_defaults(func=_review_export)
+    imp = _add_command(
+        actions, "import", "merge a sheet reviewed elsewhere into reviews/<dataset>.csv",
+        IMPORT_EPILOG,
+    )  # fmt: skip
+    imp.add_argument("file", type=Path, metavar="FILE", help="CSV with the decisions")
+    imp.add_argument("--dataset", required=True, help="a key of datasets: in params.yaml")
+    _add_folders(imp)
+    imp.set_defaults(func=_review_import)
+
+    report = _add_command(
+        commands, "report", "print (and open) the path of a dataset's HTML report", REPORT_EPILOG
+    )
+    report.add_argument("--dataset", required=True, help="a key of datasets: in params.yaml")
+    report.add_argument("--runs", type=Path, default=Path("runs"), help=RUNS_HELP)
+    report.add_argument("--open", action="store_true", help="open it in a web browser")
+    report.set_defaults(func=_report)
     return parser
+
+
+def _add_folders(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help=RUNS_HELP)
+    parser.add_argument(
+        "--reviews", type=Path, default=Path("reviews"),
+        help="where review sheets live, REVIEWS/<dataset>.csv (default reviews)",
+    )  # fmt: skip
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

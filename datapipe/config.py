@@ -325,6 +325,45 @@ class ScoreParams(_Strict):
     )
 
 
+class ReportParams(_Strict):
+    """What the report stage's HTML page shows, and how large it may get."""
+
+    max_cards: int = Field(
+        200, ge=1, description="cards per section (issues, label issues, duplicate groups, "
+        "galleries); the rest are counted, not shown"
+    )  # fmt: skip
+    gallery_per_class: int = Field(
+        12, ge=1, description="hard positives and hard negatives shown per class (each)"
+    )
+    page_size: int = Field(48, ge=1, description="cards per page; longer lists paginate")
+    thumb_size: int = Field(96, ge=32, le=512, description="thumbnail square, pixels")
+    jpeg_quality: int = Field(
+        80, ge=10, le=100, description="each thumbnail is the smaller of this JPEG and a PNG"
+    )
+    channels: list[int] | None = Field(
+        None, description="image channels shown as R, G, B (one: grey); default the first three"
+    )
+    percentiles: tuple[float, float] = Field((1.0, 99.0), description="display stretch")
+    stretch: Literal["auto", "always"] = Field(
+        "auto", description="auto: 8-bit grey / RGB(A) shown as stored (a dark image stays "
+        "dark), every other image percentile-stretched; always: stretch every image"
+    )  # fmt: skip
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not 1 <= len(v) <= 3 or min(v) < 0):
+            raise ValueError(f"expected 1 to 3 channel indices >= 0; got {v}")
+        return v
+
+    @field_validator("percentiles")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= v[0] < v[1] <= 100.0:
+            raise ValueError(f"expected 0 <= low < high <= 100; got {list(v)}")
+        return v
+
+
 class Params(_Strict):
     """The whole of params.yaml."""
 
@@ -335,6 +374,7 @@ class Params(_Strict):
     clean: CleanParams = CleanParams()
     score: ScoreParams = ScoreParams()
     train: TrainParams = TrainParams()
+    report: ReportParams = ReportParams()
 
     @field_validator("datasets")
     @classmethod

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,24 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "little")
 
 
+class SwappableBatches:
+    """A batch sampler whose batches are swapped between passes, so one DataLoader with
+    persistent workers serves every epoch and prediction pass (no re-forking per epoch)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Any]] = []
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+#: A dataset key: an index, ``(index, size)`` or ``(index, size, epoch)`` (size None = default).
+Key = int | tuple[int, int | None] | tuple[int, int | None, int]
+
+
 class AugmentedSet(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
     """Training / evaluation samples: decode, augment, resize, normalise.
 
@@ -174,8 +192,8 @@ class AugmentedSet(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
     the constructor keeps every image at its own size (for a padding collate).
 
     Augmentation of sample ``i`` in epoch ``e`` is seeded by ``(seed, e, i)``: the same in
-    any worker and after a resume. Call :meth:`set_epoch` before each epoch's iterator is
-    created (workers are forked from the dataset as it is then).
+    any worker and after a resume. The epoch comes from the key ``(i, size, epoch)`` (so
+    persistent workers need no message) or else from :meth:`set_epoch`.
     """
 
     def __init__(
@@ -200,11 +218,15 @@ class AugmentedSet(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
-        i, size = key if isinstance(key, tuple) else (key, self.size)
+    def __getitem__(self, key: Key) -> tuple[torch.Tensor, torch.Tensor, int]:
+        if isinstance(key, tuple):
+            i, size, epoch = (*key, self.epoch) if len(key) == 2 else key
+            size = self.size if size is None else size
+        else:
+            i, size, epoch = key, self.size, self.epoch
         image, mask = self.spec.decode_unit(self.items[i])
         if self.augment is not None:
-            image, mask = self.augment(image, mask, sample_seed(self.seed, self.epoch, i))
+            image, mask = self.augment(image, mask, sample_seed(self.seed, epoch, i))
         x = torch.from_numpy(normalise(image, self.spec.image, size))
         if mask is None:
             return x, torch.tensor(self.labels[i]), i

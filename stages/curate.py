@@ -15,6 +15,7 @@ from datapipe.config import DatasetParams, Params
 from datapipe.curate import CURATED_COLUMNS, curate, validate_review
 from datapipe.errors import DatapipeError
 from datapipe.io import read_table, write_table
+from datapipe.review import read_sheet
 from stages.common import run_stage, write_json
 
 log = logging.getLogger("datapipe")
@@ -36,7 +37,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     review = None
     if review_path.exists():
         review = validate_review(
-            read_table(review_path),
+            read_sheet(review_path),
             sample_ids=scores["sample_id"].tolist(),
             classes=classes,
             task=dataset.task,

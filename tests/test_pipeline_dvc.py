@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -47,6 +48,7 @@ def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None
     settings = yaml.safe_load((work / "params.yaml").read_text())
     for task in ("classification", "segmentation"):
         settings["score"][task]["epochs"] = 1
+        settings["train"][task]["epochs"] = 1
     (work / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
 
     first = _run([*dvc, "repro"], work)
@@ -77,6 +79,20 @@ def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None
         assert summary["total"].sum() == len(curated)
         preview = work / "runs" / name / "reports" / "augment_preview.png"
         assert preview.stat().st_size > 10_000
+        assert (work / "runs" / name / "model.pt").stat().st_size > 10_000
+        evaluation = json.loads((work / "runs" / name / "metrics" / "eval.json").read_text())
+        assert (
+            evaluation["test_samples"]
+            == (
+                (curated["split"] == "test")
+                & curated["action"].isin(["keep", "relabel", "downweight"])
+            ).sum()
+        )
+        assert (work / "runs" / name / "dvclive" / "plots" / "metrics" / "lr.tsv").is_file()
+        page = (work / "runs" / name / "reports" / "report.html").read_text()
+        assert page.count("issue-card label-issue") == min(
+            200, len(pd.read_csv(work / "runs" / name / "reports" / "label_issues.csv"))
+        )
     assert (work / "dvc.lock").is_file()
 
     second = _run([*dvc, "repro"], work)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datapipe.data import Item, SampleSpec
+from datapipe.data import Item, SampleSpec, SwappableBatches
 from datapipe.progress import progress
 
 
@@ -67,20 +67,6 @@ class _DiskSet(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
         return torch.from_numpy(image), target, i
 
 
-class _Batches:
-    """A batch sampler whose batches are swapped between passes, so one DataLoader with
-    persistent workers serves every epoch and prediction pass (no re-forking per epoch)."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[int]] = []
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
 class Streaming:
     """Decode every batch from disk in DataLoader workers; memory stays at a few batches."""
 
@@ -94,7 +80,7 @@ class Streaming:
         pin_memory: bool = False,
     ) -> None:
         self.dataset = _DiskSet(items, spec, labels)
-        self._sampler = _Batches()
+        self._sampler = SwappableBatches()
         self._loader = DataLoader(
             self.dataset,
             batch_sampler=self._sampler,

@@ -1,0 +1,188 @@
+"""``reports/report.html``: one self-contained page per dataset.
+
+Images are embedded as data URIs, styles and the pager script are inline, and a
+Content-Security-Policy forbids anything else, so the page opens offline and a stray external
+reference would show as a console error rather than a silent fetch. Long card lists carry
+``data-page-size`` and are paginated by a few lines of plain JavaScript; without scripts every
+card is shown.
+
+Card classes (what tests and people count): ``.issue-card.data-issue`` one per flagged sample
+of the clean stage, ``.issue-card.label-issue`` one per label issue, ``.dup-group`` one per
+duplicate group, ``.gallery-card`` one per hard example shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from datapipe.config import ReportParams
+from datapipe.report.charts import esc, not_available
+from datapipe.report.history import Numbers, comparison
+from datapipe.report.inputs import ReportInputs
+from datapipe.report.sections import SECTIONS, Context, Section
+from datapipe.report.thumbnails import Thumbnailer, picture_uri
+
+CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+    "script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+)
+
+STYLE = """
+:root { --fg: #1d232a; --muted: #5c6670; --line: #d9dee3; --bg: #f6f7f9; --card: #fff;
+        --error: #c0392b; --warning: #d68910; --info: #2e86c1; --ok: #1e8449; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 14px/1.4 system-ui, sans-serif; color: var(--fg); background: var(--bg); }
+header { position: sticky; top: 0; z-index: 2; background: #24323f; color: #fff;
+         padding: 8px 16px; display: flex; flex-wrap: wrap; gap: 4px 16px; align-items: baseline; }
+header h1 { font-size: 17px; margin: 0 12px 0 0; }
+header a { color: #cfe3f5; text-decoration: none; }
+header .generated { margin-left: auto; color: #9fb0c0; font-size: 12px; }
+main { padding: 8px 16px 48px; max-width: 1400px; }
+section { background: var(--card); border: 1px solid var(--line); border-radius: 6px;
+          padding: 4px 16px 16px; margin: 16px 0; }
+h2 { font-size: 18px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
+h3 { font-size: 15px; margin: 16px 0 6px; }
+h4 { font-size: 13px; margin: 10px 0 4px; color: var(--muted); }
+table { border-collapse: collapse; margin: 6px 0; font-size: 13px; }
+th, td { border: 1px solid var(--line); padding: 2px 8px; text-align: left; }
+th { background: #eef1f4; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.note { color: var(--muted); margin: 6px 0; }
+.note.na { color: var(--warning); }
+.note.ok { color: var(--ok); }
+.hists { display: flex; flex-wrap: wrap; gap: 16px 32px; }
+.hist { min-width: 260px; flex: 1 1 260px; max-width: 420px; }
+.bar-row { display: flex; align-items: center; gap: 6px; font-size: 12px; height: 18px; }
+.bar-label { flex: 0 0 130px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.bar { height: 12px; background: #5d9cec; border-radius: 2px; min-width: 1px; }
+.bar-n { color: var(--muted); }
+.cards { display: flex; flex-wrap: wrap; gap: 8px; }
+.card { display: flex; gap: 8px; width: 330px; border: 1px solid var(--line); border-radius: 4px;
+        padding: 6px; background: #fff; }
+.card.wide { width: 430px; }
+.card.sev-error { border-left: 4px solid var(--error); }
+.card.sev-warning { border-left: 4px solid var(--warning); }
+.card.sev-info { border-left: 4px solid var(--info); }
+.card.gallery-card { width: auto; flex-direction: column; gap: 2px; max-width: 140px; }
+.meta { min-width: 0; overflow-wrap: anywhere; }
+.path { font-family: ui-monospace, monospace; font-size: 12px; }
+.small { font-size: 12px; color: var(--muted); }
+.thumb { display: block; flex: none; image-rendering: pixelated; background: #202020;
+         border-radius: 2px; }
+.thumb.missing { display: flex; align-items: center; justify-content: center; color: #eee;
+                 font-size: 12px; background: repeating-linear-gradient(45deg, #555 0 6px,
+                 #444 6px 12px); }
+.pair { display: flex; gap: 4px; flex: none; }
+.checks { margin: 4px 0 0; padding-left: 16px; font-size: 12px; }
+.sev { font-size: 11px; padding: 0 4px; border-radius: 3px; color: #fff; }
+.sev.error { background: var(--error); } .sev.warning { background: var(--warning); }
+.sev.info { background: var(--info); }
+.excluded { color: var(--error); }
+.labels .given { text-decoration: line-through; color: var(--error); }
+.labels .suggested { color: var(--ok); font-weight: 600; }
+.dup-group { width: 100%; border-top: 1px solid var(--line); }
+.members { display: flex; flex-wrap: wrap; gap: 8px; }
+.dup-member { width: 200px; }
+.more { align-self: center; color: var(--muted); }
+.gallery { border-top: 1px solid var(--line); }
+.curves { display: flex; flex-wrap: wrap; gap: 12px; }
+.curve { margin: 0; } .curve figcaption { font-weight: 600; font-size: 13px; }
+.chart .plot-bg { fill: #fafbfc; stroke: var(--line); }
+.chart .axis { font-size: 10px; fill: var(--muted); }
+.legend { font-size: 12px; margin: 4px 0; }
+.swatch { display: inline-block; width: 10px; height: 10px; margin: 0 3px 0 10px;
+          border: 1px solid #999; vertical-align: middle; }
+.swatch.ignored { background: repeating-linear-gradient(45deg, #5a5a5a 0 3px, #aaa 3px 6px); }
+.pager { display: flex; gap: 8px; align-items: center; margin: 6px 0; font-size: 12px; }
+.pager button { font: inherit; padding: 1px 8px; }
+img.preview { max-width: 100%; height: auto; image-rendering: auto; }
+"""
+
+# Plain ES5 so any browser runs it; hides every card outside the current page.
+SCRIPT = """
+(function () {
+  var lists = document.querySelectorAll('[data-page-size]');
+  Array.prototype.forEach.call(lists, function (list) {
+    var items = Array.prototype.slice.call(list.children);
+    var size = parseInt(list.getAttribute('data-page-size'), 10) || 1;
+    var pages = Math.ceil(items.length / size);
+    if (pages <= 1) { return; }
+    var pager = document.createElement('div');
+    pager.className = 'pager';
+    var prev = document.createElement('button');
+    var next = document.createElement('button');
+    var label = document.createElement('span');
+    prev.type = next.type = 'button';
+    prev.textContent = '\\u2039 previous';
+    next.textContent = 'next \\u203a';
+    pager.appendChild(prev); pager.appendChild(label); pager.appendChild(next);
+    list.parentNode.insertBefore(pager, list);
+    var page = 0;
+    function show(p) {
+      page = Math.max(0, Math.min(pages - 1, p));
+      items.forEach(function (item, i) { item.hidden = Math.floor(i / size) !== page; });
+      label.textContent = 'page ' + (page + 1) + ' of ' + pages + ' (' + items.length + ')';
+      prev.disabled = page === 0;
+      next.disabled = page === pages - 1;
+    }
+    prev.addEventListener('click', function () { show(page - 1); });
+    next.addEventListener('click', function () { show(page + 1); });
+    show(0);
+  });
+})();
+"""
+
+
+def build_report(
+    inputs: ReportInputs,
+    *,
+    options: ReportParams,
+    thumbs: Thumbnailer,
+    previous: dict[str, object] | None,
+    numbers: Numbers,
+    generated: str = "",
+) -> str:
+    """The whole page as one string; ``previous`` is the history entry to compare with."""
+    ctx = Context(options=options, thumbs=thumbs)
+    sections = [make(inputs, ctx) for make in SECTIONS]
+    sections += [_preview(inputs, options), comparison(previous, numbers)]
+    return page(f"datapipe report — {inputs.name}", sections, generated=generated)
+
+
+def _preview(inputs: ReportInputs, options: ReportParams) -> Section:
+    title = "Augmentation preview"
+    path = inputs.augment_preview
+    uri = picture_uri(path, jpeg_quality=options.jpeg_quality) if path is not None else None
+    if uri is None:
+        missing = path if path is not None else inputs.missing["augment_preview"]
+        return Section("augment", title, not_available("augmentation preview", missing))
+    body = (
+        '<p class="note">each row: a training sample, then augmented views of it</p>'
+        f'<img class="preview" src="{uri}" alt="augmentation preview">'
+    )
+    return Section("augment", title, body)
+
+
+def page(title: str, sections: Sequence[Section], *, generated: str = "") -> str:
+    """Sections -> a complete HTML document with a navigation bar."""
+    nav = "".join(f'<a href="#{s.id}">{esc(s.title)}</a>' for s in sections)
+    body = "".join(
+        f'<section id="{s.id}"><h2>{esc(s.title)}</h2>{s.body}</section>' for s in sections
+    )
+    stamp = f'<span class="generated">{esc(generated)}</span>' if generated else ""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'
+        f"<title>{esc(title)}</title><style>{STYLE}</style></head>\n<body>"
+        f"<header><h1>{esc(title)}</h1>{nav}{stamp}</header>\n<main>{body}</main>\n"
+        f"<script>{SCRIPT}</script></body></html>\n"
+    )
+
+
+def write_report(path: Path, html: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html, encoding="utf-8")
+    return path

@@ -1,0 +1,163 @@
+"""What the report reads: the files of one run folder, loaded once, absent ones as ``None``.
+
+Only the manifest and ``stats.json`` are required; every other input may be missing (a
+stage not run yet, train and evaluate not built) and its section then says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from datapipe.errors import DatapipeError
+from datapipe.io import read_table
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where each input lives; :meth:`under` gives the ``runs/<dataset>/`` layout of
+    ARCHITECTURE.md's data contracts."""
+
+    manifest: Path
+    stats: Path
+    data_issues: Path
+    scores: Path
+    label_issues: Path
+    hard_examples: Path
+    issue_maps: Path
+    curated: Path
+    curation_summary: Path
+    metrics: Path
+    oof_confusion: Path
+    eval_confusion: Path
+    dvclive: Path
+    augment_preview: Path
+    history: Path
+
+    @classmethod
+    def under(cls, run: Path) -> RunFiles:
+        reports = run / "reports"
+        return cls(
+            manifest=run / "clean_manifest.parquet",
+            stats=run / "stats.json",
+            data_issues=reports / "data_issues.csv",
+            scores=run / "scores.parquet",
+            label_issues=reports / "label_issues.csv",
+            hard_examples=reports / "hard_examples.csv",
+            issue_maps=run / "issue_maps",
+            curated=run / "curated.parquet",
+            curation_summary=reports / "curation_summary.csv",
+            metrics=run / "metrics",
+            oof_confusion=run / "plots" / "oof_confusion.csv",
+            eval_confusion=run / "plots" / "eval_confusion.csv",
+            dvclive=run / "dvclive",
+            augment_preview=reports / "augment_preview.png",
+            history=run / "report_history.jsonl",
+        )
+
+
+#: The metrics/<name>.json files the report shows, in page order.
+METRIC_FILES = ("clean", "score", "curate", "train", "eval")
+
+
+@dataclass
+class ReportInputs:
+    """Everything one report shows. ``missing`` maps an input's name to the path that was
+    not there, for the 'not available' notes."""
+
+    name: str
+    task: str
+    stats: dict[str, Any]
+    manifest: pd.DataFrame
+    data_issues: pd.DataFrame | None = None
+    scores: pd.DataFrame | None = None
+    label_issues: pd.DataFrame | None = None
+    hard_examples: pd.DataFrame | None = None
+    curated: pd.DataFrame | None = None
+    curation_summary: pd.DataFrame | None = None
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    oof_confusion: pd.DataFrame | None = None
+    eval_confusion: pd.DataFrame | None = None
+    curves: dict[str, pd.DataFrame] = field(default_factory=dict)
+    live_metrics: dict[str, Any] | None = None
+    augment_preview: Path | None = None
+    missing: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> list[str]:
+        return [str(c) for c in self.stats.get("classes", [])]
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path`` (NaN allowed, as Python writes it)."""
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatapipeError(f"{path}: cannot read JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise DatapipeError(f"{path}: expected a JSON object; got {type(obj).__name__}")
+    return obj
+
+
+def read_curves(root: Path) -> dict[str, pd.DataFrame]:
+    """DVCLive's ``plots/metrics/**/<name>.tsv`` (columns ``step``, value) under ``root``,
+    keyed by the path below ``plots/metrics`` without ``.tsv`` (``train/loss``)."""
+    base = root / "plots" / "metrics"
+    curves = {}
+    for path in sorted(base.rglob("*.tsv")):
+        table = pd.read_csv(path, sep="\t")
+        value = [c for c in table.columns if c not in ("step", "timestamp")]
+        if "step" in table and value:
+            key = path.relative_to(base).with_suffix("").as_posix()
+            curves[key] = table[["step", value[0]]].rename(columns={value[0]: "value"})
+    return curves
+
+
+def load_inputs(files: RunFiles, *, name: str) -> ReportInputs:
+    """Read every input of one run; a missing optional one is recorded in ``missing``."""
+    stats = read_json(files.stats)
+    manifest = read_table(files.manifest, required=("sample_id", "image", "split"))
+    found = ReportInputs(
+        name=name, task=str(stats.get("task", "classification")), stats=stats, manifest=manifest
+    )
+    tables = {
+        "data_issues": (files.data_issues, ("sample_id", "image", "check", "severity")),
+        "scores": (files.scores, ("sample_id",)),
+        "label_issues": (files.label_issues, ("sample_id", "image")),
+        "hard_examples": (files.hard_examples, ("sample_id", "image", "class", "role")),
+        "curated": (files.curated, ("sample_id", "action")),
+        "curation_summary": (files.curation_summary, ()),
+        "oof_confusion": (files.oof_confusion, ("actual", "predicted")),
+        "eval_confusion": (files.eval_confusion, ("actual", "predicted")),
+    }
+    for key, (path, required) in tables.items():
+        if path.is_file():
+            setattr(found, key, read_table(path, required=required))
+        else:
+            found.missing[key] = path
+    for metric in METRIC_FILES:
+        path = files.metrics / f"{metric}.json"
+        if path.is_file():
+            found.metrics[metric] = read_json(path)
+        else:
+            found.missing[f"metrics/{metric}"] = path
+    found.curves = read_curves(files.dvclive) if files.dvclive.is_dir() else {}
+    if not found.curves:
+        found.missing["curves"] = files.dvclive / "plots" / "metrics"
+    live = files.dvclive / "metrics.json"
+    found.live_metrics = read_json(live) if live.is_file() else None
+    if files.augment_preview.is_file():
+        found.augment_preview = files.augment_preview
+    else:
+        found.missing["augment_preview"] = files.augment_preview
+    return found
+
+
+def is_number(value: Any) -> bool:
+    """A real, finite number (bools are not numbers here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,559 @@
+"""Training and evaluation of the final model: curriculum sampling, augmentation, batch
+mixing, the composite loss, param groups with LR multipliers, warmup + cosine / step /
+plateau, gradient clipping, AMP, EMA, SyncBN + DDP under torchrun, and resumable
+checkpoints.
+
+Every random choice is a function of ``(seed, epoch)`` (sample order, augmentation, mixing,
+dropout), so a run resumed from the checkpoint of epoch ``e`` continues exactly as the
+uninterrupted run would have: on the CPU the final weights are bit-identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import BatchSampler, DataLoader
+
+from datapipe.augment import Augment, build_pipeline, check_pipeline
+from datapipe.augment.batch import (
+    MixPolicy,
+    MultiScaleBatchSampler,
+    average_crops,
+    mix_batch,
+    multi_crop,
+)
+from datapipe.config import DatasetParams, TrainTaskParams
+from datapipe.curriculum import CurriculumSampler
+from datapipe.data import (
+    AugmentedSet,
+    AugmentFn,
+    SampleSpec,
+    SwappableBatches,
+    manifest_items,
+    sample_spec,
+)
+from datapipe.distributed import Dist
+from datapipe.errors import DatapipeError
+from datapipe.losses import CompositeLoss, build_loss, class_weights
+from datapipe.metrics import classification_metrics, confusion_matrix, segmentation_metrics
+from datapipe.models import build_classifier, build_segmenter
+from datapipe.optim import (
+    Plateau,
+    Schedule,
+    build_optimizer,
+    clip_gradients,
+    make_ema,
+    param_groups,
+)
+from datapipe.progress import progress
+
+log = logging.getLogger("datapipe")
+Task = Literal["classification", "segmentation"]
+LogFn = Callable[[int, dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class TrainInputs:
+    """What one training run sees.
+
+    ``weights`` ``(N,)`` are the curation weights of ``train``'s samples (0 never sampled);
+    ``difficulty`` ``(N,)`` in [0, 1] drives the curriculum; ``class_counts`` ``(K,)`` the
+    automatic class weights.
+    """
+
+    task: Task
+    classes: list[str]
+    train: AugmentedSet
+    val: AugmentedSet | None
+    weights: np.ndarray
+    difficulty: np.ndarray
+    class_counts: np.ndarray
+    ignore_index: int = 255
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    device: torch.device
+    amp: bool = True
+    workers: int = 0
+    dist: Dist = field(default_factory=Dist)
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module  # the weights to keep (the EMA when enabled), on the CPU
+    history: list[dict[str, float]]
+    resumed_from: int | None  # the epoch a checkpoint ended with, when resumed
+
+
+def main_metric(task: Task) -> str:
+    return "miou" if task == "segmentation" else "accuracy"
+
+
+def train_model(
+    model: nn.Module,
+    inputs: TrainInputs,
+    recipe: TrainTaskParams,
+    run: RunSettings,
+    *,
+    checkpoint: Path | None = None,
+    fingerprint: str = "",
+    log: LogFn | None = None,
+    desc: str = "train",
+) -> TrainResult:
+    """Train ``model`` for ``recipe.epochs``; with ``checkpoint``, save after every epoch and
+    continue from a checkpoint whose ``fingerprint`` matches (a different one starts over).
+    """
+    dist, device = run.dist, run.device
+    raw = model.to(device)
+    if use_sync_bn(recipe.sync_bn, dist, device):
+        raw = nn.SyncBatchNorm.convert_sync_batchnorm(raw)
+    net: nn.Module = (
+        nn.parallel.DistributedDataParallel(
+            raw, device_ids=[device.index] if device.type == "cuda" else None
+        )
+        if dist.active
+        else raw
+    )
+    optimizer = build_optimizer(
+        param_groups(raw, lr=recipe.lr, weight_decay=recipe.weight_decay, lr_mult=recipe.lr_mult),
+        name=recipe.optimizer,
+    )
+    sampler = _curriculum(inputs, recipe, dist)
+    steps = _steps_per_epoch(sampler, recipe, len(inputs.train))
+    starts = np.concatenate([[0], np.cumsum(steps)]).astype(int)
+    schedule = Schedule(
+        optimizer,
+        kind=recipe.schedule,
+        total=int(starts[-1]),
+        warmup=round(recipe.warmup_epochs * steps[0]),
+        milestones=[int(starts[m]) for m in recipe.milestones if 0 < m < recipe.epochs],
+        gamma=recipe.gamma,
+        plateau=Plateau(mode="max") if recipe.schedule == "plateau" else None,
+        tie_weight_decay=recipe.tie_weight_decay,
+    )
+    ema = make_ema(raw, decay=recipe.ema) if recipe.ema else None
+    criterion = _criterion(inputs, recipe).to(device)
+    weights = torch.tensor(inputs.weights, dtype=torch.float32)
+    history: list[dict[str, float]] = []
+    first, resumed = 0, None
+    state = _load_checkpoint(checkpoint, fingerprint) if checkpoint else None
+    if state is not None:
+        raw.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        history = list(state["history"])
+        first = resumed = int(state["epoch"]) + 1
+        if log is not None and dist.is_main:
+            for row in history:  # a fresh log gets the epochs before the interruption
+                log(int(row["epoch"]), row)
+    train_feed = Feeder(inputs.train, run)
+    val_feed = Feeder(inputs.val, run) if inputs.val is not None else None
+    ticks = progress(range(first, recipe.epochs), total=recipe.epochs - first, desc=desc)
+    for epoch in ticks:
+        torch.manual_seed(recipe.seed * 100_003 + epoch)  # dropout etc.: a function of epoch
+        row = _train_epoch(
+            net, inputs, recipe, run, optimizer, schedule, criterion, sampler, weights,
+            epoch=epoch, first_step=int(starts[epoch]), ema=ema, feed=train_feed,
+        )  # fmt: skip
+        if val_feed is not None:
+            scores = _validate(ema.module if ema else raw, inputs, recipe, run, val_feed)
+            row.update({f"val/{k}": v for k, v in scores.items()})
+            if recipe.schedule == "plateau":
+                schedule.step_metric(scores[main_metric(inputs.task)])
+        history.append(row)
+        if log is not None and dist.is_main:
+            log(epoch, row)
+        if checkpoint is not None and dist.is_main:
+            _save_checkpoint(checkpoint, fingerprint, epoch, raw, optimizer, schedule, ema, history)
+        dist.barrier()
+    final = (ema.module if ema is not None else raw).cpu()
+    return TrainResult(final, history, resumed)
+
+
+def use_sync_bn(wanted: bool, dist: Dist, device: torch.device) -> bool:
+    """SyncBatchNorm across ranks when asked, distributed, and on CUDA: torch's SyncBatchNorm
+    has no CPU implementation, so CPU ranks (gloo) keep per-rank BatchNorm statistics."""
+    if wanted and dist.active and device.type != "cuda" and dist.is_main:
+        log.info("sync_bn: SyncBatchNorm needs CUDA; CPU ranks keep per-rank BatchNorm")
+    return wanted and dist.active and device.type == "cuda"
+
+
+def _curriculum(inputs: TrainInputs, recipe: TrainTaskParams, dist: Dist) -> CurriculumSampler:
+    c = recipe.curriculum
+    full = c.full_epoch or max(1, recipe.epochs // 2)
+    return CurriculumSampler(
+        np.clip(np.nan_to_num(inputs.difficulty, nan=0.5), 0.0, 1.0),
+        seed=recipe.seed,
+        keep=inputs.weights > 0,
+        pacing_kind=c.pacing,
+        start=c.start if c.pacing != "none" else 1.0,
+        full_epoch=full if c.pacing != "none" else 0,
+        oversample_alpha=c.oversample_alpha,
+        oversample_from_epoch=full if c.pacing != "none" else 0,
+        rank=dist.rank,
+        world=dist.world,
+    )
+
+
+def _batch_sampler(
+    sampler: CurriculumSampler, recipe: TrainTaskParams, epoch: int
+) -> BatchSampler | Any:
+    sampler.set_epoch(epoch)
+    drop_last = len(sampler) > recipe.batch_size  # no batch of one for BatchNorm
+    if recipe.multi_scale:
+        batches = MultiScaleBatchSampler(
+            sampler, batch_size=recipe.batch_size, sizes=recipe.multi_scale,
+            every=recipe.multi_scale_every, drop_last=drop_last, seed=recipe.seed,
+        )  # fmt: skip
+        batches.set_epoch(epoch)
+        return batches
+    return BatchSampler(sampler, recipe.batch_size, drop_last=drop_last)
+
+
+def _steps_per_epoch(sampler: CurriculumSampler, recipe: TrainTaskParams, n: int) -> list[int]:
+    steps = [max(1, len(_batch_sampler(sampler, recipe, e))) for e in range(recipe.epochs)]
+    sampler.set_epoch(0)
+    return steps
+
+
+def _criterion(inputs: TrainInputs, recipe: TrainTaskParams) -> CompositeLoss:
+    loss = recipe.loss
+    weight: list[float] | None
+    if isinstance(loss.class_weight, list):
+        if len(loss.class_weight) != len(inputs.classes):
+            raise DatapipeError(
+                f"loss.class_weight: expected {len(inputs.classes)} weights (one per class "
+                f"{inputs.classes}); got {len(loss.class_weight)}"
+            )
+        weight = loss.class_weight
+    elif loss.class_weight == "none":
+        weight = None
+    else:
+        weight = np.asarray(
+            class_weights(inputs.class_counts, method=loss.class_weight), np.float64
+        ).tolist()
+    segmentation = inputs.task == "segmentation"
+    try:
+        return build_loss(
+            loss.terms,
+            task=inputs.task,
+            num_classes=len(inputs.classes),
+            class_weight=weight,
+            ignore_index=inputs.ignore_index if segmentation else None,
+            avg_non_ignore=loss.avg_non_ignore,
+            label_smoothing=loss.label_smoothing,
+            ohem_thresh=loss.ohem_thresh,
+            ohem_min_kept=loss.ohem_min_kept,
+            ohem_keep_ratio=loss.ohem_keep_ratio,
+            focal_gamma=loss.focal_gamma,
+        )
+    except ValueError as exc:
+        raise DatapipeError(f"train.{inputs.task}.loss: {exc}") from None
+
+
+def _mix_policy(recipe: TrainTaskParams, task: Task) -> MixPolicy | None:
+    m = recipe.mix
+    mixup = m.mixup_alpha if task == "classification" else 0.0
+    if mixup == 0 and m.cutmix_alpha == 0:
+        return None
+    return MixPolicy(
+        mixup_alpha=mixup, cutmix_alpha=m.cutmix_alpha, prob=m.prob, switch_prob=m.switch_prob
+    )
+
+
+class Feeder:
+    """One DataLoader with persistent workers for a whole run: each pass swaps in its
+    batches of ``(index, size, epoch)`` keys, so workers are forked once, not per epoch."""
+
+    def __init__(self, dataset: AugmentedSet, run: RunSettings) -> None:
+        self.dataset = dataset
+        self._batches = SwappableBatches()
+        self._loader = DataLoader(
+            dataset,
+            batch_sampler=self._batches,
+            num_workers=run.workers,
+            pin_memory=run.device.type == "cuda",
+            prefetch_factor=4 if run.workers else None,
+            persistent_workers=run.workers > 0,
+        )
+
+    def __call__(
+        self, batches: Iterable[Sequence[int | tuple[int, int]]], *, epoch: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        self._batches.batches = [
+            [(k, None, epoch) if isinstance(k, int | np.integer) else (*k, epoch) for k in batch]
+            for batch in batches
+        ]
+        yield from self._loader
+
+
+def _autocast(run: RunSettings) -> contextlib.AbstractContextManager:
+    if run.device.type == "cuda" and run.amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _train_epoch(
+    net: nn.Module,
+    inputs: TrainInputs,
+    recipe: TrainTaskParams,
+    run: RunSettings,
+    optimizer: torch.optim.Optimizer,
+    schedule: Schedule,
+    criterion: CompositeLoss,
+    sampler: CurriculumSampler,
+    weights: torch.Tensor,
+    *,
+    epoch: int,
+    first_step: int,
+    ema: Any,
+    feed: Feeder,
+) -> dict[str, float]:
+    net.train()
+    policy = _mix_policy(recipe, inputs.task)
+    rng = np.random.default_rng([recipe.seed, epoch, 1])
+    sums: dict[str, float] = {}
+    batches = 0
+    step = first_step
+    for x, y, index in feed(_batch_sampler(sampler, recipe, epoch), epoch=epoch):
+        x = x.to(run.device, non_blocking=True)
+        y = y.to(run.device, non_blocking=True)
+        if policy is not None:
+            x, y = mix_batch(x, y, task=inputs.task, policy=policy, rng=rng,
+                             num_classes=len(inputs.classes))  # fmt: skip
+        w = weights[index].to(run.device) if recipe.sample_weights else None
+        schedule.step(step)
+        with _autocast(run):
+            logits = net(x)
+        loss, terms = criterion(logits.float(), y, sample_weight=w)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = clip_gradients(net.parameters(), max_norm=recipe.clip_grad)
+        optimizer.step()
+        if ema is not None:
+            ema.update_parameters(getattr(net, "module", net))
+        for name, value in {"loss": loss.detach(), **terms, "grad_norm": grad_norm}.items():
+            sums[name] = sums.get(name, 0.0) + float(value)
+        batches += 1
+        step += 1
+    row = {f"train/{k}": v / max(1, batches) for k, v in sums.items()}
+    if not math.isfinite(row.get("train/loss", 0.0)):
+        raise DatapipeError(
+            f"epoch {epoch}: the training loss is {row['train/loss']}; lower "
+            f"train.{inputs.task}.lr or set clip_grad"
+        )
+    row["lr"] = float(optimizer.param_groups[0]["lr"])
+    row["epoch"] = float(epoch)
+    row["samples"] = float(len(sampler))
+    return row
+
+
+def _validate(
+    model: nn.Module, inputs: TrainInputs, recipe: TrainTaskParams, run: RunSettings, feed: Feeder
+) -> dict[str, float]:
+    cm = evaluate(
+        model, feed, task=inputs.task, classes=inputs.classes,
+        batch_size=recipe.batch_size, run=run, ignore_index=inputs.ignore_index,
+    )  # fmt: skip
+    return scalar_metrics(cm, inputs.classes, inputs.task)
+
+
+def scalar_metrics(cm: np.ndarray, classes: list[str], task: Task) -> dict[str, float]:
+    full = (segmentation_metrics if task == "segmentation" else classification_metrics)(cm, classes)
+    return {k: float(v) for k, v in full.items() if isinstance(v, int | float)}
+
+
+def predict(
+    model: nn.Module,
+    data: AugmentedSet | Feeder,
+    *,
+    task: Task,
+    batch_size: int,
+    run: RunSettings,
+    tta: Literal["none", "flip", "five_crop", "ten_crop"] = "none",
+) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+    """``(indices, probabilities, targets)`` per batch on the CPU; probabilities ``(B, K)`` or
+    ``(B, K, H, W)``. Under DDP each rank predicts its own share of ``dataset``."""
+    feed = data if isinstance(data, Feeder) else Feeder(data, run)
+    model = model.to(run.device).eval()
+    order = run.dist.shard(np.arange(len(feed.dataset)), pad=False)
+    batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    with torch.no_grad():
+        for x, y, index in feed(batches):
+            x = x.to(run.device, non_blocking=True)
+            with _autocast(run):
+                probs = _tta_probs(model, x, task=task, tta=tta)
+            yield index.numpy(), probs.float().cpu(), y
+
+
+def _tta_probs(model: nn.Module, x: torch.Tensor, *, task: Task, tta: str) -> torch.Tensor:
+    if tta in ("five_crop", "ten_crop"):
+        if task == "segmentation":
+            raise DatapipeError("train.segmentation.tta: crops are for classification; use flip")
+        size = max(8, round(x.shape[-1] * 0.875))
+        kind: Literal["five", "ten"] = "five" if tta == "five_crop" else "ten"
+        crops = multi_crop(x, size=size, kind=kind)
+        probs: torch.Tensor = model(crops).float().softmax(1)
+        return average_crops(probs, num_crops=5 if kind == "five" else 10)
+    probs = model(x).float().softmax(1)
+    if tta == "flip":
+        flipped = model(x.flip(-1)).float().softmax(1)
+        probs = (probs + (flipped.flip(-1) if task == "segmentation" else flipped)) / 2
+    return probs
+
+
+def evaluate(
+    model: nn.Module,
+    data: AugmentedSet | Feeder,
+    *,
+    task: Task,
+    classes: list[str],
+    batch_size: int,
+    run: RunSettings,
+    ignore_index: int = 255,
+    tta: Literal["none", "flip", "five_crop", "ten_crop"] = "none",
+) -> np.ndarray:
+    """The ``(K, K)`` confusion matrix of ``model`` on ``dataset`` (summed over ranks)."""
+    cm = np.zeros((len(classes), len(classes)), np.int64)
+    ignore = ignore_index if task == "segmentation" else None
+    for _, probs, y in predict(model, data, task=task, batch_size=batch_size, run=run, tta=tta):
+        cm += confusion_matrix(y, probs.argmax(1), num_classes=len(classes), ignore_index=ignore)
+    return run.dist.sum_(cm)
+
+
+def _save_checkpoint(
+    path: Path,
+    fingerprint: str,
+    epoch: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: Schedule,
+    ema: Any,
+    history: list[dict[str, float]],
+) -> None:
+    """Atomic: written beside, then renamed over, so a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "fingerprint": fingerprint,
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "ema": ema.state_dict() if ema is not None else None,
+        "history": history,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # a foreign or damaged file: start over rather than fail
+        return None
+    return state if state.get("fingerprint") == fingerprint else None
+
+
+# --- inputs, models and the saved bundle ---------------------------------------------------
+
+USABLE = ("keep", "relabel", "downweight")
+
+
+def split_set(
+    curated: pd.DataFrame,
+    split: str,
+    spec: SampleSpec,
+    *,
+    augment: AugmentFn | None = None,
+    seed: int = 0,
+) -> tuple[AugmentedSet, pd.DataFrame]:
+    """The usable rows of ``split`` (not dropped, not excluded) as a dataset, with the rows."""
+    rows = curated[(curated["split"] == split) & curated["action"].isin(USABLE)]
+    rows = rows.reset_index(drop=True)
+    labels = rows["final_label_index"].fillna(-1).to_numpy(np.int64)
+    return AugmentedSet(manifest_items(rows), spec, labels, augment=augment, seed=seed), rows
+
+
+def class_counts(
+    rows: pd.DataFrame, stats: Mapping[str, Any], classes: list[str], task: Task
+) -> np.ndarray:
+    """Training samples per class (classification) or labelled pixels per class
+    (segmentation, from stats.json) for automatic class weights."""
+    if task == "segmentation":
+        pixels = stats.get("pixel_counts", {})
+        return np.array([float(pixels.get(c, 0)) for c in classes])
+    index = rows["final_label_index"].to_numpy(np.int64)
+    return np.bincount(index[index >= 0], minlength=len(classes)).astype(np.float64)
+
+
+def build_model(
+    task: Task, recipe: TrainTaskParams, *, in_channels: int, num_classes: int
+) -> nn.Module:
+    if task == "segmentation":
+        return build_segmenter(recipe.model, in_channels=in_channels, num_classes=num_classes,
+                               weights=recipe.weights)  # fmt: skip
+    return build_classifier(
+        recipe.model,  # type: ignore[arg-type]  # validated by the factory
+        in_channels=in_channels, num_classes=num_classes, image_size=recipe.image_size,
+        weights=recipe.weights,
+    )  # fmt: skip
+
+
+def save_model(path: Path, model: nn.Module, meta: Mapping[str, Any]) -> Path:
+    """``model.pt``: the state dict and what is needed to rebuild the model and its inputs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": model.state_dict(), "meta": dict(meta)}, path)
+    return path
+
+
+def load_model(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    try:
+        bundle = torch.load(path, map_location="cpu", weights_only=False)
+        meta = bundle["meta"]
+    except (OSError, KeyError, RuntimeError) as exc:
+        raise DatapipeError(f"{path}: not a datapipe model ({exc}); re-run train") from None
+    recipe = TrainTaskParams.model_validate(meta["recipe"])
+    model = build_model(meta["task"], recipe, in_channels=meta["in_channels"],
+                        num_classes=len(meta["classes"]))  # fmt: skip
+    model.load_state_dict(bundle["state_dict"])
+    return model, meta
+
+
+def train_inputs(
+    curated: pd.DataFrame, stats: Mapping[str, Any], dataset: DatasetParams, recipe: TrainTaskParams
+) -> TrainInputs:
+    """Train and val sets of the curated table: augmented training samples with their weights
+    and difficulty, plain validation samples. The augmentation is checked against the data's
+    channel count first."""
+    check_pipeline(recipe.augment, channels=int(stats["channels"]),
+                   ignore_index=dataset.ignore_index)  # fmt: skip
+    augment = Augment(build_pipeline(recipe.augment, ignore_index=dataset.ignore_index))
+    spec = sample_spec(dataset, stats, size=recipe.image_size)
+    train, rows = split_set(curated, "train", spec, augment=augment, seed=recipe.seed)
+    val, _ = split_set(curated, "val", spec)
+    if len(train) < 2:
+        raise DatapipeError("fewer than 2 usable training samples in curated.parquet")
+    classes = [str(c) for c in stats["classes"]]
+    return TrainInputs(
+        task=dataset.task, classes=classes, train=train, val=val if len(val) else None,
+        weights=rows["weight"].to_numpy(np.float64),
+        difficulty=rows["difficulty"].to_numpy(np.float64),
+        class_counts=class_counts(rows, stats, classes, dataset.task),
+        ignore_index=dataset.ignore_index,
+    )  # fmt: skip

@@ -1,0 +1,60 @@
+"""Stage evaluate@<dataset>: model.pt on the test split (never trained on) ->
+metrics/eval.json (accuracy, macro-F1, per-class recall; or mIoU, per-class IoU, Dice, pixel
+accuracy) and plots/eval_confusion.csv for ``dvc plots show``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from datapipe.config import DatasetParams, Params
+from datapipe.data import sample_spec
+from datapipe.errors import DatapipeError
+from datapipe.io import read_table, write_table
+from datapipe.metrics import classification_metrics, confusion_rows, segmentation_metrics
+from datapipe.training import RunSettings, evaluate, load_model, split_set
+from stages.common import run_stage, write_json
+
+log = logging.getLogger("datapipe")
+
+
+def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
+    model, meta = load_model(out / "model.pt")
+    curated = read_table(out / "curated.parquet", required=("split", "action"))
+    stats = json.loads((out / "stats.json").read_text())
+    recipe = getattr(params.train, dataset.task)
+    test, _ = split_set(curated, "test", sample_spec(dataset, stats, size=recipe.image_size))
+    if len(test) == 0:
+        raise DatapipeError("no usable test samples (datasets.*.splits.test is 0?)")
+    device = torch.device(
+        "cuda" if torch.cuda.is_available() and params.train.device != "cpu" else "cpu"
+    )
+    classes = meta["classes"]
+    cm = evaluate(
+        model, test, task=dataset.task, classes=classes, batch_size=recipe.batch_size,
+        run=RunSettings(device, params.train.amp, min(params.resolved_workers(), 4)),
+        ignore_index=dataset.ignore_index, tta=recipe.tta,
+    )  # fmt: skip
+    score = segmentation_metrics if dataset.task == "segmentation" else classification_metrics
+    metrics = score(cm, classes) | {"tta": recipe.tta, "test_samples": len(test)}
+    headline = "miou" if dataset.task == "segmentation" else "accuracy"
+    log.info("%s: test %s %.3f on %d samples", name, headline, metrics[headline], len(test))
+    return [
+        write_json(out / "metrics" / "eval.json", metrics),
+        write_table(pd.DataFrame(confusion_rows(cm, classes), columns=["actual", "predicted"]),
+                    out / "plots" / "eval_confusion.csv"),
+    ]  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("evaluate", body, argv, description=__doc__ or "")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

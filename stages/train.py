@@ -1,0 +1,98 @@
+"""Stage train@<dataset>: curated.parquet + stats.json + train.<task> params -> model.pt,
+augment.json (the resolved albumentations pipeline), DVCLive logs (dvclive/), metrics/train.json.
+Resumes from runs/<dataset>/train_state/checkpoint.pt after an interruption (train.resume).
+On several devices:
+
+    torchrun --nproc_per_node 4 -m stages.train --dataset my_cells
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from dvclive import Live
+
+from datapipe.augment import build_pipeline, save_pipeline, to_dict
+from datapipe.config import DatasetParams, Params
+from datapipe.distributed import init_distributed, shutdown
+from datapipe.io import read_table
+from datapipe.training import RunSettings, build_model, save_model, train_inputs, train_model
+from stages.common import run_stage, write_json
+
+
+def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
+    curated = read_table(out / "curated.parquet", required=("split", "action", "weight"))
+    stats = json.loads((out / "stats.json").read_text())
+    recipe, settings = getattr(params.train, dataset.task), params.train
+    inputs = train_inputs(curated, stats, dataset, recipe)
+    dist, device = init_distributed(settings.device)
+    workers = (
+        params.resolved_workers() if settings.loader_workers == "auto" else settings.loader_workers
+    )
+    torch.manual_seed(recipe.seed)
+    model = build_model(inputs.task, recipe, in_channels=int(stats["channels"]),
+                        num_classes=len(inputs.classes))  # fmt: skip
+    state = out / "train_state" / "checkpoint.pt"
+    if settings.resume == "never":
+        state.unlink(missing_ok=True)
+    live = Live(str(out / "dvclive"), save_dvc_exp=False, dvcyaml=None) if dist.is_main else None
+    try:
+        result = train_model(
+            model, inputs, recipe, RunSettings(device, settings.amp, min(workers, 4), dist),
+            checkpoint=state, fingerprint=_fingerprint(recipe.model_dump_json(), curated, stats),
+            log=_logger(live), desc=f"train {name}",
+        )  # fmt: skip
+    finally:
+        shutdown()
+        if live is not None:
+            live.end()
+    if not dist.is_main:
+        return []
+    pipeline = build_pipeline(recipe.augment, ignore_index=dataset.ignore_index)
+    meta = {"task": inputs.task, "classes": inputs.classes, "in_channels": int(stats["channels"]),
+            "recipe": recipe.model_dump(mode="json"), "augment": to_dict(pipeline)}  # fmt: skip
+    last = {k: v for k, v in result.history[-1].items() if k != "epoch"}
+    shutil.rmtree(out / "train_state", ignore_errors=True)  # finished: nothing to resume
+    return [
+        save_model(out / "model.pt", result.model, meta),
+        save_pipeline(pipeline, out / "augment.json"),
+        write_json(out / "metrics" / "train.json", last | {"epochs": len(result.history)}),
+        out / "dvclive",
+    ]
+
+
+def _logger(live: Live | None) -> Callable[[int, dict[str, float]], None] | None:
+    if live is None:
+        return None
+
+    def log_epoch(epoch: int, row: dict[str, float]) -> None:
+        for key, value in row.items():
+            if key != "epoch":
+                live.log_metric(key, value)
+        live.next_step()
+
+    return log_epoch
+
+
+def _fingerprint(recipe: str, curated: pd.DataFrame, stats: dict[str, Any]) -> str:
+    """What a checkpoint must match to be resumed: the recipe, the curated table, the stats."""
+    digest = hashlib.sha256(recipe.encode())
+    digest.update(pd.util.hash_pandas_object(curated, index=False).to_numpy().tobytes())
+    digest.update(json.dumps(stats, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("train", body, argv, description=__doc__ or "")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
