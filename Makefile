@@ -51,6 +51,8 @@ bench: setup
 	$(BIN)/python bench/clean_throughput.py
 	$(BIN)/python bench/label_noise.py --rules
 	$(BIN)/python bench/score_throughput.py
+	$(BIN)/python bench/loader_throughput.py
+	$(BIN)/python bench/curation_gain.py
 
 sample-data: setup
 	$(BIN)/python sample_data/make_sample_data.py

@@ -75,9 +75,12 @@ def normalise(unit: np.ndarray, spec: ImageSpec, size: int | None) -> np.ndarray
     if size is not None and unit.shape[:2] != (size, size):
         unit = cv2.resize(unit, (size, size), interpolation=cv2.INTER_AREA)
         unit = unit.reshape(size, size, channels)
-    mean = np.asarray(spec.mean, np.float32)
-    std = np.maximum(np.asarray(spec.std, np.float32), 1e-6)
-    return np.ascontiguousarray(((unit - mean) / std).transpose(2, 0, 1), np.float32)
+    mean = np.asarray(spec.mean, np.float32)[:, None, None]
+    std = np.maximum(np.asarray(spec.std, np.float32), 1e-6)[:, None, None]
+    out = np.empty((channels, *unit.shape[:2]), np.float32)  # one array, no temporaries
+    np.subtract(unit.transpose(2, 0, 1), mean, out=out)
+    np.divide(out, std, out=out)
+    return out
 
 
 def load_image(relpath: str, spec: ImageSpec) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -27,6 +28,8 @@ from datapipe.io import read_table
 from datapipe.training import RunSettings, build_model, save_model, train_inputs, train_model
 from stages.common import run_stage, write_json
 
+log = logging.getLogger("datapipe")
+
 
 def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
     curated = read_table(out / "curated.parquet", required=("split", "action", "weight"))
@@ -43,7 +46,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     state = out / "train_state" / "checkpoint.pt"
     if settings.resume == "never":
         state.unlink(missing_ok=True)
-    live = Live(str(out / "dvclive"), save_dvc_exp=False, dvcyaml=None) if dist.is_main else None
+    live = _live(out / "dvclive") if dist.is_main else None
     try:
         result = train_model(
             model, inputs, recipe, RunSettings(device, settings.amp, min(workers, 4), dist),
@@ -67,6 +70,17 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
         write_json(out / "metrics" / "train.json", last | {"epochs": len(result.history)}),
         out / "dvclive",
     ]
+
+
+def _live(folder: Path) -> Live | None:
+    """DVCLive, or None (curves not logged) where it cannot start, e.g. in a git repo with no
+    commit yet (dvclive asks git for the baseline revision); training goes on either way."""
+    try:
+        return Live(str(folder), save_dvc_exp=False, dvcyaml=None)
+    except Exception as exc:
+        log.warning("dvclive could not start (%s); training curves are not logged", exc)
+        (folder / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
+        return None
 
 
 def _logger(live: Live | None) -> Callable[[int, dict[str, float]], None] | None:

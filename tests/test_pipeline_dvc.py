@@ -43,6 +43,10 @@ def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None
         elif src.exists():
             shutil.copy2(src, work / name)
     assert _run(["git", "init", "-q"], work).returncode == 0
+    git_id = ["-c", "user.name=datapipe-test", "-c", "user.email=test@example.invalid"]
+    assert (
+        _run(["git", *git_id, "commit", "-q", "--allow-empty", "-m", "start"], work).returncode == 0
+    )
     dvc = [sys.executable, "-m", "dvc"]
     # the stages' wiring is under test here, not the models: train them for one epoch
     settings = yaml.safe_load((work / "params.yaml").read_text())
