@@ -1,7 +1,10 @@
 """Proof of value: what curation and the training tricks buy on noisy labels.
 
-    .venv/bin/python bench/curation_gain.py [--seeds 3] [--levels 0.2 0.4] [--no-shapes]
-                                            [--seg] [--ablate-all] [--epochs 12] [--quick]
+    .venv/bin/python bench/curation_gain.py               # ~13 min on the shared 2 cores
+    .venv/bin/python bench/curation_gain.py --ablate-all  # ~27 min: ablations everywhere
+    .venv/bin/python bench/curation_gain.py --quick       # ~1.5 min smoke run
+    options: [--seeds 3] [--levels 0.2 0.4] [--epochs 12] [--size 8] [--no-shapes]
+             [--seg (shapes_seg too, ~7 min more)] [--no-ablations] [--threads 1]
 
 Three models per setting, trained on the same images and tested on the same clean labels:
 
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import sys
 import tempfile
 import time
@@ -50,7 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import train_test_split  # type: ignore[import-untyped]
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.label_noise import folds_for, symmetric_noise, write_digits
@@ -87,6 +91,7 @@ DIGIT_AFFINE = [
     {"Affine": {"scale": [0.9, 1.1], "translate_percent": [-0.1, 0.1], "rotate": [-10, 10],
                 "p": 0.5}},
 ]  # fmt: skip
+FLIPS = [{"HorizontalFlip": {"p": 0.5}}, {"VerticalFlip": {"p": 0.5}}]
 #: planted problems of shapes_seg whose mask is wrong but which clean does not exclude
 BAD_MASKS = ("mask_eroded", "mask_shifted", "mask_wrong_class", "conflicting_label_duplicate")
 
@@ -189,8 +194,8 @@ def sample_setting(params: Params, name: str) -> Setting:
     segmentation = dataset.task == "segmentation"
     if segmentation:
         true = None
-        wrong = manifest["image"].map(lambda im: planted.get(im, ("", ""))[0] in BAD_MASKS)
-        wrong = wrong.to_numpy(bool)
+        problems = [planted.get(image, ("", ""))[0] for image in manifest["image"]]
+        wrong = np.isin(problems, BAD_MASKS)
         testable = ~wrong
     else:
         true = _true_labels(planted, manifest, [str(c) for c in stats["classes"]])
@@ -201,7 +206,7 @@ def sample_setting(params: Params, name: str) -> Setting:
     test &= testable
     columns = ["image", "mask"] if segmentation else ["image"]
     recipe = getattr(params.train, dataset.task)
-    flips = [{"HorizontalFlip": {"p": 0.5}}] + ([] if segmentation else [{"VerticalFlip": {"p": 0.5}}])
+    flips = FLIPS[:1] if segmentation else FLIPS
     base = recipe.model_copy(update={"augment": flips, "loss": LossParams(),
                                      "sample_weights": False})  # fmt: skip
     return Setting(
@@ -248,6 +253,7 @@ class Tables:
     given: pd.DataFrame  # no curation: given labels, weight 1, scored difficulty
     curated: pd.DataFrame  # the default policy
     downweight: pd.DataFrame  # policy: down-weight every flagged sample, relabel none
+    dropped: pd.DataFrame  # policy: drop the flagged samples that are not relabelled
     oracle: pd.DataFrame  # true labels (segmentation: bad masks dropped), weight 1
     flags: dict[str, float]
     score_s: float
@@ -275,15 +281,15 @@ def tables(setting: Setting) -> Tables:
         oracle = given.copy()
         oracle.loc[setting.wrong & (oracle["action"] == "keep").to_numpy(), "action"] = "drop"
         oracle.loc[oracle["action"] == "drop", "weight"] = 0.0
-        downweight = curated
+        downweight, dropped = curated, policy(label_issues="drop")
     else:
         probs = scores[[f"prob_{c}" for c in setting.classes]].to_numpy(np.float64)
         p_true = probs[np.arange(len(probs)), np.clip(setting.true, 0, None)]
         given = _uncurated(curated, setting.manifest["label_index"].to_numpy(np.float64),
                            setting.classes, difficulty=scored_difficulty)  # fmt: skip
         oracle = _uncurated(curated, setting.true, setting.classes, difficulty=1.0 - p_true)
-        downweight = policy(label_issues="downweight")
-    return Tables(given, curated, downweight, oracle, flag_stats(scores, curated, setting),
+        downweight, dropped = policy(label_issues="downweight"), policy(otherwise="drop")
+    return Tables(given, curated, downweight, dropped, oracle, flag_stats(scores, curated, setting),
                   seconds)  # fmt: skip
 
 
@@ -356,8 +362,14 @@ MAIN = {
 }
 ABLATIONS = {
     "curation (tricks on the given labels)": Arm("given", lambda b, f: f),
+    "scores altogether (tricks on the given labels, no curriculum)": Arm(
+        "given", _without(curriculum="curriculum")
+    ),
     "relabelling (down-weight every flag)": Arm("downweight", lambda b, f: f, CLS),
-    "curation weights (relabel; rest weight 1)": Arm("curated", _without(sample_weights="sample_weights"), CLS),
+    "down-weighting (drop the flags not relabelled)": Arm("dropped", lambda b, f: f),
+    "curation weights (relabel; rest weight 1)": Arm(
+        "curated", _without(sample_weights="sample_weights"), CLS
+    ),
     "curriculum": Arm("curated", _without(curriculum="curriculum")),
     "label smoothing": Arm("curated", _without(loss="loss"), CLS),
     "Dice loss term": Arm("curated", _without(loss="loss"), SEG),
@@ -403,7 +415,8 @@ def pm(values: list[float]) -> str:
 
 def gap_closed(acc: dict[str, list[float]]) -> tuple[float, list[float]]:
     a, b, c = (np.asarray(acc[k]) for k in MAIN)
-    per_seed = [(y - x) / (z - x) if z != x else float("nan") for x, y, z in zip(a, b, c)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_seed = list((b - a) / (c - a))
     return (b.mean() - a.mean()) / (c.mean() - a.mean()), per_seed
 
 
@@ -411,20 +424,25 @@ Row = tuple[str, str, dict[str, list[float]], list[dict[str, float]]]
 
 
 def print_main(rows: list[Row]) -> None:
-    print("\n| setting | metric | wrong train labels | flags P / R | relabelled (right) "
-          "| down-weighted | wrong after curation (by weight) | (a) baseline | (b) full "
-          "| (c) oracle | gap closed (per seed) |")  # fmt: skip
-    print("|---" * 11 + "|")
-    for name, metric, acc, flags in rows:
-        f = {k: float(np.mean([x[k] for x in flags])) for k in flags[0]}
+    print("\n| setting | metric | (a) baseline | (b) full pipeline | (c) oracle "
+          "| gap closed (b-a)/(c-a) | per seed |")  # fmt: skip
+    print("|---" * 7 + "|")
+    for name, metric, acc, _ in rows:
         closed, per_seed = gap_closed(acc)
         seeds = ", ".join(f"{x:.0%}" for x in per_seed)
+        cells = " | ".join(pm(acc[k]) for k in MAIN)
+        print(f"| {name} | {metric} | {cells} | **{closed:.0%}** | {seeds} |")
+    print("\nWhat curation did to the training labels of (b) (mean over seeds):\n")
+    print("| setting | wrong labels | flags precision / recall | relabelled (right) "
+          "| down-weighted | wrong after curation (share of weight) |")  # fmt: skip
+    print("|---" * 6 + "|")
+    for name, _, _, flags in rows:
+        f = {k: float(np.mean([x[k] for x in flags])) for k in flags[0]}
+        right = f" ({f['relabel_right']:.0%})" if f["relabelled"] else ""
         print(
-            f"| {name} | {metric} | {f['wrong']:.1%} | {f['precision']:.2f} / {f['recall']:.2f} "
-            f"| {f['relabelled']:.0f} ({f['relabel_right']:.0%}) | {f['downweighted']:.0f} | "
-            f"{f['wrong_after']:.1%} ({f['wrong_weight_after']:.1%}) | "
-            + " | ".join(pm(acc[k]) for k in MAIN)
-            + f" | **{closed:.0%}** ({seeds}) |"
+            f"| {name.split(',')[0]} | {f['wrong']:.1%} | {f['precision']:.2f} / "
+            f"{f['recall']:.2f} | {f['relabelled']:.0f}{right} | "
+            f"{f['downweighted']:.0f} | {f['wrong_after']:.1%} ({f['wrong_weight_after']:.1%}) |"
         )
 
 
@@ -436,9 +454,17 @@ def print_ablations(name: str, metric: str, acc: dict[str, list[float]]) -> None
     print(f"| (nothing: full pipeline) | {pm(list(full))} | | |")
     for arm in (a for a in ABLATIONS if a in acc):
         delta = 100 * (np.asarray(acc[arm]) - full)
-        verdict = "**hurts**" if (delta > 0).all() else "helps" if (delta < 0).all() else "unclear"
         seeds = ", ".join(f"{d:+.1f}" for d in delta)
-        print(f"| {arm} | {pm(acc[arm])} | {delta.mean():+.1f} ({seeds}) | {verdict} |")
+        print(f"| {arm} | {pm(acc[arm])} | {delta.mean():+.1f} ({seeds}) | {verdict(delta)} |")
+
+
+def verdict(delta: np.ndarray) -> str:
+    """An ingredient hurts when removing it raised the score in every seed (3 at least)."""
+    if len(delta) < 3:
+        return "(needs 3 seeds)"
+    if (delta > 0).all():
+        return "**hurts**"
+    return "helps" if (delta < 0).all() else "unclear"
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -462,7 +488,19 @@ def run_setting(
         line = ", ".join(f"{k} {v[-1]:.3f}" for k, v in acc.items())
         print(f"{name} seed {seed}: {line}", file=sys.stderr, flush=True)
     metric = "mIoU" if setting.task == "segmentation" else "accuracy"
-    return (name, metric, acc, flags), time.perf_counter() - start, score_s
+    return (
+        (f"{name}, {len(setting.test)} test images", metric, acc, flags),
+        time.perf_counter() - start,
+        score_s,
+    )
+
+
+def _digits(seed: int, *, root: Path, p: float, size: int, epochs: int) -> Setting:
+    return digits_setting(root, p, seed=seed, size=size, epochs=epochs)
+
+
+def _same(setting: Setting, seed: int) -> Setting:
+    return setting  # planted noise: one setting for every seed
 
 
 def main() -> None:
@@ -479,11 +517,11 @@ def main() -> None:
     parser.add_argument("--no-ablations", action="store_true")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--quick", action="store_true",
-                        help="digits 20%% only, 1 seed, 6 epochs, no ablations")  # fmt: skip
+                        help="digits 20%% only, 1 seed, 6 epochs (~2 min)")  # fmt: skip
     args = parser.parse_args()
     if args.quick:
         args.levels, args.seeds, args.epochs = [0.2], 1, 6
-        args.no_shapes, args.seg, args.no_ablations = True, False, True
+        args.no_shapes, args.seg, args.ablate_all = True, False, False
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     rows, ablations, timing = [], [], []
@@ -492,13 +530,13 @@ def main() -> None:
         for i, p in enumerate(args.levels):
             root = Path(tmp) / f"digits{i}"
             root.mkdir()
-            make = (lambda s, p=p, root=root: digits_setting(
-                root, p, seed=s, size=args.size, epochs=args.epochs))  # fmt: skip
-            jobs.append((f"digits {p:.0%}", make, args.ablate_all or i == 0, True))
+            digits = functools.partial(_digits, root=root, p=p, size=args.size, epochs=args.epochs)
+            jobs.append((f"digits {p:.0%}", digits, args.ablate_all or i == 0, True))
         params = load_params(args.params)
-        for name in ([] if args.no_shapes else ["shapes_cls"]) + (["shapes_seg"] if args.seg else []):
+        samples = ([] if args.no_shapes else ["shapes_cls"]) + (["shapes_seg"] if args.seg else [])
+        for name in samples:
             sample = sample_setting(params, name)
-            jobs.append((sample.name, lambda s, x=sample: x, args.ablate_all, False))
+            jobs.append((sample.name, functools.partial(_same, sample), args.ablate_all, False))
         for name, make, ablate, rescore in jobs:
             row, seconds, score_s = run_setting(name, make, seeds=args.seeds,
                                                 ablate=ablate and not args.no_ablations,
@@ -507,8 +545,10 @@ def main() -> None:
             if len(row[2]) > len(MAIN):
                 ablations.append(row)
             timing.append(f"{name} {seconds:.0f} s (scoring {score_s:.0f} s)")
-    print(f"\nsmall_cnn; digits {args.size} px, {args.epochs} epochs; sample sets: params.yaml "
-          f"recipes; {args.seeds} seed(s); test score % (mean ± half the range over seeds)")
+    print(
+        f"\nsmall_cnn; digits {args.size} px, {args.epochs} epochs; sample sets: params.yaml "
+        f"recipes; {args.seeds} seed(s); test score % (mean ± half the range over seeds)"
+    )
     print_main(rows)
     for name, metric, acc, _ in ablations:
         print_ablations(name, metric, acc)
