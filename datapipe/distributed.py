@@ -70,17 +70,18 @@ class Dist:
             dist.barrier()
 
 
-def init_distributed(device: str) -> tuple[Dist, torch.device]:
+def init_distributed(device: str, *, key: str = "score.device") -> tuple[Dist, torch.device]:
     """The process group (when under torchrun) and this rank's device.
 
-    ``device``: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+    ``device``: ``auto`` (CUDA when present), ``cpu`` or ``cuda``; ``key`` names the param
+    in the error when CUDA is asked for but absent.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = torch.cuda.is_available()
     if device == "cuda" and not cuda:
-        raise ConfigError("score.device: cuda requested but torch sees no CUDA device")
+        raise ConfigError(f"{key}: cuda requested but torch sees no CUDA device")
     use_cuda = cuda and device != "cpu"
     if use_cuda:
         torch.cuda.set_device(local_rank % torch.cuda.device_count())

@@ -10,7 +10,6 @@ uninterrupted run would have: on the CPU the final weights are bit-identical.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -50,6 +49,7 @@ from datapipe.models import build_classifier, build_segmenter
 from datapipe.optim import (
     Plateau,
     Schedule,
+    autocast,
     build_optimizer,
     clip_gradients,
     make_ema,
@@ -130,7 +130,7 @@ def train_model(
         name=recipe.optimizer,
     )
     sampler = _curriculum(inputs, recipe, dist)
-    steps = _steps_per_epoch(sampler, recipe, len(inputs.train))
+    steps = _steps_per_epoch(sampler, recipe)
     starts = np.concatenate([[0], np.cumsum(steps)]).astype(int)
     schedule = Schedule(
         optimizer,
@@ -223,7 +223,7 @@ def _batch_sampler(
     return BatchSampler(sampler, recipe.batch_size, drop_last=drop_last)
 
 
-def _steps_per_epoch(sampler: CurriculumSampler, recipe: TrainTaskParams, n: int) -> list[int]:
+def _steps_per_epoch(sampler: CurriculumSampler, recipe: TrainTaskParams) -> list[int]:
     steps = [max(1, len(_batch_sampler(sampler, recipe, e))) for e in range(recipe.epochs)]
     sampler.set_epoch(0)
     return steps
@@ -300,12 +300,6 @@ class Feeder:
         yield from self._loader
 
 
-def _autocast(run: RunSettings) -> contextlib.AbstractContextManager:
-    if run.device.type == "cuda" and run.amp:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _train_epoch(
     net: nn.Module,
     inputs: TrainInputs,
@@ -336,7 +330,7 @@ def _train_epoch(
                              num_classes=len(inputs.classes))  # fmt: skip
         w = weights[index].to(run.device) if recipe.sample_weights else None
         schedule.step(step)
-        with _autocast(run):
+        with autocast(run.device, enabled=run.amp):
             logits = net(x)
         loss, terms = criterion(logits.float(), y, sample_weight=w)
         optimizer.zero_grad(set_to_none=True)
@@ -394,7 +388,7 @@ def predict(
     with torch.no_grad():
         for x, y, index in feed(batches):
             x = x.to(run.device, non_blocking=True)
-            with _autocast(run):
+            with autocast(run.device, enabled=run.amp):
                 probs = _tta_probs(model, x, task=task, tta=tta)
             yield index.numpy(), probs.float().cpu(), y
 

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from datapipe.config import DatasetParams, Params
 from datapipe.data import sample_spec
+from datapipe.distributed import init_distributed
 from datapipe.errors import DatapipeError
 from datapipe.io import read_table, write_table
 from datapipe.metrics import classification_metrics, confusion_rows, segmentation_metrics
@@ -32,9 +32,9 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     test, _ = split_set(curated, "test", sample_spec(dataset, stats, size=recipe.image_size))
     if len(test) == 0:
         raise DatapipeError("no usable test samples (datasets.*.splits.test is 0?)")
-    device = torch.device(
-        "cuda" if torch.cuda.is_available() and params.train.device != "cpu" else "cpu"
-    )
+    _, device = init_distributed(
+        params.train.device, key="train.device"
+    )  # one process: it picks the device
     classes = meta["classes"]
     cm = evaluate(
         model, test, task=dataset.task, classes=classes, batch_size=recipe.batch_size,

@@ -36,7 +36,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     stats = json.loads((out / "stats.json").read_text())
     recipe, settings = getattr(params.train, dataset.task), params.train
     inputs = train_inputs(curated, stats, dataset, recipe)
-    dist, device = init_distributed(settings.device)
+    dist, device = init_distributed(settings.device, key="train.device")
     workers = (
         params.resolved_workers() if settings.loader_workers == "auto" else settings.loader_workers
     )

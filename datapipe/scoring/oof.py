@@ -14,7 +14,6 @@ through DistributedDataParallel and predicts its shard of the held-out fold.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from torch import nn
 
 from datapipe.distributed import Dist
 from datapipe.errors import DatapipeError
+from datapipe.optim import autocast
 from datapipe.progress import progress
 from datapipe.scoring.data import InMemory, Source
 
@@ -216,12 +216,6 @@ def _prepare(model: nn.Module, device: torch.device, dist: Dist) -> nn.Module:
     return model
 
 
-def _autocast(device: torch.device, settings: TrainSettings) -> contextlib.AbstractContextManager:
-    if device.type == "cuda" and settings.amp:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     x = x.to(device, torch.float32, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
@@ -271,7 +265,7 @@ def _train(
                 x, y = _flip(x, y, flips[i % len(flips)])
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total=total, warmup=warmup, base=settings.lr)
-            with _autocast(device, settings):
+            with autocast(device, enabled=settings.amp):
                 logits = model(x)
             loss = _loss(loss_fn, logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
@@ -330,7 +324,7 @@ def _predict(
     batches = [index[i : i + step] for i in range(0, len(index), step)]
     with torch.no_grad():
         for batch, x, y in source.batches(batches):
-            with _autocast(device, settings):
+            with autocast(device, enabled=settings.amp):
                 logits = model(_to_device(x, device))
             yield batch, logits.float().softmax(1).cpu().numpy(), y.numpy()
 
