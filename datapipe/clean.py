@@ -15,12 +15,20 @@ import pandas as pd
 
 from datapipe.checks import CHECKS, DatasetFacts
 from datapipe.checks.duplicates import (
+    DuplicateEvidence,
     add_duplicate_groups,
     exact_candidates,
     perceptual_pairs,
+    verify_pairs,
 )
-from datapipe.checks.features import FeatureSettings, SampleFiles, image_pixel_hash, measure
-from datapipe.checks.leakage import repaired_splits
+from datapipe.checks.features import (
+    VERIFY_SIZE,
+    FeatureSettings,
+    SampleFiles,
+    image_pixel_hash,
+    measure,
+)
+from datapipe.checks.leakage import LeakageRepair, plan_leakage_repair
 from datapipe.config import CleanParams, DatasetParams
 from datapipe.errors import ConfigError
 from datapipe.parallel import parallel_map
@@ -76,8 +84,13 @@ def _refs(manifest: pd.DataFrame) -> list[SampleFiles]:
 
 def measure_samples(
     manifest: pd.DataFrame, settings: FeatureSettings, *, workers: int, desc: str
-) -> pd.DataFrame:
-    """``manifest`` plus the columns of :data:`FEATURE_COLUMNS`, decoding every sample once."""
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """``manifest`` plus the columns of :data:`FEATURE_COLUMNS`, and every image's verification
+    thumbnail (zeros where unreadable), decoding every sample once.
+
+    Shapes:
+        thumbnails ``(N, VERIFY_SIZE, VERIFY_SIZE)`` uint8, aligned with the rows.
+    """
     refs = _refs(manifest)
     found = list(
         parallel_map(
@@ -95,7 +108,11 @@ def measure_samples(
             out[col] = pd.Series(values, index=out.index, dtype=object)
         else:
             out[col] = np.array([np.nan if v is None else v for v in values], np.float64)
-    return out
+    thumbs = np.zeros((len(found), VERIFY_SIZE, VERIFY_SIZE), np.uint8)
+    for i, f in enumerate(found):
+        if (thumb := f.get("thumb")) is not None:
+            thumbs[i] = thumb
+    return out, thumbs
 
 
 def add_pixel_hashes(
@@ -162,26 +179,40 @@ def clean(
     if unknown:
         raise ConfigError(f"clean.exclude: unknown check(s) {unknown}; known: {sorted(CHECKS)}")
     settings = feature_settings(stats, dataset)
-    samples = measure_samples(manifest, settings, workers=workers, desc=f"clean {name}")
-    pairs = perceptual_pairs(samples, max_distance=params.near_duplicate_bits)
+    samples, thumbs = measure_samples(manifest, settings, workers=workers, desc=f"clean {name}")
+    candidates = perceptual_pairs(samples, max_distance=params.near_duplicate_bits)
+    evidence = verify_pairs(samples, thumbs, candidates, params)
     samples = add_pixel_hashes(
-        samples, exact_candidates(samples, pairs), settings, workers=workers, desc=f"hash {name}"
+        samples,
+        exact_candidates(samples, evidence.pairs),
+        settings,
+        workers=workers,
+        desc=f"hash {name}",
     )
-    samples = add_duplicate_groups(samples, max_distance=params.near_duplicate_bits, pairs=pairs)
+    samples = add_duplicate_groups(samples, evidence.pairs)
     issues, scores = run_checks(samples, facts := dataset_facts(stats, dataset), params)
     out = pd.concat([samples, scores], axis=1)
     out["original_split"] = out["split"]
-    if params.repair_leakage:
-        out["split"] = repaired_splits(samples)
+    repair = plan_leakage_repair(samples, max_share=params.max_leakage_share)
+    if params.repair_leakage and repair.applied:
+        out["split"] = repair.split
     excluding = issues[issues["check"].isin(params.exclude) & (issues["severity"] != "info")]
     reasons = excluding.groupby("sample_id")["check"].agg(lambda c: ",".join(sorted(set(c))))
     out["exclude_reason"] = out["sample_id"].map(reasons)
     out["excluded"] = out["exclude_reason"].notna()
-    return CleanResult(manifest=out, issues=issues, metrics=_metrics(out, issues, facts))
+    metrics = _metrics(out, issues, facts, evidence, repair)
+    return CleanResult(manifest=out, issues=issues, metrics=metrics)
 
 
-def _metrics(out: pd.DataFrame, issues: pd.DataFrame, facts: DatasetFacts) -> dict[str, Any]:
+def _metrics(
+    out: pd.DataFrame,
+    issues: pd.DataFrame,
+    facts: DatasetFacts,
+    evidence: DuplicateEvidence,
+    repair: LeakageRepair,
+) -> dict[str, Any]:
     flagged = issues[issues["severity"] != "info"]
+    groups = out["group"].value_counts()
     return {
         "samples": len(out),
         "excluded": int(out["excluded"].sum()),
@@ -190,7 +221,12 @@ def _metrics(out: pd.DataFrame, issues: pd.DataFrame, facts: DatasetFacts) -> di
         "by_severity": dict(Counter(issues["severity"])),
         "by_check": {name: int((flagged["check"] == name).sum()) for name in CHECKS},
         "duplicate_groups": int(out["group"].nunique()),
+        "largest_duplicate_group": int(groups.max()) if len(groups) else 0,
+        "near_duplicate_candidates": evidence.candidates,
+        "near_duplicate_verified": len(evidence.pairs),
+        "near_duplicate_min_similarity": round(evidence.min_similarity, 4),
         "leakage_moves": int((out["split"] != out["original_split"]).sum()),
+        "leakage_moves_held_back": 0 if repair.applied else int(repair.moved.sum()),
         "splits": {s: int(n) for s, n in out.loc[~out["excluded"], "split"].value_counts().items()},
         "task": facts.task,
     }

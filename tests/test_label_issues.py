@@ -90,14 +90,28 @@ def test_unknown_aum_falls_back_to_self_confidence_per_row() -> None:
     assert _flagged(out) == wrong[:4].tolist()
 
 
-def test_conflicting_duplicate_is_flagged_even_when_the_model_agrees() -> None:
+def test_conflicting_duplicate_alone_never_flags_a_sample_the_model_agrees_with() -> None:
     labels, probs, _ = _planted()
     conflicting = np.zeros(len(labels), bool)
-    conflicting[40] = True
+    conflicting[[40, 41]] = True  # a (wrongly joined) pair: the model agrees with both labels
     out = classification_label_issues(labels, probs, conflicting=conflicting)
-    assert bool(out.loc[40, "is_label_issue"])
+    assert not out.loc[[40, 41], "is_label_issue"].any()
     assert out.loc[40, "reasons"] == "conflicting_duplicate"
-    assert out.loc[41, "reasons"] == ""
+    assert out.loc[42, "reasons"] == ""
+
+
+def test_conflicting_duplicate_flags_with_the_model_where_the_aum_alone_would_not() -> None:
+    labels, probs, wrong = _planted()
+    aum = np.full(len(labels), 2.0)
+    aum[wrong] = -1.0
+    aum[wrong[0]] = 3.0  # the model disagrees, but the margin is not low
+    without = classification_label_issues(labels, probs, aum=aum)
+    conflicting = np.zeros(len(labels), bool)
+    conflicting[wrong[0]] = True
+    with_dup = classification_label_issues(labels, probs, aum=aum, conflicting=conflicting)
+    assert not without.loc[wrong[0], "is_label_issue"]
+    assert with_dup.loc[wrong[0], "is_label_issue"]
+    assert _flagged(with_dup) == sorted(wrong.tolist())
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from datapipe.checks import CHECKS, DatasetFacts
-from datapipe.checks.duplicates import add_duplicate_groups
+from datapipe.checks.duplicates import add_duplicate_groups, perceptual_pairs
 from datapipe.config import CleanParams
 
 PARAMS = CleanParams()
@@ -64,7 +64,8 @@ def samples(n: int, **columns: list[Any]) -> pd.DataFrame:
     base.update(columns)
     df = pd.DataFrame(base)
     df["phash"] = df["phash"].astype("UInt64")
-    return add_duplicate_groups(df, max_distance=PARAMS.near_duplicate_bits)
+    # the hash pairs stand in for verified pairs here (verification: tests/checks/test_duplicates)
+    return add_duplicate_groups(df, perceptual_pairs(df, max_distance=PARAMS.near_duplicate_bits))
 
 
 def _set(col: list[Any], **at: Any) -> list[Any]:
@@ -212,7 +213,8 @@ CASES: dict[str, Callable[[], Case]] = {
             N,
             pixel_hash=_set([f"h{i}" for i in range(N)], i1="same", i2="same", i5="same"),
             phash=_set(PH, i2=PH[1], i5=PH[1]),
-            split=_set(["train"] * N, i1="test", i2="test", i5="val"),
+            split=_set(["train"] * N, i1="test", i2="test", i5="val", i6="val", i7="val",
+                       i8="val", i10="val", i11="val"),  # moving 1 of 6 val: within the bound
         ),
         facts(),
         {
