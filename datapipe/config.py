@@ -138,7 +138,20 @@ class CleanParams(_Strict):
     """Thresholds of the clean stage's checks and which flags exclude a sample."""
 
     near_duplicate_bits: int = Field(
-        8, ge=0, le=16, description="max Hamming distance of 64-bit perceptual hashes"
+        8, ge=0, le=16, description="candidates: max Hamming distance of 64-bit perceptual hashes"
+    )
+    near_duplicate_similarity: float = Field(
+        0.85,
+        ge=0,
+        le=1,
+        description="verified pairs: least pixel correlation of the two grey thumbnails",
+    )
+    near_duplicate_margin: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="verified pairs: 1 - correlation at most this share of the dataset's typical "
+        "1 - correlation to a (second-nearest) neighbour",
     )
     z_threshold: float = Field(
         4.0, gt=0, description="robust z (median/MAD) beyond which dark/bright/blurry is flagged"
@@ -157,6 +170,13 @@ class CleanParams(_Strict):
         list(DEFAULT_EXCLUDE), description="checks whose (non-info) flags exclude a sample"
     )
     repair_leakage: bool = Field(True, description="move duplicate groups into one split")
+    max_leakage_share: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="leakage repair stops (moves nothing, reports) if it would move more than "
+        "this share of any split's samples",
+    )
 
 
 class _Fit(_Strict):
@@ -314,9 +334,10 @@ class ScoreParams(_Strict):
     hard_loss_quantile: float = Field(0.9, gt=0, lt=1, description="top loss tail = hard")
     easy_prob: float = Field(0.9, gt=0, lt=1, description="p(given) at least this = easy")
     hard_negative_prob: float = Field(0.5, gt=0, lt=1, description="p(other) this high = hard")
-    seg_issue_fraction: float = Field(
-        0.05, gt=0, le=1, description="segmentation: flag an image with this share of issue pixels"
-    )
+    seg_issue_fraction: Annotated[float, Field(gt=0, le=1)] | Literal["auto"] = Field(
+        "auto", description="segmentation: flag an image with this share of issue pixels; auto: "
+        "median + 3 MAD of the dataset's shares, at least 0.01 (scoring.segmentation)"
+    )  # fmt: skip
     hard_pixel_fraction: float = Field(
         0.2, gt=0, le=1, description="segmentation: share of missed / false-alarm pixels = hard"
     )

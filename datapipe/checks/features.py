@@ -22,6 +22,8 @@ from datapipe.io.image import read_image, read_mask
 _HIST_BINS = 256
 #: Longer side of the thumbnail that brightness, contrast, entropy and the pHash are read from.
 THUMBNAIL = 128
+#: Side of the grey thumbnail on which candidate near-duplicate pairs are verified.
+VERIFY_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -68,13 +70,18 @@ def measure(ref: SampleFiles, settings: FeatureSettings) -> dict[str, object]:
     return out
 
 
-def image_features(img: np.ndarray, settings: FeatureSettings) -> dict[str, object]:
-    """Intensity statistics and the perceptual hash of one ``(H, W, C)`` image.
+@dataclass(frozen=True)
+class _Views:
+    img: np.ndarray  # finite, in a dtype OpenCV takes
+    nonfinite: int  # NaN / inf values replaced in ``img``
+    scaling: Scaling
+    grey: np.ndarray  # (H, W), the image's dtype
+    thumb: np.ndarray  # grey, longer side <= THUMBNAIL, the image's dtype
+    unit: np.ndarray  # thumb through to_unit_float
 
-    One grey version at full resolution feeds the sharpness measure; its ``THUMBNAIL``-pixel
-    area-averaged copy, scaled with ``to_unit_float``, feeds brightness, contrast, entropy and the
-    pHash. Blank and saturation look at the native pixels.
-    """
+
+def _views(img: np.ndarray, settings: FeatureSettings) -> _Views:
+    """The grey, thumbnail and unit-scale versions every measurement starts from."""
     nonfinite = int(np.count_nonzero(~np.isfinite(img))) if img.dtype.kind == "f" else 0
     if nonfinite:
         img = np.nan_to_num(img, nan=0.0, posinf=1.0, neginf=0.0)
@@ -84,6 +91,18 @@ def image_features(img: np.ndarray, settings: FeatureSettings) -> dict[str, obje
     grey = _grey(img)
     thumb = _thumbnail(grey)
     unit = to_unit_float(thumb, bit_depth=scaling, percentiles=settings.percentiles)
+    return _Views(img, nonfinite, scaling, grey, thumb, unit)
+
+
+def image_features(img: np.ndarray, settings: FeatureSettings) -> dict[str, object]:
+    """Intensity statistics and the perceptual hash of one ``(H, W, C)`` image.
+
+    One grey version at full resolution feeds the sharpness measure; its ``THUMBNAIL``-pixel
+    area-averaged copy, scaled with ``to_unit_float``, feeds brightness, contrast, entropy and the
+    pHash. Blank and saturation look at the native pixels.
+    """
+    v = _views(img, settings)
+    unit = v.unit
     levels = np.bincount(
         (unit * (_HIST_BINS - 1) + 0.5).astype(np.uint8).ravel(), minlength=_HIST_BINS
     )
@@ -92,12 +111,20 @@ def image_features(img: np.ndarray, settings: FeatureSettings) -> dict[str, obje
         "phash": np.uint64(perceptual_hash(unit)),
         "brightness": float(unit.mean()),
         "contrast": float(unit.std()),
-        "value_range": float(img.max()) - float(img.min()),
+        "value_range": _value_range(v.img),
         "entropy": float(-(p * np.log2(p)).sum() / np.log2(_HIST_BINS)),
-        "sharpness": _sharpness(grey, thumb),
-        "saturated": _saturated_share(img, scaling),
-        "nonfinite": nonfinite,
+        "sharpness": _sharpness(v.grey, v.thumb),
+        "saturated": _saturated_share(v.img, v.scaling),
+        "nonfinite": v.nonfinite,
+        "thumb": verification_thumbnail(unit),
     }
+
+
+def _value_range(img: np.ndarray) -> float:
+    """The largest per-channel range: 0 for a flat image of any colour (a flat red RGB image
+    spans 0..255 across its channels, yet every pixel is the same)."""
+    flat = img.reshape(-1, img.shape[2])
+    return float((flat.max(axis=0).astype(np.float64) - flat.min(axis=0)).max())
 
 
 _CV_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int16),
@@ -168,11 +195,28 @@ def _saturated_share(img: np.ndarray, scaling: object) -> float:
 
 
 def image_pixel_hash(ref: SampleFiles, settings: FeatureSettings) -> str | None:
-    """:func:`pixel_hash` of one image (second pass: only for perceptual-hash twins)."""
+    """:func:`pixel_hash` of one image (second pass: only for verified near-duplicate pairs)."""
     try:
         return pixel_hash(read_image(settings.root / ref.image, max_pixels=settings.max_pixels))
     except ImageReadError:
         return None
+
+
+def verification_thumbnail(unit: np.ndarray) -> np.ndarray:
+    """A grey unit-scale image resampled to ``VERIFY_SIZE``² and stretched to its own min..max
+    in uint8 (1 KB an image): what a candidate near-duplicate pair is compared on. The stretch
+    keeps the 8 bits for the picture's own range (correlation is blind to it anyway).
+
+    Shapes:
+        ``unit`` ``(H, W)`` float in [0, 1] -> ``(VERIFY_SIZE, VERIFY_SIZE)`` uint8.
+    """
+    unit = unit.astype(np.float32, copy=False)
+    shrink = max(unit.shape) > VERIFY_SIZE
+    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    small = cv2.resize(unit, (VERIFY_SIZE, VERIFY_SIZE), interpolation=interpolation)
+    lo, hi = float(small.min()), float(small.max())
+    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    return np.round((small - lo) * scale).astype(np.uint8)
 
 
 def mask_features(mask: np.ndarray, settings: FeatureSettings) -> dict[str, object]:
