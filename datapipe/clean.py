@@ -110,7 +110,8 @@ def measure_samples(
             out[col] = np.array([np.nan if v is None else v for v in values], np.float64)
     thumbs = np.zeros((len(found), VERIFY_SIZE, VERIFY_SIZE), np.uint8)
     for i, f in enumerate(found):
-        if (thumb := f.get("thumb")) is not None:
+        thumb = f.get("thumb")
+        if isinstance(thumb, np.ndarray):
             thumbs[i] = thumb
     return out, thumbs
 

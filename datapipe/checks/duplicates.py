@@ -140,13 +140,23 @@ def typical_neighbour_similarity(
     rng = np.random.default_rng(seed)
     queries = rng.choice(rows, min(sample, len(rows)), replace=False)
     k = min(neighbours, len(rows) - 1)
-    dist = hamming(hashes[queries][:, None], hashes[rows][None, :]).astype(np.int64)
-    dist[rows[None, :] == queries[:, None]] = np.iinfo(np.int64).max  # not itself
-    nearest = rows[np.argpartition(dist, k - 1, axis=1)[:, :k]]
+    nearest = np.concatenate(
+        [_nearest_hashes(hashes, rows, queries[i : i + 64], k) for i in range(0, len(queries), 64)]
+    )
     pairs = np.stack([np.repeat(queries, k), nearest.ravel()], axis=1)
     similarity = pair_similarity(thumbs, pairs).reshape(len(queries), k)
     second = np.sort(similarity, axis=1)[:, -2] if k >= 2 else similarity[:, 0]
     return float(np.median(second))
+
+
+def _nearest_hashes(
+    hashes: np.ndarray, rows: np.ndarray, queries: np.ndarray, k: int
+) -> np.ndarray:
+    """The ``k`` rows (of ``rows``) with the nearest hashes to each query, itself excluded:
+    ``(Q, k)``, computed for a few queries at a time (``Q x N`` distances)."""
+    dist = hamming(hashes[queries][:, None], hashes[rows][None, :]).astype(np.int16)
+    dist[rows[None, :] == queries[:, None]] = np.iinfo(np.int16).max
+    return rows[np.argpartition(dist, k - 1, axis=1)[:, :k]]
 
 
 def exact_candidates(samples: pd.DataFrame, pairs: np.ndarray) -> np.ndarray:
