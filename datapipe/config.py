@@ -153,17 +153,26 @@ class CleanParams(_Strict):
         description="verified pairs: 1 - correlation at most this share of the dataset's typical "
         "1 - correlation to a (second-nearest) neighbour",
     )
+    # Intensity defaults measured by bench/clean_calibration.py (see datapipe.checks.intensity).
     z_threshold: float = Field(
-        4.0, gt=0, description="robust z (median/MAD) beyond which dark/bright/blurry is flagged"
+        3.0, gt=0, description="robust z (median/MAD) beyond which blurry, low_information and "
+        "saturated are flagged"
+    )  # fmt: skip
+    brightness_z: float = Field(
+        4.0, gt=0, description="robust z of log brightness beyond which dark/bright is flagged"
     )
     min_brightness_shift: float = Field(
         0.05, ge=0, le=1, description="dark/bright also need this shift from the median (unit)"
     )
-    low_entropy: float = Field(0.2, gt=0, le=1, description="histogram entropy, 0..1")
+    low_entropy: float = Field(
+        0.4, gt=0, le=1, description="low_information also needs histogram entropy (0..1) below"
+    )
     rare_dtype_share: float = Field(
         0.2, gt=0, le=1, description="a dtype held by fewer images than this share is flagged"
     )
-    saturated_fraction: float = Field(0.05, gt=0, le=1, description="share of clipped pixels")
+    saturated_fraction: float = Field(
+        0.15, gt=0, le=1, description="saturated also needs more than this share of clipped pixels"
+    )
     size_factor: float = Field(4.0, gt=1, description="area this many times off the median")
     aspect_factor: float = Field(2.0, gt=1, description="aspect this many times off the median")
     exclude: list[str] = Field(

@@ -1,7 +1,31 @@
 """Intensity and quality, judged on ``to_unit_float`` pixels so every bit depth looks alike.
 
-Dataset-relative checks (dark, bright, blurry) compare each image with the dataset's own
-distribution through a robust z-score (median and MAD), not with a fixed 8-bit threshold.
+Dataset-relative checks (low_information, dark, bright, saturated, blurry) compare each image
+with the dataset's own distribution through a robust z-score (median and MAD; where the MAD is
+0, the mean absolute deviation), not with a fixed 8-bit threshold, and also need an absolute
+guard, so a digit set (low entropy by nature) or a photo set (clipped skies) is judged by its
+own normal:
+
+* ``low_information``: entropy ``z_threshold`` below the dataset's and under ``low_entropy``;
+* ``dark`` / ``bright``: log brightness (bright: log of the distance to white, so the z counts
+  stops) ``brightness_z`` beyond the dataset's and ``min_brightness_shift`` from its median;
+* ``saturated``: clipped share ``z_threshold`` above the dataset's and over
+  ``saturated_fraction``;
+* ``blurry``: log Laplacian-variance ratio ``z_threshold`` below the dataset's.
+
+The defaults were chosen by measurement (``bench/clean_calibration.py``: 1,000 crops of 64-256
+px from the 14 everyday photos shipped with scikit-image, with 20 darkened, 20 brightened, 20
+blurred, 10 clipped, 10 blank and 10 near-constant copies planted; and scikit-learn's 1,797
+digits at 8x8, 32x32 and MNIST-like 28x28 strokes). Recall on the planted / false flags on the
+unplanted photos, new defaults against the rules before (z 4, entropy < 0.2, clipped > 5%):
+blurry 1.00 / 0.4% (was 0.70 / 0%), saturated 1.00 / 0% (1.00 / 1.5%), low_information
+1.00 / 0.1% (0.90 / 0%), blank 1.00 (0.00: flat colours were "blurry"), dark 0.40 / 1.8% and
+bright 0.65 / 2.6% (0 / 0). On MNIST-like digits low_information flags 0.3% (was 42%) and
+saturated 0% (was 99.6%). Dark and bright miss the goal of recall 0.9 at 1% false flags: their
+scores rank well (AUROC 0.975 / 0.970) but 2-5% of real crops (night sky, black backgrounds,
+white paper) are as dark or bright as an under- or over-exposed typical crop; ``brightness_z`` 3
+finds 0.85 / 0.70 at 4.6% / 5.0%. On the scientific images (hubble, retina, cell: whole sources
+darker or smoother than the rest) every relative check flags more (blurry 8.6%, see the bench).
 """
 
 from __future__ import annotations
@@ -9,13 +33,37 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from datapipe.checks.base import Check, DatasetFacts, result, robust_z, score_above, score_below
+from datapipe.checks.base import Check, DatasetFacts, result, robust_z
 from datapipe.checks.integrity import readable
 from datapipe.config import CleanParams
+
+#: Added to a brightness before its logarithm, so a black image has a finite level.
+_EPS = 1.0 / 1024
 
 
 def _rows(samples: pd.DataFrame) -> pd.DataFrame:
     return samples[readable(samples) & samples["brightness"].notna()]
+
+
+def _spread_z(values: pd.Series) -> pd.Series:
+    """Robust z of ``values``, a skewed one too (more than half the values equal).
+
+    The scale is ``1.4826 * MAD``; where the MAD is 0 (most photos clip no pixel at all) it is
+    ``1.2533 *`` the mean absolute deviation from the median (Iglewicz and Hoaglin's fallback),
+    so one image far from a mostly constant dataset still stands out. All values equal: z = 0.
+    """
+    z = robust_z(values)
+    if len(values) and not z.any():
+        median = values.median()
+        mean_ad = 1.2533 * float((values - median).abs().mean())
+        if np.isfinite(mean_ad) and mean_ad > 1e-12:
+            return (values - median) / mean_ad
+    return z
+
+
+def _relative(z: pd.Series, threshold: float, far: pd.Series) -> np.ndarray:
+    """``0.5 ** (z / threshold)`` where ``far`` (1 elsewhere): below 0.5 is beyond the threshold."""
+    return np.where(far, np.power(0.5, z.clip(lower=0) / threshold), 1.0)
 
 
 def _blank(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:
@@ -30,20 +78,28 @@ def _blank(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.Dat
 
 def _low_information(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:
     rows = _rows(samples)
-    score = score_below(rows["entropy"], t.low_entropy)
-    bad = (score < 0.5) & (rows["value_range"] > 0)  # constant images are "blank" instead
-    detail = [f"entropy {e:.2f} of 1 (threshold {t.low_entropy})" for e in rows["entropy"]]
-    return result(rows.index, score, bad, detail)
+    entropy = rows["entropy"]
+    median = entropy.median()
+    # constant images are "blank" instead
+    far = (entropy < t.low_entropy) & (rows["value_range"] > 0)
+    score = _relative(-_spread_z(entropy), t.z_threshold, far)
+    detail = [f"histogram entropy {e:.2f} vs dataset median {median:.2f}" for e in entropy]
+    return result(rows.index, score, score < 0.5, detail)
 
 
 def _brightness(samples: pd.DataFrame, t: CleanParams, sign: float) -> pd.DataFrame:
-    """Dark (``sign=-1``) or bright (``+1``): robust z beyond the threshold *and* a real shift."""
+    """Dark (``sign=-1``) or bright (``+1``): robust z beyond the threshold *and* a real shift.
+
+    The z is taken on the log of the brightness (dark) or of its distance to white (bright):
+    under- and over-exposure multiply these, so the z counts stops, whatever the dataset's level.
+    """
     rows = _rows(samples)
-    median = rows["brightness"].median()
-    z = robust_z(rows["brightness"]) * sign
-    far = (rows["brightness"] - median) * sign > t.min_brightness_shift
-    score = np.where(far, np.power(0.5, z.clip(lower=0) / t.z_threshold), 1.0)
-    detail = [f"mean {b:.3f} vs dataset median {median:.3f}" for b in rows["brightness"]]
+    brightness = rows["brightness"]
+    median = brightness.median()
+    level = np.log2((brightness if sign < 0 else 1.0 - brightness) + _EPS)
+    far = (brightness - median) * sign > t.min_brightness_shift
+    score = _relative(-_spread_z(level), t.brightness_z, far)
+    detail = [f"mean {b:.3f} vs dataset median {median:.3f}" for b in brightness]
     return result(rows.index, score, score < 0.5, detail)
 
 
@@ -57,23 +113,26 @@ def _bright(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.Da
 
 def _saturated(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:
     rows = _rows(samples)
-    score = score_above(rows["saturated"], t.saturated_fraction)
-    bad = score < 0.5
-    detail = [f"{s:.1%} of pixels at the top of the bit depth" for s in rows["saturated"]]
-    return result(rows.index, score, bad, detail)
+    share = rows["saturated"]
+    median = share.median()
+    score = _relative(_spread_z(share), t.z_threshold, share > t.saturated_fraction)
+    detail = [
+        f"{s:.1%} of pixels at the top of the bit depth (dataset median {median:.1%})"
+        for s in share
+    ]
+    return result(rows.index, score, score < 0.5, detail)
 
 
 def _blurry(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:
     rows = _rows(samples)
     log_sharpness = np.log10(rows["sharpness"] + 1e-12)
-    z = -robust_z(log_sharpness)
-    score = np.power(0.5, z.clip(lower=0) / t.z_threshold)
-    bad = (z > t.z_threshold) & (rows["value_range"] > 0)  # constant images are "blank" instead
+    # constant images are "blank" instead
+    score = _relative(-_spread_z(log_sharpness), t.z_threshold, rows["value_range"] > 0)
     median = float(np.median(rows["sharpness"])) if len(rows) else 0.0
     detail = [
         f"Laplacian variance {s:.3g} vs dataset median {median:.3g}" for s in rows["sharpness"]
     ]
-    return result(rows.index, score, bad, detail)
+    return result(rows.index, score, score < 0.5, detail)
 
 
 def _odd_size(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:
@@ -95,12 +154,17 @@ CHECKS = [
     Check(
         "low_information",
         "warning",
-        "few distinct intensities (low histogram entropy)",
+        "far fewer distinct intensities (histogram entropy) than the dataset",
         _low_information,
     ),
     Check("dark", "warning", "much darker than the rest of the dataset", _dark),
     Check("bright", "warning", "much brighter than the rest of the dataset", _bright),
-    Check("saturated", "warning", "many pixels clipped at the top of the bit depth", _saturated),
+    Check(
+        "saturated",
+        "warning",
+        "far more pixels clipped at the top of the bit depth than the dataset",
+        _saturated,
+    ),
     Check(
         "blurry", "warning", "far less fine detail (Laplacian variance) than the dataset", _blurry
     ),
