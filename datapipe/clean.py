@@ -35,9 +35,9 @@ from datapipe.parallel import parallel_map
 
 ISSUE_COLUMNS = ("sample_id", "image", "check", "severity", "score", "detail", "group")
 FEATURE_COLUMNS = (
-    "decode_error", "phash", "brightness", "contrast", "value_range", "entropy",
-    "sharpness", "saturated", "nonfinite", "mask_hash", "mask_bad_values", "mask_bad_pixels",
-    "mask_foreground_pixels", "mask_ignored_pixels", "mask_pixels",
+    "decode_error", "phash", "brightness", "highlight", "shadow", "contrast", "value_range",
+    "entropy", "sharpness", "saturated", "nonfinite", "mask_hash", "mask_bad_values",
+    "mask_bad_pixels", "mask_foreground_pixels", "mask_ignored_pixels", "mask_pixels",
 )  # fmt: skip
 _INT_FEATURES = ("nonfinite", "mask_bad_pixels", "mask_foreground_pixels",
                  "mask_ignored_pixels", "mask_pixels")  # fmt: skip
@@ -77,7 +77,9 @@ def feature_settings(stats: dict[str, Any], dataset: DatasetParams) -> FeatureSe
 def _refs(manifest: pd.DataFrame) -> list[SampleFiles]:
     masks = manifest["mask"] if "mask" in manifest else pd.Series(None, index=manifest.index)
     return [
-        SampleFiles(image=image, mask=mask, readable=bool(pd.isna(error)))
+        SampleFiles(
+            image=image, mask=None if pd.isna(mask) else mask, readable=bool(pd.isna(error))
+        )
         for image, mask, error in zip(manifest["image"], masks, manifest["read_error"], strict=True)
     ]
 

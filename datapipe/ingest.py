@@ -2,7 +2,11 @@
 
 Each sample is probed in a worker process (bytes hashed, pixels decoded, moments taken); an
 unreadable file becomes a ``read_error`` string in its row, never an exception that ends the
-run. Per-channel mean and std are merged from per-image moments (Chan et al.), so memory does
+run; so does a file in a format datapipe does not read (``unsupported format: GIF``), since
+every file of a class folder or of ``images/`` is a sample. Files that are no sample (hidden,
+beside the layout) are counted in ``stats["not_samples"]`` and logged.
+
+Per-channel mean and std are merged from per-image moments (Chan et al.), so memory does
 not grow with the dataset, and are reported after :func:`~datapipe.io.to_unit_float` scaling
 with the bit depth resolved once per dtype.
 """
@@ -25,7 +29,15 @@ from datapipe.config import DatasetParams
 from datapipe.errors import ConfigError, ImageReadError
 from datapipe.io.convert import Scaling, infer_bit_depth, to_unit_float, unit_scale
 from datapipe.io.image import decode_image, read_bytes, read_mask
-from datapipe.manifest import SampleRef, assign_folds, assign_splits, sample_id, scan
+from datapipe.manifest import (
+    SampleRef,
+    assign_folds,
+    assign_splits,
+    describe_not_samples,
+    not_samples,
+    sample_id,
+    scan,
+)
 from datapipe.parallel import parallel_map
 from datapipe.stats import Moments
 
@@ -127,6 +139,10 @@ def ingest(dataset: DatasetParams, *, name: str, workers: int) -> IngestResult:
         root, task=dataset.task, layout=dataset.layout, mask_suffix=dataset.mask_suffix
     )
     log.info("%s: %d samples in layout %r under %s", name, len(refs), layout, root)
+    skipped = not_samples(root, layout, refs)
+    if text := describe_not_samples(skipped, layout):
+        warn = skipped["unused_masks"] or skipped["unreadable_folders"]
+        log.log(logging.WARNING if warn else logging.INFO, "%s: not samples: %s", name, text)
     settings = ProbeSettings(
         root=root,
         scaling="percentile" if dataset.bit_depth == "percentile" else "auto",
@@ -160,6 +176,7 @@ def ingest(dataset: DatasetParams, *, name: str, workers: int) -> IngestResult:
     stats = _stats(
         df, probes, dataset, name=name, layout=layout, classes=classes, class_values=class_values
     )
+    stats["not_samples"] = {kind: len(paths) for kind, paths in skipped.items()}
     columns = list(MANIFEST_COLUMNS) + (
         list(SEGMENTATION_COLUMNS) if dataset.task == "segmentation" else []
     )
@@ -196,8 +213,20 @@ def _table(refs: Sequence[SampleRef], probes: Sequence[Probe]) -> pd.DataFrame:
 
 
 def _label_classes(df: pd.DataFrame, dataset: DatasetParams) -> list[str]:
-    seen = sorted(set(df["label"].dropna()))
+    """Classes: from params, or the labels with at least one image that decodes.
+
+    A label whose every file is unreadable (a ``notes/`` folder of text files, a folder of GIFs)
+    is no class: its rows keep their label, carry a read_error and get no ``label_index``.
+    """
+    seen = sorted(set(df.loc[df["read_error"].isna(), "label"].dropna()))
     if dataset.classes is None:
+        unread = sorted(set(df["label"].dropna()) - set(seen))
+        if unread:
+            log.warning(
+                "labels %s have no file that decodes and are not taken as classes (their files "
+                "are in the manifest with a read_error; set classes: to keep them)",
+                unread,
+            )
         if len(seen) < 2:
             raise ConfigError(f"{dataset.root}: classification needs >= 2 classes; found {seen}")
         return seen

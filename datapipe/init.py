@@ -19,7 +19,17 @@ import yaml
 
 from datapipe.config import parse_params
 from datapipe.errors import ConfigError
-from datapipe.manifest import Layout, SampleRef, Task, detect_layout, list_images, scan
+from datapipe.manifest import (
+    Layout,
+    SampleRef,
+    Task,
+    describe_not_samples,
+    detect_layout,
+    is_image_name,
+    list_images,
+    not_samples,
+    scan,
+)
 
 InitTask = Literal["auto", "classification", "segmentation"]
 TASKS: tuple[Task, ...] = ("segmentation", "classification")  # the order auto tries them in
@@ -36,13 +46,15 @@ class Detected:
     root: Path
     task: Task
     layout: Layout
-    images: int
+    images: int  # samples named like images (.png .jpg .jpeg .bmp .tif .tiff)
     class_counts: dict[str, int]  # classification: images per label; segmentation: empty
     mask_suffix: str = ""
     unpaired: int = 0  # segmentation: images without exactly one mask
+    other_files: tuple[str, ...] = ()  # samples not named like images: their bytes decide
+    not_samples: str = ""  # files under the root that are no sample, in words
 
     def summary(self) -> str:
-        """One line: task, layout and counts."""
+        """One line: task, layout and counts, then what ingest will report as unreadable."""
         text = f"{self.task}, layout {self.layout}: {self.images} images"
         if self.class_counts:
             shown = ", ".join(f"{k} ({v})" for k, v in list(self.class_counts.items())[:10])
@@ -54,6 +66,14 @@ class Detected:
             suffix = f" (mask_suffix {self.mask_suffix!r})" if self.mask_suffix else ""
             text += f", {self.images - self.unpaired} with a mask{suffix}"
             text += "; classes come from the mask values at ingest"
+        if self.other_files:
+            shown = ", ".join(self.other_files[:3]) + (", ..." if len(self.other_files) > 3 else "")
+            text += (
+                f"; {len(self.other_files)} files not named like images ({shown}): ingest reads "
+                "their bytes and reports those it cannot decode"
+            )
+        if self.not_samples:
+            text += f"; not samples: {self.not_samples}"
         return text
 
 
@@ -105,21 +125,34 @@ def _detect(root: Path, task: Task, mask_suffix: str | None) -> Detected:
     if layout == "images_masks" and mask_suffix is None:
         suffix = guess_mask_suffix(root)
     layout, refs = scan(root, task=task, layout=layout, mask_suffix=suffix)
+    # No pixel is read here. A CSV names its samples; in a listing layout a file counts as an
+    # image by its name, and the rest (a GIF, a README) are samples whose bytes ingest reads,
+    # reporting those it cannot decode; they make no class here.
+    listed = layout in ("labels_csv", "pairs_csv")
+    images = [r for r in refs if listed or is_image_name(r.image)]
+    others = tuple(r.image for r in refs if not (listed or is_image_name(r.image)))
+    skipped = describe_not_samples(not_samples(root, layout, refs), layout)
     if task == "classification":
-        counts = Counter(str(r.label) for r in refs)
+        counts = Counter(str(r.label) for r in images)
         if len(counts) < 2:
             raise ConfigError(
                 f"{root}: classification needs at least 2 classes; found {sorted(counts)} "
                 f"(layout {layout})"
             )
-        return Detected(root, task, layout, len(refs), dict(sorted(counts.items())))
-    unpaired = sum(r.mask is None for r in refs)
-    if unpaired == len(refs):
+        return Detected(
+            root, task, layout, len(images), dict(sorted(counts.items())),
+            other_files=others, not_samples=skipped,
+        )  # fmt: skip
+    unpaired = sum(r.mask is None for r in images)
+    if unpaired == len(images):
         raise ConfigError(
-            f"{root}: none of the {len(refs)} images has a mask (layout {layout}, "
-            f"mask_suffix {suffix!r}); e.g. {_first_problem(refs)}"
+            f"{root}: none of the {len(images)} images has a mask (layout {layout}, "
+            f"mask_suffix {suffix!r}); e.g. {_first_problem(images)}"
         )
-    return Detected(root, task, layout, len(refs), {}, suffix, unpaired)
+    return Detected(
+        root, task, layout, len(images), {}, suffix, unpaired,
+        other_files=others, not_samples=skipped,
+    )  # fmt: skip
 
 
 def _first_problem(refs: list[SampleRef]) -> str:

@@ -9,15 +9,27 @@ Layouts (``layout: auto`` picks one; a folder that fits two is refused):
 * segmentation ``pairs_csv``: ``root/pairs.csv`` with columns ``image,mask``.
 
 Paths in the manifest are POSIX paths relative to the root. Nothing under the root is written.
+
+Nothing a listing layout finds is dropped for its name: every file in a class folder, and every
+file under ``images/``, is a sample, whatever its suffix; one that is not an image datapipe reads
+(a GIF, an HTML page saved as ``.png``, a ``Thumbs.db``) gets its ``read_error`` at ingest, from
+its first bytes. What is not a sample is counted by :func:`not_samples`: hidden entries (names
+starting with ``.``, skipped as before), the layout's own CSV, files a layout does not look at
+(at the root beside the class folders, outside ``images/`` and ``masks/``, not listed in the
+CSV) and files under ``masks/`` that are no image's mask. Suffixes still decide two things that
+must be known from the listing alone: which folders show a ``folders`` layout (a folder with at
+least one ``.png .jpg .jpeg .bmp .tif .tiff`` file) and which of two same-stem files under
+``masks/`` is the mask. Which labels become classes is decided at ingest, from what decodes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Literal
 
 import numpy as np
@@ -49,15 +61,61 @@ def sample_id(relpath: str) -> str:
     return hashlib.blake2b(relpath.encode("utf-8"), digest_size=8).hexdigest()
 
 
+def is_image_name(path: str | PurePath) -> bool:
+    """Whether a file's suffix is one of :data:`IMAGE_SUFFIXES` (its bytes decide at ingest)."""
+    return PurePosixPath(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a recursive listing of a folder found, each part sorted.
+
+    ``files``: every regular file (a link to a file counts; links to folders are not followed)
+    outside hidden entries; ``hidden``: the entries skipped because their name starts with
+    ``.`` (a hidden folder is one entry, not looked into); ``unreadable``: folders the OS would
+    not list.
+    """
+
+    files: list[Path]
+    hidden: list[Path]
+    unreadable: list[Path]
+
+
+def list_folder(folder: Path) -> Listing:
+    """List ``folder`` recursively; a missing folder lists as empty."""
+    files: list[Path] = []
+    hidden: list[Path] = []
+    unreadable: list[Path] = []
+    stack = [folder]
+    while stack:
+        here = stack.pop()
+        try:
+            with os.scandir(here) as it:
+                entries = list(it)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:
+            unreadable.append(here)
+            continue
+        for entry in entries:
+            path = here / entry.name
+            if entry.name.startswith("."):
+                hidden.append(path)
+            elif entry.is_dir(follow_symlinks=False):
+                stack.append(path)
+            elif entry.is_file():
+                files.append(path)
+    return Listing(sorted(files), sorted(hidden), sorted(unreadable))
+
+
+def list_files(folder: Path) -> list[Path]:
+    """Every file under ``folder`` (recursive, hidden entries skipped), sorted."""
+    return list_folder(folder).files
+
+
 def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursive, hidden entries skipped), sorted."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    """Files under ``folder`` named like images (:func:`is_image_name`), sorted."""
+    return [p for p in list_files(folder) if is_image_name(p)]
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -132,24 +190,29 @@ def scan(
             refs = _scan_images_masks(root, mask_suffix)
         case "pairs_csv":
             refs = _scan_pairs_csv(root)
-    if not refs:
+    listed = resolved in ("labels_csv", "pairs_csv")
+    if not (refs if listed else any(is_image_name(r.image) for r in refs)):
         raise ConfigError(
             f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
         )
     return resolved, refs
 
 
+def _top_dirs(root: Path) -> list[Path]:
+    return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
 def _class_dirs(root: Path) -> list[Path]:
-    return sorted(
-        d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and list_images(d)
-    )
+    """Top-level folders holding at least one file named like an image: a ``folders`` layout."""
+    return [d for d in _top_dirs(root) if list_images(d)]
 
 
 def _scan_folders(root: Path) -> list[SampleRef]:
+    # Every file of every top-level folder, labelled with the folder's name: a `notes/` folder
+    # of text files gives rows too, whose read_error shows; ingest takes as classes only labels
+    # with an image that decodes, so such a folder is no class.
     return [
-        SampleRef(image=_rel(p, root), label=d.name)
-        for d in _class_dirs(root)
-        for p in list_images(d)
+        SampleRef(image=_rel(p, root), label=d.name) for d in _top_dirs(root) for p in list_files(d)
     ]
 
 
@@ -189,15 +252,18 @@ def _scan_pairs_csv(root: Path) -> list[SampleRef]:
 def _scan_images_masks(root: Path, mask_suffix: str) -> list[SampleRef]:
     masks_dir = root / "masks"
     by_stem: dict[str, list[str]] = defaultdict(list)
-    for p in list_images(masks_dir):
+    for p in list_files(masks_dir):
         stem = p.relative_to(masks_dir).with_suffix("").as_posix()
         if mask_suffix and stem.endswith(mask_suffix):
             stem = stem[: -len(mask_suffix)]
         by_stem[stem].append(_rel(p, root))
     refs = []
-    for p in list_images(root / "images"):
+    for p in list_files(root / "images"):
         stem = p.relative_to(root / "images").with_suffix("").as_posix()
         found = by_stem.get(stem, [])
+        # A mask named like an image wins over other files of its stem (a.png beside a.json);
+        # a lone masks/a.gif is the mask, and its read error is the sample's mask problem.
+        found = [m for m in found if is_image_name(m)] or found
         problem = None
         if not found:
             problem = f"no mask masks/{stem}{mask_suffix}.* for this image"
@@ -209,6 +275,66 @@ def _scan_images_masks(root: Path, mask_suffix: str) -> list[SampleRef]:
             )
         )
     return refs
+
+
+# --- what is not a sample -----------------------------------------------------------------
+
+#: Keys of :func:`not_samples`: hidden entries; files the layout does not look at; files under
+#: ``masks/`` that are no image's mask (``images_masks``); folders the OS would not list.
+NOT_SAMPLE_KINDS = ("hidden", "outside", "unused_masks", "unreadable_folders")
+
+#: What ``outside`` means, per layout.
+OUTSIDE: dict[Layout, str] = {
+    "folders": "at the root, not in a class folder",
+    "labels_csv": f"not listed in {LABELS_CSV}",
+    "images_masks": "outside images/ and masks/",
+    "pairs_csv": f"not listed in {PAIRS_CSV}",
+}
+_NOT_SAMPLE_TEXT = {
+    "hidden": "hidden (name starts with '.')",
+    "unused_masks": "under masks/ and no image's mask",
+    "unreadable_folders": "folders the OS would not list",
+}
+
+
+def not_samples(root: Path, layout: Layout, refs: Sequence[SampleRef]) -> dict[str, list[str]]:
+    """Entries under ``root`` that are no sample's image or mask, by kind.
+
+    One (maybe empty) list per kind of :data:`NOT_SAMPLE_KINDS`; paths are POSIX, relative to
+    ``root``, sorted. The layout's own CSV is not counted; neither is a hidden entry that holds
+    a file the CSV lists.
+    """
+    listing = list_folder(root)
+    used = {p for r in refs for p in (r.image, r.mask) if p}
+    holds_used = used | {str(parent) for p in used for parent in PurePosixPath(p).parents}
+    own = {"labels_csv": LABELS_CSV, "pairs_csv": PAIRS_CSV}.get(layout)
+    out: dict[str, list[str]] = {kind: [] for kind in NOT_SAMPLE_KINDS}
+    for path in listing.files:
+        rel = _rel(path, root)
+        if rel in used or rel == own:
+            continue
+        kind = (
+            "unused_masks" if layout == "images_masks" and rel.startswith("masks/") else "outside"
+        )
+        out[kind].append(rel)
+    out["hidden"] = [
+        rel for rel in (_rel(p, root) for p in listing.hidden) if rel not in holds_used
+    ]
+    out["unreadable_folders"] = [_rel(p, root) for p in listing.unreadable]
+    return out
+
+
+def describe_not_samples(
+    found: Mapping[str, Sequence[str]], layout: Layout, *, shown: int = 3
+) -> str:
+    """``found`` (from :func:`not_samples`) in words: count and first paths per kind, or ``""``."""
+    parts = []
+    for kind, paths in found.items():
+        if paths:
+            what = OUTSIDE[layout] if kind == "outside" else _NOT_SAMPLE_TEXT[kind]
+            more = ", ..." if len(paths) > shown else ""
+            parts.append(f"{len(paths)} {what} ({', '.join(paths[:shown])}{more})")
+    return "; ".join(parts)
 
 
 # --- splits and folds ----------------------------------------------------------------------

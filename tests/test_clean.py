@@ -127,3 +127,24 @@ def test_realdata_no_false_errors_and_bit_depth_twins_found(realdata: Path, tmp_
         hi, lo = f"{organ}/{stem}_16.tif", f"{organ}/{stem}_8.tif"
         assert pd.notna(m.loc[hi, "group"]) and m.loc[hi, "group"] == m.loc[lo, "group"]
     assert result.metrics["duplicate_groups"] == len(stems)
+
+
+def test_an_image_without_a_mask_is_a_mask_error_not_a_crash(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for i in range(6):
+        cv2.imwrite(
+            str(tmp_path / "images" / f"a{i}.png"), rng.integers(0, 255, (16, 16), np.uint8)
+        )
+        if i != 3:  # a3 has no mask
+            mask = np.zeros((16, 16), np.uint8)
+            mask[4:12, 4:12] = 1
+            cv2.imwrite(str(tmp_path / "masks" / f"a{i}.png"), mask)
+    result = _run(DatasetParams(root=tmp_path, task="segmentation"), "nomask")
+    flagged = result.issues[result.issues["check"] == "mask_unreadable"]
+    assert flagged["image"].tolist() == ["images/a3.png"]
+    assert result.manifest.set_index("image").loc["images/a3.png", "excluded"]

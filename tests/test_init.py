@@ -115,6 +115,42 @@ def test_segmentation_without_any_pair_is_refused(tmp_path: Path) -> None:
         detect_dataset(root, task="segmentation")
 
 
+def _file(path: Path, data: bytes = b"GIF89a" + bytes(16)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def test_files_not_named_like_images_are_not_counted_and_make_no_class(tmp_path: Path) -> None:
+    root = _tree(tmp_path, ["cat/a.png", "cat/b.png", "dog/c.png"])
+    for rel in ["cat/placeholder.gif", "notes/README.txt", ".DS_Store", "planted.csv"]:
+        _file(root / rel)
+    found = detect_dataset(root)
+    assert (found.layout, found.images, found.class_counts) == ("folders", 3, {"cat": 2, "dog": 1})
+    assert found.other_files == ("cat/placeholder.gif", "notes/README.txt")
+    assert found.summary() == (
+        "classification, layout folders: 3 images in 2 classes: cat (2), dog (1)"
+        "; 2 files not named like images (cat/placeholder.gif, notes/README.txt): ingest reads "
+        "their bytes and reports those it cannot decode"
+        "; not samples: 1 hidden (name starts with '.') (.DS_Store)"
+        "; 1 at the root, not in a class folder (planted.csv)"
+    )
+
+
+def test_a_non_image_under_images_is_not_an_unpaired_image(tmp_path: Path) -> None:
+    root = _tree(tmp_path, ["images/a.png", "masks/a.png"])
+    _file(root / "images/Thumbs.db")
+    found = detect_dataset(root)
+    assert (found.layout, found.images, found.unpaired) == ("images_masks", 1, 0)
+    assert found.other_files == ("images/Thumbs.db",)
+
+
+def test_a_clean_folder_has_nothing_to_add_to_its_summary(tmp_path: Path) -> None:
+    root = _tree(tmp_path, ["cat/a.png", "dog/b.png"])
+    assert detect_dataset(root).summary() == (
+        "classification, layout folders: 2 images in 2 classes: cat (1), dog (1)"
+    )
+
+
 # --- names and roots -----------------------------------------------------------------------
 
 

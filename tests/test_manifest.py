@@ -13,7 +13,10 @@ from datapipe.errors import ConfigError
 from datapipe.manifest import (
     assign_folds,
     assign_splits,
+    describe_not_samples,
     detect_layout,
+    list_images,
+    not_samples,
     sample_id,
     scan,
     split_by_hash,
@@ -30,10 +33,14 @@ def _img(path: Path) -> None:
 # --- layouts ----------------------------------------------------------------------------------
 
 
+def _file(path: Path, data: bytes = b"not an image") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
 def test_class_folders(tmp_path: Path) -> None:
     for rel in ["cat/a.png", "cat/sub/b.tif", "dog/c.jpg", "dog/.hidden/d.png"]:
         _img(tmp_path / rel)
-    (tmp_path / "dog" / "notes.txt").write_text("not an image")
     (tmp_path / "empty").mkdir()
     layout, refs = scan(tmp_path, task="classification")
     assert layout == "folders"
@@ -42,6 +49,53 @@ def test_class_folders(tmp_path: Path) -> None:
         ("cat/sub/b.tif", "cat"),
         ("dog/c.jpg", "dog"),
     ]
+
+
+def test_every_file_in_a_class_folder_is_a_sample_whatever_its_name(tmp_path: Path) -> None:
+    _img(tmp_path / "cat/a.png")
+    _img(tmp_path / "dog/b.png")
+    for rel in ["cat/anim.gif", "cat/Thumbs.db", "dog/notes.txt", "dog/README"]:
+        _file(tmp_path / rel)
+    _file(tmp_path / "cat/.DS_Store")
+    _, refs = scan(tmp_path, task="classification")
+    assert [(r.image, r.label) for r in refs] == [
+        ("cat/Thumbs.db", "cat"),
+        ("cat/a.png", "cat"),
+        ("cat/anim.gif", "cat"),
+        ("dog/README", "dog"),
+        ("dog/b.png", "dog"),
+        ("dog/notes.txt", "dog"),
+    ]
+
+
+def test_a_folder_without_images_gives_rows_but_does_not_make_a_folders_layout(
+    tmp_path: Path,
+) -> None:
+    _file(tmp_path / "notes/README.txt")
+    _file(tmp_path / "gifs/a.gif")
+    with pytest.raises(ConfigError, match="no classification layout found"):
+        detect_layout(tmp_path, "classification")
+    with pytest.raises(ConfigError, match="no images found"):
+        scan(tmp_path, task="classification", layout="folders")
+    _img(tmp_path / "cat/a.png")
+    _img(tmp_path / "dog/b.png")
+    _, refs = scan(tmp_path, task="classification")
+    assert [(r.image, r.label) for r in refs] == [
+        ("cat/a.png", "cat"),
+        ("dog/b.png", "dog"),
+        ("gifs/a.gif", "gifs"),
+        ("notes/README.txt", "notes"),
+    ]  # labelled by folder; ingest takes as classes only labels with a file that decodes
+
+
+def test_list_images_keeps_only_image_names_and_skips_hidden_entries(tmp_path: Path) -> None:
+    for rel in ["b.PNG", "a-b/x.png", "a/c.tiff", "a/d.gif", ".hidden/e.png", "a/.f.png", "g.txt"]:
+        _file(tmp_path / rel)
+    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == [
+        "a/c.tiff",
+        "a-b/x.png",
+        "b.PNG",
+    ]  # Path order (by parts: "a" < "a-b"), as before, not string order
 
 
 def test_labels_csv(tmp_path: Path) -> None:
@@ -103,6 +157,66 @@ def test_two_masks_for_one_image_is_a_problem_of_that_sample(tmp_path: Path) -> 
     _, refs = scan(tmp_path, task="segmentation")
     assert refs[0].mask is None
     assert refs[0].problem == "several masks for this image: masks/a.png, masks/a.tif"
+
+
+def test_images_dir_files_are_samples_and_masks_named_like_images_win(tmp_path: Path) -> None:
+    for rel in ["images/a.png", "images/b.png", "images/c.png", "masks/a.png", "masks/b.png"]:
+        _img(tmp_path / rel)
+    _file(tmp_path / "masks/a.json")  # annotation source beside the mask: not a second mask
+    _file(tmp_path / "masks/c.gif")  # the only file of its stem: it is the mask, and unreadable
+    _file(tmp_path / "images/Thumbs.db")
+    _, refs = scan(tmp_path, task="segmentation")
+    assert [(r.image, r.mask, r.problem) for r in refs] == [
+        ("images/Thumbs.db", None, "no mask masks/Thumbs.* for this image"),
+        ("images/a.png", "masks/a.png", None),
+        ("images/b.png", "masks/b.png", None),
+        ("images/c.png", "masks/c.gif", None),
+    ]
+
+
+def test_not_samples_of_class_folders(tmp_path: Path) -> None:
+    _img(tmp_path / "cat/a.png")
+    _img(tmp_path / "dog/b.png")
+    _file(tmp_path / "planted.csv")
+    _file(tmp_path / ".DS_Store")
+    _file(tmp_path / ".git/objects/ab/cdef")  # one hidden entry, not looked into
+    _file(tmp_path / "cat/.thumbs/a.png")
+    layout, refs = scan(tmp_path, task="classification")
+    found = not_samples(tmp_path, layout, refs)
+    assert found == {
+        "hidden": [".DS_Store", ".git", "cat/.thumbs"],
+        "outside": ["planted.csv"],
+        "unused_masks": [],
+        "unreadable_folders": [],
+    }
+    assert describe_not_samples(found, layout, shown=2) == (
+        "3 hidden (name starts with '.') (.DS_Store, .git, ...); "
+        "1 at the root, not in a class folder (planted.csv)"
+    )
+
+
+def test_not_samples_of_images_and_masks(tmp_path: Path) -> None:
+    for rel in ["images/a.png", "masks/a.png", "masks/orphan.png"]:
+        _img(tmp_path / rel)
+    _file(tmp_path / "masks/a.json")
+    _file(tmp_path / "docs/howto.md")
+    layout, refs = scan(tmp_path, task="segmentation")
+    found = not_samples(tmp_path, layout, refs)
+    assert (found["unused_masks"], found["outside"]) == (
+        ["masks/a.json", "masks/orphan.png"],
+        ["docs/howto.md"],
+    )
+
+
+def test_not_samples_of_a_csv_are_the_unlisted_files(tmp_path: Path) -> None:
+    for rel in ["imgs/a.png", "imgs/b.png", ".cache/c.png", "imgs/stray.png"]:
+        _img(tmp_path / rel)
+    (tmp_path / "labels.csv").write_text("image,label\nimgs/a.png,cat\n.cache/c.png,dog\n")
+    layout, refs = scan(tmp_path, task="classification", layout="labels_csv")
+    found = not_samples(tmp_path, layout, refs)
+    # labels.csv is the layout's own file; .cache holds a listed file, so it is not "hidden"
+    assert (found["outside"], found["hidden"]) == (["imgs/b.png", "imgs/stray.png"], [])
+    assert describe_not_samples(found, layout).startswith("2 not listed in labels.csv (")
 
 
 def test_pairs_csv(tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ Backends are picked per format: OpenCV for PNG / JPEG / BMP (fast, keeps 16 bits
 LZW / Deflate / JPEG / zstd) for TIFF, which understands planar, tiled, BigTIFF, multi-page
 and ImageJ hyperstacks. Every failure becomes :class:`~datapipe.errors.ImageReadError` naming
 the file and the cause; a truncated JPEG, which OpenCV would decode into grey padding with only
-a warning on stderr, is caught before decoding.
+a warning on stderr, is caught before decoding. A file in another format is named from its first
+bytes (``unsupported format: GIF``, ``unsupported format: text/HTML`` for an HTML page saved as
+``.png``), or, when no sniffer knows them, ``not an image: <file name>``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -48,6 +51,40 @@ _MAGIC: tuple[tuple[bytes, ImageFormat], ...] = (
     (b"BM", "bmp"),
 )
 
+#: Bytes of a file's start that the sniffers look at (DICOM's mark sits at offset 128).
+HEAD_BYTES = 512
+
+#: Formats datapipe does not read, by their first bytes: every ``(offset, magic)`` must match.
+#: ISO media (HEIC / AVIF / MP4) and text (HTML, XML, SVG, plain) are told apart further below.
+_OTHER_MAGIC: tuple[tuple[str, tuple[tuple[int, bytes], ...]], ...] = (
+    ("GIF", ((0, b"GIF87a"),)),
+    ("GIF", ((0, b"GIF89a"),)),
+    ("WebP", ((0, b"RIFF"), (8, b"WEBP"))),
+    ("JPEG 2000", ((0, b"\x00\x00\x00\x0cjP  \r\n\x87\n"),)),
+    ("JPEG 2000", ((0, b"\xff\x4f\xff\x51"),)),  # bare codestream (.j2k)
+    ("JPEG XL", ((0, b"\x00\x00\x00\x0cJXL \r\n\x87\n"),)),
+    ("JPEG XL", ((0, b"\xff\x0a"),)),
+    ("OpenEXR", ((0, b"v/1\x01"),)),
+    ("Photoshop PSD", ((0, b"8BPS"),)),
+    ("DICOM", ((128, b"DICM"),)),
+    ("PDF", ((0, b"%PDF-"),)),
+    ("ZIP", ((0, b"PK\x03\x04"),)),
+    ("ZIP", ((0, b"PK\x05\x06"),)),
+    ("gzip", ((0, b"\x1f\x8b"),)),
+    ("NumPy array", ((0, b"\x93NUMPY"),)),
+)
+
+#: ISO media (``ftyp`` box) brands, checked in this order against the major and compatible ones.
+_FTYP_BRANDS: tuple[tuple[str, frozenset[bytes]], ...] = (
+    ("AVIF", frozenset({b"avif", b"avis"})),
+    ("HEIC", frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"})),
+    ("HEIF", frozenset({b"mif1", b"msf1"})),
+    ("MP4 video", frozenset({b"isom", b"iso2", b"mp41", b"mp42", b"avc1", b"M4V "})),
+    ("QuickTime video", frozenset({b"qt  "})),
+)
+_NETPBM = re.compile(rb"P[1-7]\s")  # its binary variants have a text header: test it first
+_TEXT_CONTROLS = frozenset("\t\n\r\f\v")
+
 # tifffile axis codes that hold channels of one 2-D image; anything else (Z, T, ...) is a stack.
 _CHANNEL_AXES = frozenset("SCIQ")
 _AXIS_NAMES = {"Z": "depth (Z)", "T": "time (T)", "R": "tile (R)", "H": "lifetime (H)"}
@@ -62,6 +99,58 @@ def sniff_format(head: bytes) -> ImageFormat | None:
         if head.startswith(magic):
             return fmt
     return None
+
+
+def sniff_other_format(head: bytes) -> str | None:
+    """The name of a format datapipe does not read (``GIF``, ``WebP``, ``HEIC``, ``PDF``,
+    ``text/HTML`` ...) from a file's first :data:`HEAD_BYTES` bytes, or ``None`` if unknown."""
+    for name, marks in _OTHER_MAGIC:
+        if all(head[at : at + len(magic)] == magic for at, magic in marks):
+            return name
+    if _NETPBM.match(head):
+        return "Netpbm (PBM/PGM/PPM)"
+    return _iso_media(head) or _text_kind(head)
+
+
+def unsupported_reason(head: bytes, name: str) -> str:
+    """Why a file that starts with ``head`` is not read: ``unsupported format: GIF`` for a known
+    format, ``not an image: <name>`` for bytes no sniffer knows (``name`` is the file's name)."""
+    other = sniff_other_format(head)
+    return f"unsupported format: {other}" if other else f"not an image: {name}"
+
+
+def _iso_media(head: bytes) -> str | None:
+    """HEIC / AVIF / HEIF / MP4 / QuickTime from an ISO base media ``ftyp`` box's brands."""
+    if head[4:8] != b"ftyp":
+        return None
+    end = min(int.from_bytes(head[:4], "big"), len(head))
+    # major brand at 8, minor version at 12, compatible brands from 16 to the box's end
+    brands = {head[8:12]} | {head[i : i + 4] for i in range(16, end - 3, 4)}
+    for name, known in _FTYP_BRANDS:
+        if brands & known:
+            return name
+    return f"ISO media ({head[8:12].decode('latin-1').strip()})"
+
+
+def _text_kind(head: bytes) -> str | None:
+    """``text/HTML``, ``SVG``, ``text/XML`` or ``text/plain`` for UTF-8 text, else ``None``."""
+    body = head.removeprefix(b"\xef\xbb\xbf")
+    if not body or b"\x00" in body:
+        return None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason != "unexpected end of data":  # a character cut by the head's end is fine
+            return None
+        text = body[: exc.start].decode("utf-8")
+    if not all(c.isprintable() or c in _TEXT_CONTROLS for c in text):
+        return None
+    start = text.lstrip().lower()
+    if start.startswith(("<?xml", "<svg")):
+        return "SVG" if "<svg" in start else "text/XML"
+    if start.startswith("<!doctype html") or any(t in start for t in ("<html", "<head", "<body")):
+        return "text/HTML"
+    return "text/plain"
 
 
 @contextmanager
@@ -104,7 +193,7 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
     """
     path = Path(path)
     with _file_errors(path), path.open("rb") as fh:
-        head = fh.read(8)
+        head = fh.read(HEAD_BYTES)
         fmt = _sniff_checked(head, path)
         if fmt == "tiff":
             # tifffile reads strips straight into the output array: no copy of the file bytes.
@@ -118,7 +207,7 @@ def decode_image(
     data: bytes, path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> np.ndarray:
     """:func:`read_image` on bytes already in memory (``path`` is only used in errors)."""
-    fmt = _sniff_checked(data[:8], path)
+    fmt = _sniff_checked(data[:HEAD_BYTES], path)
     return _decode(io.BytesIO(data) if fmt == "tiff" else data, path, fmt, max_pixels)
 
 
@@ -127,9 +216,7 @@ def _sniff_checked(head: bytes, path: str | Path) -> ImageFormat:
         raise ImageReadError(path, "empty file (0 bytes)")
     fmt = sniff_format(head)
     if fmt is None:
-        raise ImageReadError(
-            path, f"unsupported format: starts with {head[:8]!r}, not PNG, JPEG, BMP or TIFF"
-        )
+        raise ImageReadError(path, unsupported_reason(head, Path(path).name))
     return fmt
 
 

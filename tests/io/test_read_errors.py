@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import struct
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -11,9 +13,11 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
+from PIL import Image
 
 from datapipe.errors import ImageReadError
-from datapipe.io import read_image, read_mask
+from datapipe.io import decode_image, read_image, read_mask
+from datapipe.io.image import _FTYP_BRANDS, _OTHER_MAGIC, HEAD_BYTES
 
 RNG = np.random.default_rng(3)
 NOISE = RNG.integers(0, 255, (64, 64, 3), dtype=np.uint8)
@@ -123,3 +127,107 @@ def test_read_mask_refuses_float_and_multicolour_masks(tmp_path: Path) -> None:
 def test_jpeg_with_bytes_after_its_end_marker_still_reads(tmp_path: Path) -> None:
     (tmp_path / "trailer.jpg").write_bytes(JPG + b"CAMERA-TRAILER" * 10)
     assert read_image(tmp_path / "trailer.jpg").shape == (64, 64, 3)
+
+
+# --- formats datapipe does not read: named from their first bytes ------------------------------
+
+
+def _pillow(fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(NOISE[:16, :16]).save(buf, fmt)
+    return buf.getvalue()
+
+
+def _zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("a.png", PNG)
+    return buf.getvalue()
+
+
+def _npy() -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, NOISE)
+    return buf.getvalue()
+
+
+def _ftyp(*brands: bytes) -> bytes:
+    major, *compatible = brands
+    box = b"ftyp" + major + bytes(4) + b"".join(compatible)
+    return struct.pack(">I", len(box) + 4) + box + bytes(64)
+
+
+HTML = b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head><body></body></html>\n"
+SVG = b'<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>\n'
+VOC = b'<?xml version="1.0"?>\n<annotation><object><name>cat</name></object></annotation>\n'
+OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504)  # Thumbs.db: an OLE compound file
+# text whose head (HEAD_BYTES) ends inside a two-byte character: still text
+CUT_TEXT = b"a" * (HEAD_BYTES - 1) + "\u00fc".encode() + b" more text\n"
+
+# (id, file name, bytes, the exact reason)
+OTHER_FORMATS = [
+    ("gif", "a.gif", _pillow("GIF"), "unsupported format: GIF"),
+    ("webp", "a.webp", cv2.imencode(".webp", NOISE)[1].tobytes(), "unsupported format: WebP"),
+    ("avif", "a.avif", _pillow("AVIF"), "unsupported format: AVIF"),
+    ("heic", "a.heic", _ftyp(b"heic", b"mif1", b"heic"), "unsupported format: HEIC"),
+    ("heif", "a.heif", _ftyp(b"mif1", b"mif1"), "unsupported format: HEIF"),
+    ("mp4", "clip.png", _ftyp(b"isom", b"isom", b"mp41"), "unsupported format: MP4 video"),
+    ("mov", "clip.mov", _ftyp(b"qt  ", b"qt  "), "unsupported format: QuickTime video"),
+    ("other-iso-media", "raw.cr3", _ftyp(b"crx ", b"crx "), "unsupported format: ISO media (crx)"),
+    ("jpeg2000", "a.jp2", _pillow("JPEG2000"), "unsupported format: JPEG 2000"),
+    ("j2k", "a.j2k", b"\xffO\xffQ" + bytes(60), "unsupported format: JPEG 2000"),
+    ("jpeg-xl", "a.jxl", b"\xff\x0a" + bytes(60), "unsupported format: JPEG XL"),
+    ("exr", "a.exr", b"v/1\x01" + bytes(60), "unsupported format: OpenEXR"),
+    ("psd", "a.psd", b"8BPS\x00\x01" + bytes(60), "unsupported format: Photoshop PSD"),
+    ("dicom", "a.dcm", bytes(128) + b"DICM" + bytes(60), "unsupported format: DICOM"),
+    (
+        "pgm",
+        "a.pgm",
+        cv2.imencode(".pgm", NOISE[:, :, 0])[1].tobytes(),
+        "unsupported format: Netpbm (PBM/PGM/PPM)",
+    ),
+    ("pdf", "a.pdf", _pillow("PDF"), "unsupported format: PDF"),
+    ("zip", "a.png", _zip(), "unsupported format: ZIP"),
+    ("gzip", "a.tif.gz", gzip.compress(TIF), "unsupported format: gzip"),
+    ("npy", "a.npy", _npy(), "unsupported format: NumPy array"),
+    ("html-as-png", "cat.png", HTML, "unsupported format: text/HTML"),
+    ("svg-as-png", "icon.png", SVG, "unsupported format: SVG"),
+    ("xml", "a.xml", VOC, "unsupported format: text/XML"),
+    (
+        "text",
+        "notes.txt",
+        "Notes on the cat folder, caf\u00e9\n".encode(),
+        "unsupported format: text/plain",
+    ),
+    ("text-cut-in-a-character", "long.txt", CUT_TEXT, "unsupported format: text/plain"),
+    ("thumbs-db", "Thumbs.db", OLE, "not an image: Thumbs.db"),
+    ("unknown-bytes", "x.png", bytes(range(1, 9)) * 8 + b"\x00", "not an image: x.png"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"), [c[1:] for c in OTHER_FORMATS], ids=[c[0] for c in OTHER_FORMATS]
+)
+def test_a_format_datapipe_does_not_read_is_named_from_its_bytes(
+    tmp_path: Path, name: str, data: bytes, reason: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ImageReadError) as from_file:
+        read_image(path)
+    with pytest.raises(ImageReadError) as from_bytes:
+        decode_image(data, path)
+    assert from_file.value.reason == from_bytes.value.reason == reason
+
+
+def test_every_format_in_the_sniff_tables_has_a_case() -> None:
+    names = {n for n, _ in _OTHER_MAGIC} | {n for n, _ in _FTYP_BRANDS}
+    named = {c[3].removeprefix("unsupported format: ") for c in OTHER_FORMATS}
+    assert names - named == set()
+
+
+def test_a_gif_mask_is_a_mask_read_error_naming_the_format(tmp_path: Path) -> None:
+    (tmp_path / "m.gif").write_bytes(_pillow("GIF"))
+    with pytest.raises(ImageReadError) as err:
+        read_mask(tmp_path / "m.gif")
+    assert err.value.reason == "unsupported format: GIF"
