@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -107,6 +107,12 @@ class DatasetParams(_Strict):
     seed: int = Field(0, description="seed of split and fold assignment")
     max_pixels: int = Field(1 << 28, ge=1, description="decompression-bomb guard, H x W")
     curate: CurateParams = CurateParams()
+    score: dict[str, Any] = Field(
+        {}, description="this dataset's recipe over score.<task>, e.g. {image_size: 224}"
+    )
+    train: dict[str, Any] = Field(
+        {}, description="this dataset's recipe over train.<task>, e.g. {epochs: 40}"
+    )
 
     @field_validator("classes")
     @classmethod
@@ -159,7 +165,10 @@ class CleanParams(_Strict):
         "saturated are flagged"
     )  # fmt: skip
     brightness_z: float = Field(
-        4.0, gt=0, description="robust z of log brightness beyond which dark/bright is flagged"
+        3.0,
+        gt=0,
+        description="dark/bright: robust z of the log mean and of the log 99th (bright: 1st) "
+        "percentile, both beyond this",
     )
     min_brightness_shift: float = Field(
         0.05, ge=0, le=1, description="dark/bright also need this shift from the median (unit)"
@@ -425,6 +434,23 @@ class Params(_Strict):
             )
         return max(0, self.workers)
 
+    def score_recipe(self, name: str) -> FitParams:
+        """``score.<task>`` with ``datasets.<name>.score`` merged over it."""
+        dataset = self.dataset(name)
+        base = getattr(self.score, dataset.task)
+        return _merged(base, dataset.score, f"datasets.{name}.score")
+
+    def train_recipe(self, name: str) -> TrainTaskParams:
+        """``train.<task>`` with ``datasets.<name>.train`` merged over it (see :func:`_merge`)."""
+        dataset = self.dataset(name)
+        base = getattr(self.train, dataset.task)
+        return _merged(base, dataset.train, f"datasets.{name}.train")
+
+    def score_params(self, name: str) -> ScoreParams:
+        """The score section as dataset ``name`` sees it: its task's recipe merged."""
+        task = self.dataset(name).task
+        return self.score.model_copy(update={task: self.score_recipe(name)})
+
     def dataset(self, name: str) -> DatasetParams:
         try:
             return self.datasets[name]
@@ -435,11 +461,47 @@ class Params(_Strict):
 
 
 def parse_params(raw: Any, *, source: str = "params.yaml") -> Params:
-    """Validate a loaded params mapping; errors name every bad key with its dotted path."""
+    """Validate a loaded params mapping; errors name every bad key with its dotted path
+    (per-dataset recipes included: ``datasets.x.train.epocs: unknown key``)."""
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{source}: " + "; ".join(_describe(e) for e in exc.errors())) from None
+    try:
+        for name in params.datasets:
+            params.score_recipe(name)
+            params.train_recipe(name)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return params
+
+
+_Recipe = TypeVar("_Recipe", FitParams, TrainTaskParams)
+
+
+def _merged(base: _Recipe, override: dict[str, Any], path: str) -> _Recipe:
+    """``base`` with ``override`` merged over it, validated as strictly as params.yaml."""
+    if not override:
+        return base
+    try:
+        return type(base).model_validate(_merge(base, override))
+    except ValidationError as exc:
+        errors = "; ".join(_describe(e, prefix=path) for e in exc.errors())
+        raise ConfigError(errors) from None
+
+
+def _merge(base: BaseModel, override: dict[str, Any]) -> dict[str, Any]:
+    """Sections (``loss``, ``mix``, ``curriculum``) merge key by key; every other value,
+    mappings such as ``loss.terms`` and lists such as ``augment`` included, is replaced."""
+    out = base.model_dump()
+    for key, value in override.items():
+        section = getattr(base, key, None)
+        out[key] = (
+            _merge(section, value)
+            if isinstance(section, BaseModel) and isinstance(value, dict)
+            else value
+        )
+    return out
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -453,8 +515,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return parse_params(raw, source=str(path))
 
 
-def _describe(err: Any) -> str:
-    key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+def _describe(err: Any, *, prefix: str = "") -> str:
+    key = ".".join([prefix] * bool(prefix) + [str(part) for part in err["loc"]]) or "(top level)"
     if err["type"] == "extra_forbidden":
         return f"{key}: unknown key"
     if err["type"] == "missing":

@@ -28,7 +28,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     model, meta = load_model(out / "model.pt")
     curated = read_table(out / "curated.parquet", required=("split", "action"))
     stats = json.loads((out / "stats.json").read_text())
-    recipe = getattr(params.train, dataset.task)
+    recipe = params.train_recipe(name)
     test, _ = split_set(curated, "test", sample_spec(dataset, stats, size=recipe.image_size))
     if len(test) == 0:
         raise DatapipeError("no usable test samples (datasets.*.splits.test is 0?)")

@@ -26,7 +26,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
         out / "clean_manifest.parquet", required=("image", "split", "excluded", "height", "width")
     )
     stats = json.loads((out / "stats.json").read_text())
-    recipe = getattr(params.train, dataset.task)
+    recipe = params.train_recipe(name)
     usable = manifest[(manifest["split"] == "train") & ~manifest["excluded"].astype(bool)]
     if usable.empty:
         raise DatapipeError("no usable training samples to preview")

@@ -42,7 +42,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
             stats,
             issues,
             dataset,
-            params.score,
+            params.score_params(name),
             workers=params.resolved_workers(),
             device=device,
             dist=dist,

@@ -34,7 +34,7 @@ log = logging.getLogger("datapipe")
 def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
     curated = read_table(out / "curated.parquet", required=("split", "action", "weight"))
     stats = json.loads((out / "stats.json").read_text())
-    recipe, settings = getattr(params.train, dataset.task), params.train
+    recipe, settings = params.train_recipe(name), params.train
     inputs = train_inputs(curated, stats, dataset, recipe)
     dist, device = init_distributed(settings.device, key="train.device")
     workers = (
