@@ -272,6 +272,22 @@ class CurriculumParams(_Strict):
     )
 
 
+def _check_augment_shape(spec: list[Any], where: str) -> None:
+    """``[{Name: {args} | None}, ...]`` with identifier names, nested ``transforms`` lists too."""
+    for i, item in enumerate(spec):
+        here = f"{where}[{i}]"
+        if not (isinstance(item, dict) and len(item) == 1):
+            raise ValueError(f"{here}: expected a one-key mapping {{Name: {{args}}}}; got {item!r}")
+        ((name, args),) = item.items()
+        if not (isinstance(name, str) and name.isidentifier()):
+            raise ValueError(f"{here}: {name!r} is not a transform name")
+        inner = (args or {}).get("transforms")
+        if inner is not None:
+            if not isinstance(inner, list):
+                raise ValueError(f"{here}.{name}.transforms: expected a list; got {inner!r}")
+            _check_augment_shape(inner, f"{here}.{name}.transforms")
+
+
 class TrainTaskParams(_Fit):
     """How the final model of one task trains (the train stage)."""
 
@@ -306,13 +322,11 @@ class TrainTaskParams(_Fit):
     @field_validator("augment")
     @classmethod
     def _augment(cls, v: AugmentList) -> AugmentList:
-        from datapipe.augment import validate_spec  # albumentations stays in datapipe.augment
-        from datapipe.errors import ConfigError as _ConfigError
-
-        try:
-            return validate_spec(v)
-        except _ConfigError as exc:
-            raise ValueError(str(exc)) from None
+        """The shape only; albumentations checks names and arguments in the stages that augment
+        (preview, train: ``datapipe.augment.build_pipeline``), so loading params never imports it
+        (nor torch), and a typo in a transform fails only those stages."""
+        _check_augment_shape(v, "augment")
+        return v
 
 
 class TrainParams(_Strict):

@@ -3,6 +3,8 @@ channel checks and albumentations' own serialisation."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from datapipe.augment import (
 from datapipe.config import parse_params
 from datapipe.errors import ConfigError
 from datapipe.io import to_unit_float
+from tests.conftest import REPO
 
 IGNORE = 255
 K = 4
@@ -137,13 +140,30 @@ def test_bad_pipelines_are_errors_naming_the_transform(spec: Any, message: str) 
         validate_spec(spec)
 
 
-def test_params_validate_the_pipeline_when_they_load() -> None:
-    raw = {
-        "datasets": {"a": {"root": "x", "task": "segmentation"}},
-        "train": {"segmentation": {"augment": [{"Affine": {"rotat": 10}}]}},
-    }
-    with pytest.raises(ConfigError, match=r"train\.segmentation\.augment: .*Affine.*'rotat'"):
-        parse_params(raw)
+def test_params_check_the_pipeline_shape_when_they_load_and_arguments_when_built() -> None:
+    def raw(augment: Any) -> dict[str, Any]:
+        return {
+            "datasets": {"a": {"root": "x", "task": "segmentation"}},
+            "train": {"segmentation": {"augment": augment}},
+        }
+
+    with pytest.raises(ConfigError, match=r"train\.segmentation\.augment: .*augment\[1\]: "):
+        parse_params(raw([{"HorizontalFlip": {}}, {"Affine": {}, "Rotate": {}}]))
+    typo = [{"Affine": {"rotat": 10}}]
+    recipe = parse_params(raw(typo)).train.segmentation  # the stages that augment refuse it
+    with pytest.raises(ConfigError, match=r"augment\[0\]\.Affine: .*'rotat'"):
+        build_pipeline(recipe.augment, ignore_index=IGNORE)
+
+
+def test_loading_params_imports_neither_albumentations_nor_torch() -> None:
+    code = (
+        "import sys; from datapipe.config import load_params; load_params('params.yaml'); "
+        "print(sorted(m for m in ('albumentations', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
 
 
 def test_nested_composes_build_and_apply() -> None:
