@@ -11,10 +11,12 @@ A typo is an error that names the key (``datasets.my_cells.bit_dept: unknown key
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Literal, Self, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -500,7 +502,7 @@ def _merged(base: _Recipe, override: dict[str, Any], path: str) -> _Recipe:
     try:
         return type(base).model_validate(_merge(base, override))
     except ValidationError as exc:
-        errors = "; ".join(_describe(e, prefix=path) for e in exc.errors())
+        errors = "; ".join(_describe(e, prefix=path, model=type(base)) for e in exc.errors())
         raise ConfigError(errors) from None
 
 
@@ -529,10 +531,38 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return parse_params(raw, source=str(path))
 
 
-def _describe(err: Any, *, prefix: str = "") -> str:
+def _describe(err: Any, *, prefix: str = "", model: type[BaseModel] | None = None) -> str:
     key = ".".join([prefix] * bool(prefix) + [str(part) for part in err["loc"]]) or "(top level)"
     if err["type"] == "extra_forbidden":
-        return f"{key}: unknown key"
+        return f"{key}: unknown key{_did_you_mean(model or Params, err['loc'])}"
     if err["type"] == "missing":
         return f"{key}: required key missing"
     return f"{key}: {err['msg']} (got {err.get('input')!r})"
+
+
+def _did_you_mean(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """`` (did you mean 'bit_depth'?)`` for an unknown key close to a known one at ``loc``."""
+    node: Any = model
+    for part in loc[:-1]:
+        node = _child_type(node, part)
+    if not (isinstance(node, type) and issubclass(node, BaseModel)):
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(node.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _child_type(node: Any, part: Any) -> Any:
+    """The model (or ``dict[str, X]``) one step below ``node``, None where there is none."""
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        field = node.model_fields.get(str(part))
+        tp = field.annotation if field is not None else None
+    elif get_origin(node) is dict:
+        tp = get_args(node)[1]  # ``part`` is a key: a dataset's name
+    else:
+        return None
+    for option in get_args(tp) if get_origin(tp) in (Union, UnionType) else (tp,):
+        if (isinstance(option, type) and issubclass(option, BaseModel)) or get_origin(
+            option
+        ) is dict:
+            return option
+    return None

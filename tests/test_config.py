@@ -87,3 +87,28 @@ def test_load_params_reports_file_problems(tmp_path: Path) -> None:
 def test_repo_params_yaml_is_valid() -> None:
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     assert {"shapes_cls", "shapes_seg"} <= set(params.datasets)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {"datasets": {"cells": {"root": "d", "task": "segmentation", "bit_dept": 12}}},
+            "datasets.cells.bit_dept: unknown key (did you mean 'bit_depth'?)",
+        ),
+        (
+            {**MINIMAL, "train": {"segmentation": {"loss": {"label_smooth": 0.1}}}},
+            "train.segmentation.loss.label_smooth: unknown key (did you mean 'label_smoothing'?)",
+        ),
+        (
+            {"datasets": {"c": {"root": "d", "task": "classification", "score": {"epoch": 2}}}},
+            "datasets.c.score.epoch: unknown key (did you mean 'epochs'?)",
+        ),
+        ({**MINIMAL, "report": {"colour": 1}}, "report.colour: unknown key"),
+    ],
+    ids=["dataset", "nested-section", "dataset-recipe", "nothing-close"],
+)
+def test_unknown_keys_suggest_the_closest_known_one(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw)
+    assert str(info.value).endswith(message)
