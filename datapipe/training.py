@@ -11,9 +11,8 @@ uninterrupted run would have: on the CPU the final weights are bit-identical.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,23 +42,17 @@ from datapipe.data import (
 )
 from datapipe.distributed import Dist
 from datapipe.errors import DatapipeError
+from datapipe.loop import Hooks, Optimisation, RunSettings, Trainer, fit
+from datapipe.loop import predict as run_model
 from datapipe.losses import CompositeLoss, build_loss, class_weights
 from datapipe.metrics import classification_metrics, confusion_matrix, segmentation_metrics
 from datapipe.models import build_classifier, build_segmenter
-from datapipe.optim import (
-    Plateau,
-    Schedule,
-    autocast,
-    build_optimizer,
-    clip_gradients,
-    make_ema,
-    param_groups,
-)
 from datapipe.progress import progress
 
 log = logging.getLogger("datapipe")
 Task = Literal["classification", "segmentation"]
 LogFn = Callable[[int, dict[str, float]], None]
+TransformFn = Callable[[torch.Tensor, torch.Tensor, int, int], tuple[torch.Tensor, ...]]
 
 
 @dataclass(frozen=True)
@@ -79,14 +72,6 @@ class TrainInputs:
     difficulty: np.ndarray
     class_counts: np.ndarray
     ignore_index: int = 255
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    device: torch.device
-    amp: bool = True
-    workers: int = 0
-    dist: Dist = field(default_factory=Dist)
 
 
 @dataclass
@@ -111,76 +96,94 @@ def train_model(
     log: LogFn | None = None,
     desc: str = "train",
 ) -> TrainResult:
-    """Train ``model`` for ``recipe.epochs``; with ``checkpoint``, save after every epoch and
-    continue from a checkpoint whose ``fingerprint`` matches (a different one starts over).
-    """
-    dist, device = run.dist, run.device
-    raw = model.to(device)
-    if use_sync_bn(recipe.sync_bn, dist, device):
-        raw = nn.SyncBatchNorm.convert_sync_batchnorm(raw)
-    net: nn.Module = (
-        nn.parallel.DistributedDataParallel(
-            raw, device_ids=[device.index] if device.type == "cuda" else None
-        )
-        if dist.active
-        else raw
-    )
-    optimizer = build_optimizer(
-        param_groups(raw, lr=recipe.lr, weight_decay=recipe.weight_decay, lr_mult=recipe.lr_mult),
-        name=recipe.optimizer,
-    )
+    """Train ``model`` for ``recipe.epochs`` with :func:`datapipe.loop.fit`; with
+    ``checkpoint``, save after every epoch and continue from a checkpoint whose ``fingerprint``
+    matches (a different one starts over)."""
+    dist = run.dist
     sampler = _curriculum(inputs, recipe, dist)
-    steps = _steps_per_epoch(sampler, recipe)
-    starts = np.concatenate([[0], np.cumsum(steps)]).astype(int)
-    schedule = Schedule(
-        optimizer,
-        kind=recipe.schedule,
-        total=int(starts[-1]),
-        warmup=round(recipe.warmup_epochs * steps[0]),
-        milestones=[int(starts[m]) for m in recipe.milestones if 0 < m < recipe.epochs],
-        gamma=recipe.gamma,
-        plateau=Plateau(mode="max") if recipe.schedule == "plateau" else None,
-        tie_weight_decay=recipe.tie_weight_decay,
-    )
-    ema = make_ema(raw, decay=recipe.ema) if recipe.ema else None
-    criterion = _criterion(inputs, recipe).to(device)
-    weights = torch.tensor(inputs.weights, dtype=torch.float32)
-    history: list[dict[str, float]] = []
+    trainer = Trainer.build(
+        model, optimisation(recipe), _criterion(inputs, recipe),
+        steps=_steps_per_epoch(sampler, recipe), run=run,
+        sync_bn=use_sync_bn(recipe.sync_bn, dist, run.device),
+    )  # fmt: skip
     first, resumed = 0, None
     state = _load_checkpoint(checkpoint, fingerprint) if checkpoint else None
     if state is not None:
-        raw.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        history = list(state["history"])
+        trainer.load_state_dict(state)
         first = resumed = int(state["epoch"]) + 1
         if log is not None and dist.is_main:
-            for row in history:  # a fresh log gets the epochs before the interruption
+            for row in trainer.history:  # a fresh log gets the epochs before the interruption
                 log(int(row["epoch"]), row)
     train_feed = Feeder(inputs.train, run)
     val_feed = Feeder(inputs.val, run) if inputs.val is not None else None
-    ticks = progress(range(first, recipe.epochs), total=recipe.epochs - first, desc=desc)
-    for epoch in ticks:
-        torch.manual_seed(recipe.seed * 100_003 + epoch)  # dropout etc.: a function of epoch
-        row = _train_epoch(
-            net, inputs, recipe, run, optimizer, schedule, criterion, sampler, weights,
-            epoch=epoch, first_step=int(starts[epoch]), ema=ema, feed=train_feed,
-        )  # fmt: skip
+    ticks = iter(progress(range(first, recipe.epochs), total=recipe.epochs - first, desc=desc))
+
+    def on_epoch(epoch: int, row: dict[str, float]) -> None:
+        row["samples"] = float(len(sampler))
         if val_feed is not None:
-            scores = _validate(ema.module if ema else raw, inputs, recipe, run, val_feed)
+            scores = _validate(trainer.final, inputs, recipe, run, val_feed)
             row.update({f"val/{k}": v for k, v in scores.items()})
             if recipe.schedule == "plateau":
-                schedule.step_metric(scores[main_metric(inputs.task)])
-        history.append(row)
+                trainer.schedule.step_metric(scores[main_metric(inputs.task)])
         if log is not None and dist.is_main:
             log(epoch, row)
         if checkpoint is not None and dist.is_main:
-            _save_checkpoint(checkpoint, fingerprint, epoch, raw, optimizer, schedule, ema, history)
+            _save_checkpoint(checkpoint, fingerprint, epoch, trainer)
         dist.barrier()
-    final = (ema.module if ema is not None else raw).cpu()
-    return TrainResult(final, history, resumed)
+        next(ticks, None)
+
+    fit(
+        trainer,
+        lambda epoch: train_feed(_batch_sampler(sampler, recipe, epoch), epoch=epoch),
+        run=run,
+        seed=recipe.seed,
+        first_epoch=first,
+        hooks=Hooks(
+            transform=_mixer(recipe, inputs),
+            sample_weight=_weights(inputs, recipe, run.device),
+            on_epoch=on_epoch,
+        ),
+        lr_key=f"train.{inputs.task}.lr",
+    )
+    for _ in ticks:  # the closing progress line
+        pass
+    return TrainResult(trainer.final.cpu(), trainer.history, resumed)
+
+
+def optimisation(recipe: TrainTaskParams) -> Optimisation:
+    """The train recipe's optimiser settings, as :func:`datapipe.loop.fit` takes them."""
+    return Optimisation(
+        optimizer=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay,
+        lr_mult=recipe.lr_mult, warmup_epochs=recipe.warmup_epochs, schedule=recipe.schedule,
+        milestones=recipe.milestones, gamma=recipe.gamma,
+        tie_weight_decay=recipe.tie_weight_decay, clip_grad=recipe.clip_grad, ema=recipe.ema,
+    )  # fmt: skip
+
+
+def _mixer(recipe: TrainTaskParams, inputs: TrainInputs) -> TransformFn | None:
+    """Mixup / cutmix of each batch, from a generator seeded by ``(seed, epoch)``."""
+    policy = _mix_policy(recipe, inputs.task)
+    if policy is None:
+        return None
+    rngs: dict[int, np.random.Generator] = {}
+
+    def mix(x: torch.Tensor, y: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, ...]:
+        if step == 0 or epoch not in rngs:
+            rngs.clear()
+            rngs[epoch] = np.random.default_rng([recipe.seed, epoch, 1])
+        return mix_batch(x, y, task=inputs.task, policy=policy, rng=rngs[epoch],
+                         num_classes=len(inputs.classes))  # fmt: skip
+
+    return mix
+
+
+def _weights(
+    inputs: TrainInputs, recipe: TrainTaskParams, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    if not recipe.sample_weights:
+        return None
+    weights = torch.tensor(inputs.weights, dtype=torch.float32)
+    return lambda index: weights[index].to(device)
 
 
 def use_sync_bn(wanted: bool, dist: Dist, device: torch.device) -> bool:
@@ -300,61 +303,6 @@ class Feeder:
         yield from self._loader
 
 
-def _train_epoch(
-    net: nn.Module,
-    inputs: TrainInputs,
-    recipe: TrainTaskParams,
-    run: RunSettings,
-    optimizer: torch.optim.Optimizer,
-    schedule: Schedule,
-    criterion: CompositeLoss,
-    sampler: CurriculumSampler,
-    weights: torch.Tensor,
-    *,
-    epoch: int,
-    first_step: int,
-    ema: Any,
-    feed: Feeder,
-) -> dict[str, float]:
-    net.train()
-    policy = _mix_policy(recipe, inputs.task)
-    rng = np.random.default_rng([recipe.seed, epoch, 1])
-    sums: dict[str, float] = {}
-    batches = 0
-    step = first_step
-    for x, y, index in feed(_batch_sampler(sampler, recipe, epoch), epoch=epoch):
-        x = x.to(run.device, non_blocking=True)
-        y = y.to(run.device, non_blocking=True)
-        if policy is not None:
-            x, y = mix_batch(x, y, task=inputs.task, policy=policy, rng=rng,
-                             num_classes=len(inputs.classes))  # fmt: skip
-        w = weights[index].to(run.device) if recipe.sample_weights else None
-        schedule.step(step)
-        with autocast(run.device, enabled=run.amp):
-            logits = net(x)
-        loss, terms = criterion(logits.float(), y, sample_weight=w)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = clip_gradients(net.parameters(), max_norm=recipe.clip_grad)
-        optimizer.step()
-        if ema is not None:
-            ema.update_parameters(getattr(net, "module", net))
-        for name, value in {"loss": loss.detach(), **terms, "grad_norm": grad_norm}.items():
-            sums[name] = sums.get(name, 0.0) + float(value)
-        batches += 1
-        step += 1
-    row = {f"train/{k}": v / max(1, batches) for k, v in sums.items()}
-    if not math.isfinite(row.get("train/loss", 0.0)):
-        raise DatapipeError(
-            f"epoch {epoch}: the training loss is {row['train/loss']}; lower "
-            f"train.{inputs.task}.lr or set clip_grad"
-        )
-    row["lr"] = float(optimizer.param_groups[0]["lr"])
-    row["epoch"] = float(epoch)
-    row["samples"] = float(len(sampler))
-    return row
-
-
 def _validate(
     model: nn.Module, inputs: TrainInputs, recipe: TrainTaskParams, run: RunSettings, feed: Feeder
 ) -> dict[str, float]:
@@ -382,15 +330,14 @@ def predict(
     """``(indices, probabilities, targets)`` per batch on the CPU; probabilities ``(B, K)`` or
     ``(B, K, H, W)``. Under DDP each rank predicts its own share of ``dataset``."""
     feed = data if isinstance(data, Feeder) else Feeder(data, run)
-    model = model.to(run.device).eval()
     order = run.dist.shard(np.arange(len(feed.dataset)), pad=False)
     batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
-    with torch.no_grad():
-        for x, y, index in feed(batches):
-            x = x.to(run.device, non_blocking=True)
-            with autocast(run.device, enabled=run.amp):
-                probs = _tta_probs(model, x, task=task, tta=tta)
-            yield index.numpy(), probs.float().cpu(), y
+    yield from run_model(
+        model.to(run.device),
+        feed(batches),
+        run,
+        probs=lambda net, x: _tta_probs(net, x, task=task, tta=tta),
+    )
 
 
 def _tta_probs(model: nn.Module, x: torch.Tensor, *, task: Task, tta: str) -> torch.Tensor:
@@ -428,27 +375,10 @@ def evaluate(
     return run.dist.sum_(cm)
 
 
-def _save_checkpoint(
-    path: Path,
-    fingerprint: str,
-    epoch: int,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    schedule: Schedule,
-    ema: Any,
-    history: list[dict[str, float]],
-) -> None:
+def _save_checkpoint(path: Path, fingerprint: str, epoch: int, trainer: Trainer) -> None:
     """Atomic: written beside, then renamed over, so a kill never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "fingerprint": fingerprint,
-        "epoch": epoch,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "schedule": schedule.state_dict(),
-        "ema": ema.state_dict() if ema is not None else None,
-        "history": history,
-    }
+    state = {"fingerprint": fingerprint, "epoch": epoch, **trainer.state_dict()}
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
