@@ -1,6 +1,6 @@
 """Calibration of the clean stage's intensity checks on real images with planted problems.
 
-    .venv/bin/python bench/clean_calibration.py [--crops 1000] [--seed 0]
+    .venv/bin/python bench/clean_calibration.py [--crops 1000] [--seed 0] [--exposure 200]
 
 Corpora (everything offline; only the photos the scikit-image wheel ships, no download):
 
@@ -30,6 +30,14 @@ Every image goes through the real measurement (``image_features``) and the real 
 comparison. Printed per corpus and check: recall on the planted images it should find and the
 false-flag rate on the unplanted ones, for the old rules and the new defaults, then a sweep of
 each threshold.
+
+Dark and bright get a section of their own: the rule before (the log mean alone, z 4) beside the
+rule now (the log mean and the log 99th percentile, bright: 1st, both beyond ``brightness_z``),
+and the 99th / 1st percentile alone; recall on the corpus's 20 copies and on ``--exposure`` more
+dark and bright copies (added to the unplanted crops 20 at a time, so each is judged in a dataset
+like the corpus), split by how they were made (scaled: the whole histogram moves; gamma: black
+and white stay); a sweep of each rule's z; and the best recall any z reaches at 1 / 2 / 3% false
+flags. The bench checks that its copy of the rule flags exactly what the check flags.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from datapipe.checks import CHECKS, DatasetFacts
 from datapipe.checks.base import robust_z
 from datapipe.checks.features import FeatureSettings, image_features
+from datapipe.checks.intensity import _EPS, _spread_z
 from datapipe.config import CleanParams
 
 PHOTOS = ("astronaut", "brick", "camera", "chelsea", "clock", "coffee", "coins", "grass",
@@ -86,37 +95,48 @@ def _u8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
 
 
-def _dark(img: np.ndarray, rng: Rng) -> np.ndarray:
+# Each planting returns the changed copy and how it was made: "scale" / "gamma" for the
+# exposure changes (recall is reported per way), the kind's own name for the others.
+Plant = tuple[np.ndarray, str]
+
+
+def _dark(img: np.ndarray, rng: Rng) -> Plant:
+    """Scaled by 0.3-0.5 (the whole histogram, highlights too) or gamma 2-3 (black and white
+    stay where they are: a tone curve, not an exposure change)."""
     x = img / 255.0
-    return _u8(x * rng.uniform(0.3, 0.5) if rng.random() < 0.5 else x ** rng.uniform(2, 3))
+    if rng.random() < 0.5:
+        return _u8(x * rng.uniform(0.3, 0.5)), "scale"
+    return _u8(x ** rng.uniform(2, 3)), "gamma"
 
 
-def _bright(img: np.ndarray, rng: Rng) -> np.ndarray:
-    return 255 - _dark(255 - img, rng)
+def _bright(img: np.ndarray, rng: Rng) -> Plant:
+    dark, how = _dark(255 - img, rng)
+    return 255 - dark, how
 
 
-def _blurred(img: np.ndarray, rng: Rng) -> np.ndarray:
-    return cv2.GaussianBlur(img, (0, 0), rng.uniform(1.5, 4.0))
+def _blurred(img: np.ndarray, rng: Rng) -> Plant:
+    return cv2.GaussianBlur(img, (0, 0), rng.uniform(1.5, 4.0)), "blurred"
 
 
-def _saturated(img: np.ndarray, rng: Rng) -> np.ndarray:
+def _saturated(img: np.ndarray, rng: Rng) -> Plant:
     top = max(1.0, float(np.quantile(img.max(axis=2), 1 - rng.uniform(0.2, 0.5))))
-    return _u8(np.minimum(img / top, 1.0))
+    return _u8(np.minimum(img / top, 1.0)), "saturated"
 
 
-def _blank(img: np.ndarray, rng: Rng) -> np.ndarray:
+def _blank(img: np.ndarray, rng: Rng) -> Plant:
     colour = rng.integers(0, 256, 3).astype(np.uint8)
-    return np.broadcast_to(colour, img.shape).copy()
+    return np.broadcast_to(colour, img.shape).copy(), "blank"
 
 
-def _near_constant(img: np.ndarray, rng: Rng) -> np.ndarray:
+def _near_constant(img: np.ndarray, rng: Rng) -> Plant:
     """A flat grey with sensor noise (0.7 levels), or with 1% specks of another grey."""
     grey = np.full(img.shape[:2], rng.uniform(0.1, 0.9) * 255)
     if rng.random() < 0.5:
         grey += rng.normal(0, 0.7, grey.shape)
     else:
         grey[rng.random(grey.shape) < 0.01] = rng.uniform(0, 255)
-    return np.repeat(np.clip(np.round(grey), 0, 255).astype(np.uint8)[..., None], img.shape[2], 2)
+    flat = np.clip(np.round(grey), 0, 255).astype(np.uint8)[..., None]
+    return np.repeat(flat, img.shape[2], 2), "near_constant"
 
 
 def _specks(shape: tuple[int, ...], rng: Rng) -> np.ndarray:
@@ -128,40 +148,60 @@ def _specks(shape: tuple[int, ...], rng: Rng) -> np.ndarray:
 
 
 #: kind -> (how it is made, how many, the measure whose middle half the source crop is from)
-PLANTS: dict[str, tuple[Callable[[np.ndarray, Rng], np.ndarray], int, str | None]] = {
+PLANTS: dict[str, tuple[Callable[[np.ndarray, Rng], Plant], int, str | None]] = {
     "dark": (_dark, 20, "brightness"), "bright": (_bright, 20, "brightness"),
     "blurred": (_blurred, 20, "sharpness"), "saturated": (_saturated, 10, None),
     "blank": (_blank, 10, None), "near_constant": (_near_constant, 10, None),
 }  # fmt: skip
 
 
-def _measure(img: np.ndarray, kind: str, source: str) -> dict[str, object]:
+def _measure(img: np.ndarray, kind: str, source: str, how: str = "") -> dict[str, object]:
     out = image_features(img, SETTINGS)
-    out.update(kind=kind, source=source, old_value_range=float(img.max()) - float(img.min()))
+    out.update(kind=kind, source=source, how=how or kind)
+    out.update(old_value_range=float(img.max()) - float(img.min()))
     return out
 
 
+def _plant(
+    kind: str, count: int, sources: dict[str, np.ndarray], names: tuple[str, ...],
+    normal: pd.DataFrame, rng: Rng,
+) -> list[dict[str, object]]:  # fmt: skip
+    """``count`` planted copies of ``kind`` (:data:`PLANTS`), each from a fresh crop."""
+    make, _, measure = PLANTS[kind]
+    lo, hi = normal[measure].quantile([0.25, 0.75]) if measure else (-np.inf, np.inf)
+    rows: list[dict[str, object]] = []
+    while len(rows) < count:
+        source = names[int(rng.integers(len(names)))]
+        crop = _crop(sources[source], rng)
+        if measure and not lo <= float(image_features(crop, SETTINGS)[measure]) <= hi:  # type: ignore[arg-type]
+            continue
+        if kind == "blank" and not rows:
+            rows.append(_measure(np.full_like(crop, (255, 0, 0)), kind, "pure red"))
+        else:
+            img, how = make(crop, rng)
+            rows.append(_measure(img, kind, source, how))
+    return rows
+
+
 def crop_corpus(
-    sources: dict[str, np.ndarray], names: tuple[str, ...], n: int, seed: int
-) -> pd.DataFrame:
-    """``n`` unplanted crops of ``names`` (in turn) and the planted copies of :data:`PLANTS`."""
+    sources: dict[str, np.ndarray], names: tuple[str, ...], n: int, seed: int, *, exposure: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``n`` unplanted crops of ``names`` (in turn) and the planted copies of :data:`PLANTS`;
+    and, apart, ``exposure`` more dark and as many bright copies (see :func:`exposure_scores`).
+    """
     rng = np.random.default_rng(seed)
     rows = [_measure(_crop(sources[s], rng), "normal", s) for s in (names * n)[:n]]
     normal = pd.DataFrame(rows)
-    for kind, (make, count, measure) in PLANTS.items():
-        lo, hi = normal[measure].quantile([0.25, 0.75]) if measure else (-np.inf, np.inf)
-        made = 0
-        while made < count:
-            source = names[int(rng.integers(len(names)))]
-            crop = _crop(sources[source], rng)
-            if measure and not lo <= float(image_features(crop, SETTINGS)[measure]) <= hi:  # type: ignore[arg-type]
-                continue
-            if kind == "blank" and made == 0:
-                rows.append(_measure(np.full_like(crop, (255, 0, 0)), kind, "pure red"))
-            else:
-                rows.append(_measure(make(crop, rng), kind, source))
-            made += 1
-    return _table(rows)
+    for kind, (_, count, _) in PLANTS.items():
+        rows += _plant(kind, count, sources, names, normal, rng)
+    extra = [
+        r for k in ("dark", "bright") for r in _plant(k, exposure, sources, names, normal, rng)
+    ]
+    return _table(rows), _table(extra) if extra else NO_COPIES
+
+
+#: no extra copies (the digit corpora, ``--exposure 0``)
+NO_COPIES = pd.DataFrame({"kind": pd.Series(dtype=str), "how": pd.Series(dtype=str)})
 
 
 def digit_corpus(size: int, seed: int, *, strokes: bool = False) -> pd.DataFrame:
@@ -239,9 +279,7 @@ def _fmt(recall: float, false: float, n: int) -> str:
 
 Z_STEPS = [2.0, 2.5, 3.0, 3.5, 4.0, 5.0]
 #: (check, the CleanParams field swept, its values)
-SWEEPS: list[tuple[str, str, list[float]]] = [
-    ("dark", "brightness_z", Z_STEPS),
-    ("bright", "brightness_z", Z_STEPS),
+SWEEPS: list[tuple[str, str, list[float]]] = [  # dark / bright: see exposure_report
     ("blurry", "z_threshold", Z_STEPS),
     ("low_information", "z_threshold", Z_STEPS),
     ("low_information", "low_entropy", [0.2, 0.3, 0.4, 0.5, 0.6]),
@@ -250,7 +288,7 @@ SWEEPS: list[tuple[str, str, list[float]]] = [
 ]
 
 
-def report(name: str, df: pd.DataFrame, params: CleanParams) -> None:
+def report(name: str, df: pd.DataFrame, extra: pd.DataFrame, params: CleanParams) -> None:
     normal = int((df["kind"] == "normal").sum())
     planted = df["kind"].value_counts().drop("normal").to_dict()
     print(f"\n## {name}: {normal} unplanted, planted {planted}")
@@ -272,28 +310,115 @@ def report(name: str, df: pd.DataFrame, params: CleanParams) -> None:
             recall, false, _ = rates(df, flags, check)
             cells.append(f"{value:g}: {'-' if np.isnan(recall) else f'{recall:.2f}'}/{false:.1%}")
         print(f"  sweep {check} {key} (recall/false): " + "  ".join(cells))
+    for check in ("dark", "bright"):  # the bench's copy of the rule is the check's
+        same = exposure_z(df, check, "both", params) > params.brightness_z
+        assert (same == new[check]).all(), f"{check}: the bench's rule differs from the check's"
+    exposure_report(df, extra, params)
+
+
+# --- dark / bright: the mean alone (before) and the mean with the histogram's far end (now) ----
+
+#: the dark / bright rule before the histogram's ends were measured, and its default
+BEFORE_RULE, BEFORE_Z = "mean", 4.0
+#: rule -> the z it thresholds, from the z of the log mean and of the log far end
+EXPOSURE_RULES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "mean": lambda mean, end: mean,  # before: the mean alone
+    "end": lambda mean, end: end,  # the 99th (bright: 1st) percentile alone
+    "both": np.minimum,  # now: the mean and the end both beyond brightness_z
+}
+CAPS = (0.01, 0.02, 0.03)
+BATCH = 20
+
+
+def exposure_z(df: pd.DataFrame, check: str, rule: str, params: CleanParams) -> np.ndarray:
+    """How many robust z's darker (``dark``) / brighter than the dataset each image is under
+    ``rule``: on the log mean and the log 99th percentile (bright: log distance to white of the
+    mean and of the 1st percentile); -inf where the mean is within ``min_brightness_shift`` of
+    the median or the image is constant."""
+    sign = -1.0 if check == "dark" else 1.0
+    mean, end = df["brightness"], df["highlight" if check == "dark" else "shadow"]
+    zs = [-_spread_z(np.log2((v if sign < 0 else 1.0 - v) + _EPS)).to_numpy() for v in (mean, end)]
+    shifted = (mean - mean.median()) * sign > params.min_brightness_shift
+    far = shifted & (df["value_range"] > 0)  # constant images are "blank" instead
+    return np.where(far.to_numpy(), EXPOSURE_RULES[rule](*zs), -np.inf)
+
+
+def exposure_scores(
+    df: pd.DataFrame, extra: pd.DataFrame, check: str, rule: str, params: CleanParams
+) -> tuple[np.ndarray, np.ndarray, pd.Series]:
+    """The z of the unplanted images (in ``df``, with its planted copies) and of every copy of
+    ``extra``, added to the unplanted images :data:`BATCH` at a time (so each is judged in a
+    dataset like ``df``); and how each copy was made."""
+    normal = (df["kind"] == "normal").to_numpy()
+    copies = extra[extra["kind"] == TARGET[check]]
+    found = []
+    for start in range(0, len(copies), BATCH):
+        batch = pd.concat([df[normal], copies.iloc[start : start + BATCH]], ignore_index=True)
+        found.append(exposure_z(batch, check, rule, params)[normal.sum() :])
+    planted = np.concatenate(found) if found else np.empty(0)
+    return exposure_z(df, check, rule, params)[normal], planted, copies["how"]
+
+
+def _recall(flags: np.ndarray, how: pd.Series) -> str:
+    if not len(flags):
+        return "-"
+    ways = "/".join(f"{flags[(how == w).to_numpy()].mean():.2f}" for w in ("scale", "gamma"))
+    return f"{flags.mean():.2f} ({ways})"
+
+
+def exposure_report(df: pd.DataFrame, extra: pd.DataFrame, params: CleanParams) -> None:
+    """Dark and bright under the rule before and now, on ``df``'s own planted copies and on the
+    more numerous ``extra`` ones (recall per way: all (scale/gamma)); a sweep of both rules; and
+    the best recall any threshold reaches at :data:`CAPS` false flags, per rule."""
+    n_extra = {c: int((extra["kind"] == c).sum()) for c in ("dark", "bright")}
+    print(f"dark / bright: {BEFORE_RULE} z > {BEFORE_Z:g} (before) vs both z > "
+          f"{params.brightness_z:g} (now); recall on the planted | on {n_extra} more "
+          "(scale/gamma)")  # fmt: skip
+    for check in ("dark", "bright"):
+        planted = (df["kind"] == TARGET[check]).to_numpy()
+        normal = (df["kind"] == "normal").to_numpy()
+        for rule, z in ((BEFORE_RULE, BEFORE_Z), ("both", params.brightness_z)):
+            flags = exposure_z(df, check, rule, params) > z
+            _, more, how = exposure_scores(df, extra, check, rule, params)
+            base = f"{flags[planted].mean():.2f}" if planted.any() else "-"
+            print(f"  {check:6s} {rule:4s} z {z:g}: recall {base} | {_recall(more > z, how):16s} "
+                  f"false flags {flags[normal].mean():.2%} ({flags[normal].sum()})")  # fmt: skip
+        for rule in EXPOSURE_RULES:
+            unplanted, more, how = exposure_scores(df, extra, check, rule, params)
+            cells = [f"{z:g}: {_recall(more > z, how)}/{(unplanted > z).mean():.1%}"
+                     for z in Z_STEPS]  # fmt: skip
+            print(f"    sweep {check} {rule} (recall/false): " + "  ".join(cells))
+            if len(more):
+                best = []
+                for cap in CAPS:  # the lowest z that keeps false flags within the cap
+                    top = np.sort(unplanted)[::-1]
+                    z = top[min(int(cap * len(top)), len(top) - 1)]
+                    best.append(f"<= {cap:.0%}: {_recall(more > z, how)} at z {z:.1f}")
+                print(f"      best {check} {rule}: " + "  ".join(best))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--crops", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--exposure", type=int, default=200, help="more dark and bright copies, judged apart"
+    )
     args = parser.parse_args()
     sources = _sources()
     params = CleanParams()
+    crops = {"photos": PHOTOS, "science": SCIENCE, "mixed": PHOTOS + SCIENCE}
     corpora = {
-        "photos": crop_corpus(sources, PHOTOS, args.crops, args.seed),
-        "science": crop_corpus(sources, SCIENCE, args.crops, args.seed + 1),
-        "mixed": crop_corpus(sources, PHOTOS + SCIENCE, args.crops, args.seed + 2),
-        "digits8": digit_corpus(8, args.seed + 3),
-        "digits32": digit_corpus(32, args.seed + 4),
-        "strokes28": digit_corpus(28, args.seed + 5, strokes=True),
+        name: crop_corpus(sources, names, args.crops, args.seed + i, exposure=args.exposure)
+        for i, (name, names) in enumerate(crops.items())
     }
+    for i, (name, size) in enumerate((("digits8", 8), ("digits32", 32), ("strokes28", 28)), 3):
+        corpora[name] = (digit_corpus(size, args.seed + i, strokes=size == 28), NO_COPIES)
     keys = {"z_threshold", "brightness_z", "min_brightness_shift", "low_entropy",
             "saturated_fraction"}  # fmt: skip
     print(f"defaults: {params.model_dump(include=keys)}")
-    for name, df in corpora.items():
-        report(name, df, params)
+    for name, (df, extra) in corpora.items():
+        report(name, df, extra, params)
 
 
 if __name__ == "__main__":

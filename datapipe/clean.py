@@ -138,25 +138,46 @@ def add_pixel_hashes(
     return out
 
 
+#: Checks that keep one member of a group and flag the rest: they run after the others and see,
+#: in the column ``excluded_for``, the rows those exclude for their own reasons (a copy with a
+#: broken mask must not be the one kept).
+KEEPER_CHECKS = ("exact_duplicate",)
+
+
 def run_checks(
     samples: pd.DataFrame, facts: DatasetFacts, params: CleanParams
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every registered check on ``samples``: the flags (issues) and a score column per check."""
-    issues, scores = [], pd.DataFrame(index=samples.index)
+    found: dict[str, pd.DataFrame] = {}
     for name, check in CHECKS.items():
-        found = check.run(samples, facts, params)
-        scores[f"{name}_score"] = found["score"].reindex(samples.index)
-        flagged = found[found["flagged"]]
+        if name not in KEEPER_CHECKS:
+            found[name] = check.run(samples, facts, params)
+    if keepers := [name for name in CHECKS if name in KEEPER_CHECKS]:
+        reasons = exclusion_reasons(_issues(samples, found), params)
+        seen = samples.assign(excluded_for=samples["sample_id"].map(reasons))
+        for name in keepers:
+            found[name] = CHECKS[name].run(seen, facts, params)
+    scores = pd.DataFrame(
+        {f"{name}_score": found[name]["score"].reindex(samples.index) for name in CHECKS},
+        index=samples.index,
+    )
+    return _issues(samples, found), scores
+
+
+def _issues(samples: pd.DataFrame, found: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The flagged rows of the checks' answers as one table, columns ISSUE_COLUMNS."""
+    issues = []
+    for name, answer in found.items():
+        flagged = answer[answer["flagged"]]
         if flagged.empty:
             continue
-        severity = flagged.get("severity", check.severity)
         issues.append(
             pd.DataFrame(
                 {
                     "sample_id": samples.loc[flagged.index, "sample_id"],
                     "image": samples.loc[flagged.index, "image"],
                     "check": name,
-                    "severity": severity,
+                    "severity": flagged.get("severity", CHECKS[name].severity),
                     "score": flagged["score"].round(4),
                     "detail": flagged["detail"],
                     "group": samples.loc[flagged.index, "group"],
@@ -165,7 +186,15 @@ def run_checks(
         )
     table = pd.concat(issues) if issues else pd.DataFrame(columns=list(ISSUE_COLUMNS))
     table = table.sort_values(["image", "check"], kind="stable").reset_index(drop=True)
-    return table[list(ISSUE_COLUMNS)], scores
+    return table[list(ISSUE_COLUMNS)]
+
+
+def exclusion_reasons(issues: pd.DataFrame, params: CleanParams) -> pd.Series:
+    """Per sample id, the excluding checks that flagged it (``"a,b"``); absent when none.
+
+    Excluding: a non-info flag of a check in ``params.exclude``."""
+    excluding = issues[issues["check"].isin(params.exclude) & (issues["severity"] != "info")]
+    return excluding.groupby("sample_id")["check"].agg(lambda c: ",".join(sorted(set(c))))
 
 
 def clean(
@@ -199,9 +228,7 @@ def clean(
     repair = plan_leakage_repair(samples, max_share=params.max_leakage_share)
     if params.repair_leakage and repair.applied:
         out["split"] = repair.split
-    excluding = issues[issues["check"].isin(params.exclude) & (issues["severity"] != "info")]
-    reasons = excluding.groupby("sample_id")["check"].agg(lambda c: ",".join(sorted(set(c))))
-    out["exclude_reason"] = out["sample_id"].map(reasons)
+    out["exclude_reason"] = out["sample_id"].map(exclusion_reasons(issues, params))
     out["excluded"] = out["exclude_reason"].notna()
     metrics = _metrics(out, issues, facts, evidence, repair)
     return CleanResult(manifest=out, issues=issues, metrics=metrics)

@@ -12,6 +12,8 @@ A typo is an error that names the key (``datasets.my_cells.bit_dept: unknown key
 from __future__ import annotations
 
 import difflib
+import itertools
+import math
 import os
 import re
 from pathlib import Path
@@ -19,7 +21,16 @@ from types import UnionType
 from typing import Annotated, Any, Literal, Self, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from datapipe.errors import ConfigError
 
@@ -33,6 +44,16 @@ RGB = tuple[
 ]
 
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _non_negative(v: int | str) -> int | str:
+    if isinstance(v, int) and v < 0:
+        raise ValueError(f"expected 'auto' or an integer >= 0; got {v}")
+    return v
+
+
+#: A process count: ``auto`` or an integer >= 0 (0 = in-process).
+Workers = Annotated[int | Literal["auto"], AfterValidator(_non_negative)]
 
 
 class _Strict(BaseModel):
@@ -95,7 +116,10 @@ class DatasetParams(_Strict):
     min_class_images: int = Field(
         2, ge=1, description="segmentation: a mask value is a class if it is in this many masks"
     )
-    ignore_index: int = Field(255, description="mask value that marks unlabelled pixels")
+    ignore_index: int = Field(
+        255, ge=0, le=65535, description="mask value that marks unlabelled pixels (masks are "
+        "8- or 16-bit, so 0..65535)"
+    )  # fmt: skip
     mask_colors: dict[int, RGB] | None = Field(
         None, description="RGB colour masks: class id -> [r, g, b]"
     )
@@ -115,6 +139,25 @@ class DatasetParams(_Strict):
     train: dict[str, Any] = Field(
         {}, description="this dataset's recipe over train.<task>, e.g. {epochs: 40}"
     )
+
+    @field_validator("root", mode="before")
+    @classmethod
+    def _some_root(cls, v: Any) -> Any:
+        if isinstance(v, str) and not v.strip():
+            raise ValueError(
+                "expected a folder; got an empty path, which would read the current folder "
+                "(write '.' if that is meant)"
+            )
+        return v
+
+    @field_validator("mask_colors")
+    @classmethod
+    def _colors_for_masks(
+        cls, v: dict[int, RGB] | None, info: ValidationInfo
+    ) -> dict[int, RGB] | None:
+        if v is not None and info.data.get("task") == "classification":
+            raise ValueError("mask_colors maps mask colours to classes: segmentation only")
+        return v
 
     @field_validator("classes")
     @classmethod
@@ -231,6 +274,11 @@ DEFAULT_AUGMENT: AugmentList = [
 ClassWeighting = Literal["none", "inverse", "median_frequency", "effective_number"]
 
 
+#: The loss names of ``loss.terms`` (``datapipe.losses.terms.TERMS``; a test keeps them equal,
+#: so loading params needs no torch).
+LOSS_TERMS = ("loss_ce", "loss_focal", "loss_dice", "loss_bce")
+
+
 class LossParams(_Strict):
     """A weighted sum of named losses and their options (see datapipe.losses)."""
 
@@ -250,6 +298,20 @@ class LossParams(_Strict):
     ohem_keep_ratio: float | None = Field(
         None, gt=0, le=1, description="classification OHEM: the hardest share of each batch"
     )
+
+    @field_validator("terms")
+    @classmethod
+    def _known_terms(cls, v: dict[str, float]) -> dict[str, float]:
+        if not v:
+            raise ValueError(f"expected at least one loss from {list(LOSS_TERMS)}; got none")
+        for name, weight in v.items():
+            if name not in LOSS_TERMS:
+                close = difflib.get_close_matches(name, LOSS_TERMS, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"unknown loss {name!r}{hint}; known: {list(LOSS_TERMS)}")
+            if not (math.isfinite(weight) and weight >= 0):
+                raise ValueError(f"expected a finite weight >= 0 for {name!r}; got {weight}")
+        return v
 
 
 class MixParams(_Strict):
@@ -296,12 +358,15 @@ class TrainTaskParams(_Fit):
     schedule: Literal["cosine", "step", "plateau"] = Field(
         "cosine", description="after warmup; plateau steps on the validation metric"
     )
-    milestones: list[int] = Field([], description="step schedule: epochs where lr *= gamma")
+    milestones: list[Annotated[int, Field(ge=1)]] = Field(
+        [], description="step schedule: epochs where lr *= gamma, increasing, before the last"
+    )
     gamma: float = Field(0.1, gt=0, le=1)
     tie_weight_decay: bool = Field(False, description="plateau: scale weight decay with the LR")
-    lr_mult: dict[str, float] = Field(
-        {}, description="lr multiplier by parameter-name key, e.g. {head: 10.0}"
-    )
+    lr_mult: dict[str, Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field(
+        {}, description="lr multiplier by parameter-name key, e.g. {head: 10.0}; each key must "
+        "match a parameter of the model (checked when the train stage builds it)"
+    )  # fmt: skip
     clip_grad: float | None = Field(None, gt=0, description="max gradient norm")
     ema: float | None = Field(None, gt=0, lt=1, description="EMA decay of the weights")
     augment: AugmentList = Field(
@@ -310,8 +375,8 @@ class TrainTaskParams(_Fit):
     loss: LossParams = LossParams()
     mix: MixParams = MixParams()
     curriculum: CurriculumParams = CurriculumParams()
-    multi_scale: list[int] | None = Field(
-        None, description="train sizes, one drawn per batch (e.g. 320..608 step 32)"
+    multi_scale: list[Annotated[int, Field(ge=8, le=4096)]] | None = Field(
+        None, min_length=1, description="train sizes, one drawn per batch (e.g. 320..608 step 32)"
     )
     multi_scale_every: int = Field(1, ge=1, description="batches between size draws")
     sample_weights: bool = Field(True, description="curation weights multiply the loss")
@@ -330,13 +395,37 @@ class TrainTaskParams(_Fit):
         _check_augment_shape(v, "augment")
         return v
 
+    @field_validator("lr_mult")
+    @classmethod
+    def _lr_mult_keys(cls, v: dict[str, float]) -> dict[str, float]:
+        if any(not key.strip() for key in v):
+            raise ValueError(f"expected parameter-name keys (e.g. head); got an empty key in {v}")
+        return v
+
+    @field_validator("milestones")
+    @classmethod
+    def _milestones(cls, v: list[int], info: ValidationInfo) -> list[int]:
+        if not v:
+            return v
+        schedule, epochs = info.data.get("schedule"), info.data.get("epochs")
+        if schedule != "step":
+            raise ValueError(f"milestones are for schedule: step; got schedule {schedule!r}")
+        if any(b <= a for a, b in itertools.pairwise(v)):
+            raise ValueError(f"expected strictly increasing epochs; got {v}")
+        if epochs is not None and v[-1] >= epochs:
+            raise ValueError(
+                f"expected epochs before the last (epochs {epochs}); got {v[-1]}, which would "
+                "never apply"
+            )
+        return v
+
 
 class TrainParams(_Strict):
     """The train and evaluate stages."""
 
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
     amp: bool = Field(True, description="bfloat16 autocast on CUDA; ignored on the CPU")
-    loader_workers: int | Literal["auto"] = Field("auto", description="DataLoader processes")
+    loader_workers: Workers = Field("auto", description="DataLoader processes")
     resume: Literal["auto", "never"] = Field(
         "auto", description="auto: continue from runs/<ds>/checkpoint.pt when it matches"
     )
@@ -354,7 +443,7 @@ class ScoreParams(_Strict):
 
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
     amp: bool = Field(True, description="bfloat16 autocast on CUDA; ignored on the CPU")
-    loader_workers: int | Literal["auto"] = Field(
+    loader_workers: Workers = Field(
         "auto", description="DataLoader processes when images stream from disk"
     )
     max_cache_gb: float = Field(
@@ -423,7 +512,7 @@ class Params(_Strict):
     """The whole of params.yaml."""
 
     datasets: dict[str, DatasetParams]
-    workers: int | Literal["auto"] = Field(
+    workers: Workers = Field(
         "auto", description="decode processes of ingest and clean; 0 = in-process, auto = CPUs"
     )
     clean: CleanParams = CleanParams()
@@ -489,7 +578,25 @@ def parse_params(raw: Any, *, source: str = "params.yaml") -> Params:
             params.train_recipe(name)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    for task in ("classification", "segmentation"):
+        for key, problem in _task_problems(getattr(params.train, task), task):
+            raise ConfigError(f"{source}: train.{task}.{key}: {problem}")
+    for name, dataset in params.datasets.items():  # what a dataset's own recipe brought in
+        for key, problem in _task_problems(params.train_recipe(name), dataset.task):
+            raise ConfigError(f"{source}: datasets.{name}.train.{key}: {problem}")
     return params
+
+
+def _task_problems(recipe: TrainTaskParams, task: str) -> list[tuple[str, str]]:
+    """``(key, what is wrong)`` for the parts of a train recipe its task cannot use."""
+    found = []
+    if task == "classification" and "loss_dice" in recipe.loss.terms:
+        found.append(("loss.terms.loss_dice", "Dice is a segmentation loss; use loss_ce or "
+                      "loss_focal for classification"))  # fmt: skip
+    if task == "segmentation" and recipe.mix.mixup_alpha > 0:
+        found.append(("mix.mixup_alpha", "mixup is refused for segmentation (it would blend "
+                      "two masks into labels no pixel has); use mix.cutmix_alpha"))  # fmt: skip
+    return found
 
 
 _Recipe = TypeVar("_Recipe", FitParams, TrainTaskParams)
@@ -520,15 +627,44 @@ def _merge(base: BaseModel, override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (plain YAML keeps the
+    last one and drops the first without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(
+                    f"line {line}: key {key!r} given twice (first on line {seen[key]}); YAML "
+                    "would silently keep only the last: delete one"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str, *, source: str) -> Any:
+    """A YAML document, a key given twice in one mapping refused (ConfigError naming both
+    lines), like invalid YAML."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_params(raw, source=str(path))
+    return parse_params(load_yaml(text, source=str(path)), source=str(path))
 
 
 def _describe(err: Any, *, prefix: str = "", model: type[BaseModel] | None = None) -> str:

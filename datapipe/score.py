@@ -343,6 +343,7 @@ def _segmentation_result(
         "fold_pixel_accuracy": {str(k): v for k, v in fold_accuracy.items()},
         "label_issues": int(flagged.sum()),
         "estimated_noise_rate": float(flagged.mean()),
+        "issue_fraction_threshold": result.issue_threshold,
         "class_thresholds": {c: float(t) for c, t in zip(classes, result.thresholds, strict=True)},
     }
     sample_ids = manifest["sample_id"].to_numpy()[rows]

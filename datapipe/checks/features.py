@@ -98,8 +98,9 @@ def image_features(img: np.ndarray, settings: FeatureSettings) -> dict[str, obje
     """Intensity statistics and the perceptual hash of one ``(H, W, C)`` image.
 
     One grey version at full resolution feeds the sharpness measure; its ``THUMBNAIL``-pixel
-    area-averaged copy, scaled with ``to_unit_float``, feeds brightness, contrast, entropy and the
-    pHash. Blank and saturation look at the native pixels.
+    area-averaged copy, scaled with ``to_unit_float``, feeds brightness, its 1st / 99th
+    percentiles (shadow, highlight), contrast, entropy and the pHash. Blank and saturation look
+    at the native pixels.
     """
     v = _views(img, settings)
     unit = v.unit
@@ -107,9 +108,14 @@ def image_features(img: np.ndarray, settings: FeatureSettings) -> dict[str, obje
         (unit * (_HIST_BINS - 1) + 0.5).astype(np.uint8).ravel(), minlength=_HIST_BINS
     )
     p = levels[levels > 0] / unit.size
+    # 1st / 99th percentile from the cumulative histogram: the first level reaching the share
+    cumulative = np.cumsum(levels) / unit.size
+    shadow, highlight = np.searchsorted(cumulative, (0.01, 0.99)) / (_HIST_BINS - 1)
     return {
         "phash": np.uint64(perceptual_hash(unit)),
         "brightness": float(unit.mean()),
+        "highlight": float(highlight),
+        "shadow": float(shadow),
         "contrast": float(unit.std()),
         "value_range": _value_range(v.img),
         "entropy": float(-(p * np.log2(p)).sum() / np.log2(_HIST_BINS)),

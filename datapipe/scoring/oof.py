@@ -25,7 +25,8 @@ from torch import nn
 
 from datapipe.distributed import Dist
 from datapipe.errors import DatapipeError
-from datapipe.optim import autocast
+from datapipe.loop import Batch, Hooks, Optimisation, RunSettings, Trainer, fit, predict
+from datapipe.losses import build_loss
 from datapipe.progress import progress
 from datapipe.scoring.data import InMemory, Source
 
@@ -101,14 +102,6 @@ class OOFResult:
     train_loss: dict[int, float]  # mean loss of each fold's last epoch
 
 
-def lr_at(step: int, *, total: int, warmup: int, base: float) -> float:
-    """Linear warmup from ``base / warmup`` (step 0 already trains), then cosine to 0."""
-    if warmup > 0 and step < warmup:
-        return base * (step + 1) / warmup
-    progress_ = (step - warmup) / max(1, total - warmup)
-    return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress_)))
-
-
 def out_of_fold(
     source: Source | torch.Tensor,
     labels: np.ndarray | None,
@@ -145,7 +138,7 @@ def out_of_fold(
             f"{None if labels is None else len(labels)}, {len(folds)}, {len(include)}"
         )
     classification = sink is None
-    device = torch.device(settings.device)
+    run = RunSettings(torch.device(settings.device), amp=settings.amp, dist=dist)
     probs = np.full((n, num_classes), np.nan, np.float32) if classification else None
     dynamics = Dynamics.zeros(n) if classification else None
     accuracy: dict[int, float] = {}
@@ -167,25 +160,19 @@ def out_of_fold(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(settings.seed * 1000 + k)
             model = make_model()
-        model = _prepare(model, device, dist)
-        losses[k] = _train(
-            model,
-            source,
-            train,
-            dynamics,
-            settings,
-            fold=k,
-            dist=dist,
-            tick=lambda: next(ticks, None),
-        )
+        trainer = _train(model, source, train, dynamics, settings, fold=k, run=run,
+                         num_classes=num_classes, tick=lambda: next(ticks, None))  # fmt: skip
+        losses[k] = trainer.history[-1]["train/loss"]
         hits = np.zeros(2)  # correct, counted
-        for index, p, target in _predict(model, source, dist.shard(held, pad=False), settings):
-            valid = target != settings.ignore_index
-            hits += [(p.argmax(1) == target)[valid].sum(), valid.sum()]
+        held_batches = _chunks(dist.shard(held, pad=False), settings.batch_size * 2)
+        for index, p_, target in predict(trainer.raw, _batches_of(source, held_batches), run):
+            p, target_ = p_.numpy(), target.numpy()
+            valid = target_ != settings.ignore_index
+            hits += [(p.argmax(1) == target_)[valid].sum(), valid.sum()]
             if probs is not None:
                 probs[index] = p
             elif sink is not None:
-                sink.add(index, p, target)
+                sink.add(index, p, target_)
         hits = dist.sum_(hits)
         accuracy[k] = float(hits[0] / hits[1]) if hits[1] else math.nan
     for _ in ticks:  # the closing progress line
@@ -205,22 +192,6 @@ def out_of_fold(
     return OOFResult(probs=probs, dynamics=dynamics, fold_accuracy=accuracy, train_loss=losses)
 
 
-def _prepare(model: nn.Module, device: torch.device, dist: Dist) -> nn.Module:
-    model = model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    if dist.active:
-        model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    return model
-
-
-def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    x = x.to(device, torch.float32, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
-
-
 def _train(
     model: nn.Module,
     source: Source,
@@ -229,60 +200,63 @@ def _train(
     settings: TrainSettings,
     *,
     fold: int,
-    dist: Dist,
+    run: RunSettings,
+    num_classes: int,
     tick: Callable[[], object],
-) -> float:
-    device = next(model.parameters()).device
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]  # norms and biases
-    groups = [
-        {"params": decay, "weight_decay": settings.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    optimizer: torch.optim.Optimizer = (
-        torch.optim.AdamW(groups, lr=settings.lr)
-        if settings.optimizer == "adamw"
-        else torch.optim.SGD(groups, lr=settings.lr, momentum=0.9, nesterov=True)
+) -> Trainer:
+    """One fold's model, trained with :func:`datapipe.loop.fit` on ``train`` (row positions)."""
+    dist = run.dist
+    steps = len(_batches(dist.shard(train, pad=True), settings.batch_size))
+    segmentation = dynamics is None
+    criterion = build_loss(
+        {"loss_ce": 1.0},
+        task="segmentation" if segmentation else "classification",
+        num_classes=num_classes,
+        ignore_index=settings.ignore_index if segmentation else None,
     )
-    per_rank = dist.shard(train, pad=True)
-    steps_per_epoch = max(1, len(_batches(per_rank, settings.batch_size)))
-    total = steps_per_epoch * settings.epochs
-    warmup = round(settings.warmup_epochs * steps_per_epoch)
-    loss_fn = nn.CrossEntropyLoss(ignore_index=settings.ignore_index)
-    model.train()
-    step = 0
-    epoch_loss = math.nan
-    for epoch in range(settings.epochs):
+    opt = Optimisation(
+        optimizer=settings.optimizer,  # type: ignore[arg-type]  # "sgd" | "adamw"
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        warmup_epochs=settings.warmup_epochs,
+    )
+    trainer = Trainer.build(model, opt, criterion, steps=[steps] * settings.epochs, run=run)
+    flips: dict[int, torch.Tensor] = {}
+
+    def batches(epoch: int) -> Iterator[Batch]:
         # the same permutation and flips on every rank; each rank takes its shard
         generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + fold * 1009 + epoch)
         order = train[torch.randperm(len(train), generator=generator).numpy()]
-        flips = torch.rand(steps_per_epoch, 2, generator=generator) < 0.5
-        loss_sum = torch.zeros((), device=device)
-        batches = _batches(dist.shard(order, pad=True), settings.batch_size)
-        for i, (index, x, y) in enumerate(source.batches(batches)):
-            x, y = _to_device(x, device), y.to(device, torch.long, non_blocking=True)
-            if settings.flip:
-                x, y = _flip(x, y, flips[i % len(flips)])
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total=total, warmup=warmup, base=settings.lr)
-            with autocast(device, enabled=settings.amp):
-                logits = model(x)
-            loss = _loss(loss_fn, logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach()
-            if dynamics is not None:
-                dynamics.add(index, logits.detach(), y)
-            step += 1
-        epoch_loss = float(loss_sum) / max(1, len(batches))
-        if not math.isfinite(epoch_loss):
-            raise DatapipeError(
-                f"fold {fold} epoch {epoch}: the training loss is {epoch_loss} (lr "
-                f"{settings.lr} too high, or non-finite pixels?); lower score.*.lr"
-            )
+        flips[epoch] = torch.rand(steps, 2, generator=generator) < 0.5
+        yield from _batches_of(source, _batches(dist.shard(order, pad=True), settings.batch_size))
+
+    def flip(x: torch.Tensor, y: torch.Tensor, epoch: int, i: int) -> tuple[torch.Tensor, ...]:
+        return _flip(x, y, flips[epoch][i % steps])
+
+    def record(index: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        if dynamics is not None:
+            dynamics.add(index.numpy(), logits, y)
+
+    def on_epoch(epoch: int, row: dict[str, float]) -> None:
         tick()
-    return epoch_loss
+
+    hooks = Hooks(transform=flip if settings.flip else None, on_batch=record, on_epoch=on_epoch)
+    try:
+        fit(trainer, batches, run=run, seed=settings.seed * 1000 + fold, hooks=hooks,
+            lr_key="score.*.lr")  # fmt: skip
+    except DatapipeError as exc:
+        raise DatapipeError(f"fold {fold}: {exc}") from None
+    return trainer
+
+
+def _batches_of(source: Source, batches: list[np.ndarray]) -> Iterator[Batch]:
+    """``source``'s batches as :func:`datapipe.loop.fit` takes them: ``(x, y, index)``."""
+    for index, x, y in source.batches(batches):
+        yield x, y, torch.as_tensor(index)
+
+
+def _chunks(index: np.ndarray, size: int) -> list[np.ndarray]:
+    return [index[i : i + size] for i in range(0, len(index), size)]
 
 
 def _flip(
@@ -297,14 +271,6 @@ def _flip(
     return x, y
 
 
-def _loss(loss_fn: nn.CrossEntropyLoss, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over non-ignored targets; a batch with none trains nothing (not NaN)."""
-    if y.ndim == 3 and not bool((y != loss_fn.ignore_index).any()):
-        return logits.sum() * 0.0
-    loss: torch.Tensor = loss_fn(logits, y)
-    return loss
-
-
 def _batches(order: np.ndarray, size: int) -> list[np.ndarray]:
     """Consecutive batches of ``size``; a last batch of one joins the one before (BatchNorm
     cannot train on a single sample), so every sample trains once per epoch."""
@@ -312,21 +278,6 @@ def _batches(order: np.ndarray, size: int) -> list[np.ndarray]:
     if cuts and len(order) - cuts[-1] == 1:
         cuts.pop()
     return np.split(order, cuts)
-
-
-def _predict(
-    model: nn.Module, source: Source, index: np.ndarray, settings: TrainSettings
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``(index, probabilities, targets)`` batch by batch, on the host (probs float32)."""
-    device = next(model.parameters()).device
-    model.eval()
-    step = settings.batch_size * 2
-    batches = [index[i : i + step] for i in range(0, len(index), step)]
-    with torch.no_grad():
-        for batch, x, y in source.batches(batches):
-            with autocast(device, enabled=settings.amp):
-                logits = model(_to_device(x, device))
-            yield batch, logits.float().softmax(1).cpu().numpy(), y.numpy()
 
 
 def _gather_rows(probs: np.ndarray, dist: Dist) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -126,9 +127,63 @@ def test_a_flat_red_rgb_image_is_blank_not_blurry() -> None:
 
 
 def test_dark_counts_stops_in_a_dark_dataset() -> None:
-    """Night shots around 0.1: one two stops darker (0.025) is dark; the 0.05 shift guard holds."""
+    """Night shots around 0.1: one two stops darker (mean 0.025, highlights 0.125) is dark; the
+    0.05 shift guard holds."""
     rng = np.random.default_rng(6)
-    brightness = [*(0.1 * np.exp(rng.normal(0, 0.1, 40))), 0.025]
-    table = pd.DataFrame({"brightness": brightness, "read_error": None, "decode_error": None})
+    level = np.exp(rng.normal(0, 0.1, 40))
+    table = pd.DataFrame(
+        {
+            "brightness": [*(0.1 * level), 0.025],
+            "highlight": [*(0.5 * level), 0.125],
+            "shadow": 0.0,
+            "value_range": 0.8,
+            "read_error": None,
+            "decode_error": None,
+        }
+    )
     assert _flagged("dark", table) == [40]
     assert _flagged("bright", table) == []
+
+
+def test_highlight_and_shadow_are_the_99th_and_1st_percentiles() -> None:
+    img = np.random.default_rng(7).integers(20, 230, (64, 64, 1)).astype(np.uint8)
+    found = image_features(img, _settings())
+    expected = np.percentile(img, [1, 99], method="inverted_cdf") / 255
+    assert (found["shadow"], found["highlight"]) == pytest.approx(tuple(expected))
+
+
+def _photo(rng: np.random.Generator) -> np.ndarray:
+    """A photo-like 96x96 grey image: smooth blobs over the whole range, mean about 0.5."""
+    field = cv2.GaussianBlur(rng.normal(0, 1, (96, 96)), (0, 0), 6)
+    unit = np.clip(0.5 + 0.2 * field / field.std(), 0, 1)
+    return np.round(unit * 255).astype(np.uint8)[..., None]
+
+
+def _spots(base: float, spot: float, share: float, rng: np.random.Generator) -> np.ndarray:
+    """``base`` with texture, and ``share`` of the pixels at ``spot``: stars, or ink."""
+    unit = base + rng.normal(0, 0.02, (96, 96))
+    unit[rng.random((96, 96)) < share] = spot
+    return np.round(np.clip(unit, 0, 1) * 255).astype(np.uint8)[..., None]
+
+
+@pytest.mark.parametrize(
+    ("check", "exposed", "natural"),
+    [
+        ("dark", lambda p: p * 0.4, lambda r: _spots(0.12, 0.95, 0.03, r)),
+        ("bright", lambda p: 255 - (255 - p) * 0.4, lambda r: _spots(0.88, 0.05, 0.05, r)),
+    ],
+    ids=["darkened-vs-night-with-stars", "over-exposed-vs-paper-with-ink"],
+)
+def test_only_the_exposure_change_is_flagged_not_the_naturally_dark_or_bright_scene(
+    check: str,
+    exposed: Callable[[np.ndarray], np.ndarray],
+    natural: Callable[[np.random.Generator], np.ndarray],
+) -> None:
+    rng = np.random.default_rng(8)
+    photos = [_photo(rng) for _ in range(30)]
+    changed = np.round(exposed(photos[0].astype(np.float64))).astype(np.uint8)
+    table = _table([*photos, changed, natural(rng)], _settings())
+    sign = -1 if check == "dark" else 1
+    # the mean alone cannot tell them apart: the natural scene is as dark / bright
+    assert sign * (table["brightness"].iloc[31] - table["brightness"].iloc[30]) >= 0
+    assert _flagged(check, table) == [30]

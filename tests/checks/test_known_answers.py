@@ -45,6 +45,8 @@ def samples(n: int, **columns: list[Any]) -> pd.DataFrame:
         "pixel_hash": [f"h{i}" for i in range(n)],
         "phash": [int(v) for v in RNG.integers(0, 2**63, n)],
         "brightness": list(0.5 + RNG.normal(0, 0.02, n)),
+        "highlight": list(0.9 + RNG.normal(0, 0.02, n)),
+        "shadow": list(0.1 + RNG.normal(0, 0.02, n)),
         "contrast": [0.1] * n,
         "value_range": [0.8] * n,
         "entropy": [0.8] * n,
@@ -85,6 +87,14 @@ N = 20
 PH = [int(v) for v in RNG.integers(0, 2**63, N)]
 #: robust z of the one odd value among N - 1 equal ones (MAD 0: 1.2533 x mean abs. deviation)
 _MAD0_Z = N / 1.2533
+
+#: i12: a 0.4x darkened copy (mean and highlight 0.4x); i13: a night shot as dark, with bright
+#: stars; i14: over-exposed (distance to white 0.4x); i15: white paper as bright, with black ink
+_EXPOSED = {
+    "brightness": _set(list(0.5 + RNG.normal(0, 0.02, N)), i12=0.2, i13=0.2, i14=0.8, i15=0.8),
+    "highlight": _set(list(0.9 + RNG.normal(0, 0.02, N)), i12=0.36, i13=0.95, i14=0.96, i15=0.9),
+    "shadow": _set(list(0.1 + RNG.normal(0, 0.02, N)), i12=0.04, i13=0.0, i14=0.64, i15=0.05),
+}
 
 # check -> (samples, facts, {image: (score, detail fragment, severity or None)} of flagged rows)
 Case = tuple[pd.DataFrame, DatasetFacts, dict[str, tuple[float, str, str | None]]]
@@ -144,14 +154,14 @@ CASES: dict[str, Callable[[], Case]] = {
         {"img011.png": (0.5 ** (_MAD0_Z / PARAMS.z_threshold), "entropy 0.05", None)},
     ),
     "dark": lambda: (
-        samples(N, brightness=_set(list(0.5 + RNG.normal(0, 0.02, N)), i12=0.1, i13=0.9)),
+        samples(N, **_EXPOSED),
         facts(),
-        {"img012.png": (None, "mean 0.100", None)},
+        {"img012.png": (None, "mean 0.200, 99th percentile 0.360", None)},
     ),  # type: ignore[dict-item]
     "bright": lambda: (
-        samples(N, brightness=_set(list(0.5 + RNG.normal(0, 0.02, N)), i12=0.1, i13=0.9)),
+        samples(N, **_EXPOSED),
         facts(),
-        {"img013.png": (None, "mean 0.900", None)},
+        {"img014.png": (None, "mean 0.800, 1st percentile 0.640", None)},
     ),  # type: ignore[dict-item]
     "saturated": lambda: (
         samples(N, saturated=_set([0.0] * N, i14=0.2)),

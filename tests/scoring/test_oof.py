@@ -1,21 +1,11 @@
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 import torch
 
 from datapipe.models import build_classifier
-from datapipe.scoring.oof import Dynamics, TrainSettings, _batches, lr_at, out_of_fold
-
-
-def test_lr_warmup_starts_training_and_cosine_ends_at_zero() -> None:
-    lrs = [lr_at(s, total=100, warmup=10, base=0.1) for s in range(101)]
-    assert lrs[0] == pytest.approx(0.01)  # the first step already trains, at the warmup LR
-    assert lrs[9] == pytest.approx(0.1)
-    assert lrs[100] == pytest.approx(0.0, abs=1e-12)
-    assert all(a >= b for a, b in itertools.pairwise(lrs[9:]))
+from datapipe.scoring.oof import Dynamics, TrainSettings, _batches, out_of_fold
 
 
 def test_dynamics_known_answers() -> None:

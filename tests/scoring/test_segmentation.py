@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from datapipe.scoring.segmentation import (
+    AUTO_FLOOR,
     ShardWriter,
     class_thresholds,
+    issue_threshold,
     mean_iou,
     read_shards,
     score_segmentation,
@@ -93,6 +95,65 @@ def test_an_image_with_every_pixel_ignored_scores_without_nan_flags(tmp_path: Pa
     row = out.per_image.iloc[0]
     assert row["valid_pixels"] == 0 and not row["is_label_issue"]
     assert np.isnan(row["self_confidence"])
+
+
+def test_issue_threshold_known_answer() -> None:
+    # median 0.02, absolute deviations [0.02, 0.01, 0, 0.01, 0.48] -> MAD 0.01
+    shares = np.array([0.0, 0.01, 0.02, 0.03, 0.5, np.nan])  # NaN: no labelled pixel, left out
+    assert issue_threshold(shares) == pytest.approx(0.02 + 3 * 1.4826 * 0.01)
+    assert issue_threshold(shares, k=1.0) == pytest.approx(0.02 + 1.4826 * 0.01)
+
+
+def test_issue_threshold_picks_exactly_the_planted_outliers() -> None:
+    # 90 clean images at 0.2-1.0% issue pixels, 10 corrupted at 2-4.5%: all under the old
+    # fixed 0.05, every one above the data's own spread
+    clean = np.linspace(0.002, 0.010, 90)
+    planted = np.linspace(0.020, 0.045, 10)
+    shares = np.random.default_rng(0).permutation(np.concatenate([clean, planted]))
+    flags = shares >= issue_threshold(shares)
+    np.testing.assert_array_equal(np.sort(shares[flags]), planted)
+    assert not (shares >= 0.05).any()
+
+
+@pytest.mark.parametrize(
+    ("shares", "expected"),
+    [(np.zeros(20), AUTO_FLOOR), (np.full(20, 0.004), AUTO_FLOOR), (np.array([]), AUTO_FLOOR),
+     (np.full(20, 0.3), 0.3), (np.array([0.9, 1.0, 1.0]), 1.0)],
+    ids=["all-clean", "no-spread-under-floor", "empty", "no-spread-above-floor", "capped-at-1"],
+)  # fmt: skip
+def test_issue_threshold_floor_and_cap(shares: np.ndarray, expected: float) -> None:
+    assert issue_threshold(shares) == pytest.approx(expected)
+
+
+def test_issue_threshold_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError, match="k >= 0 and 0 < floor <= 1; got k=-1"):
+        issue_threshold(np.zeros(3), k=-1)
+
+
+def test_auto_flags_the_outliers_a_fixed_share_misses_and_maps_only_them(
+    tmp_path: Path,
+) -> None:
+    k = 2
+    given = np.zeros((10, 20), np.int64)  # 200 pixels
+    given[2:8, 5:15] = 1
+    images = []
+    for i in range(22):  # 16 images without issues, 4 with 1 pixel, 2 corrupted with 8 (4%)
+        probs = _onehot(given, k, 0.9)
+        issues = 0 if i < 16 else 1 if i < 20 else 8
+        probs[:, 0, :issues] = np.array([0.05, 0.95])[:, None]  # labelled 0, surely 1
+        images.append((probs, given))
+    _write(tmp_path, images)
+    kwargs = {"num_classes": k, "ignore_index": IGNORE, "hard_pixel_fraction": 0.5}
+    auto = score_segmentation(tmp_path, issue_fraction="auto", **kwargs)
+    shares = auto.per_image["issue_fraction"]
+    assert shares.loc[[26, 31]].tolist() == [0.005, 0.04] and shares.loc[10] == 0.0
+    assert auto.issue_threshold == AUTO_FLOOR  # median and MAD are 0
+    assert auto.per_image.index[auto.per_image["is_label_issue"]].tolist() == [30, 31]
+    assert set(auto.issue_maps) == {30, 31}
+    assert (auto.issue_maps[31] == 255).sum() == 8
+    fixed = score_segmentation(tmp_path, issue_fraction=0.05, **kwargs)
+    assert not fixed.per_image["is_label_issue"].any() and fixed.issue_maps == {}
+    assert fixed.issue_threshold == 0.05
 
 
 def test_mean_iou_known_answer() -> None:
