@@ -8,7 +8,8 @@ beside the layout) are counted in ``stats["not_samples"]`` and logged.
 
 Per-channel mean and std are merged from per-image moments (Chan et al.), so memory does
 not grow with the dataset, and are reported after :func:`~datapipe.io.to_unit_float` scaling
-with the bit depth resolved once per dtype.
+with the bit depth resolved once per dtype. Images holding NaN / inf pixels (which clean
+excludes) are left out of them and counted (``nonfinite_images``, ``nonfinite_pixels``).
 """
 
 from __future__ import annotations
@@ -283,8 +284,10 @@ def _stats(
     channels = channel_counts.most_common(1)[0][0] if channel_counts else None
     bit_depths = _resolve_bit_depths(df[readable], dataset.bit_depth)
     total = Moments.empty(channels or 0)
+    nonfinite = [p.moments.nonfinite for p in probes if p.moments and p.moments.nonfinite]
     for p in probes:
-        if p.moments is None or p.channels != channels:
+        # An image with NaN / inf pixels is excluded by clean (check nonfinite): leave it out.
+        if p.moments is None or p.channels != channels or p.moments.nonfinite:
             continue
         scale = 1.0 if p.unit_moments else unit_scale(int(bit_depths[str(p.dtype)]))
         total = total.merge(p.moments.scaled(scale))
@@ -303,6 +306,8 @@ def _stats(
         "mean": total.mean.tolist(),
         "std": total.std.tolist(),
         "pixels": int(total.count),
+        "nonfinite_images": len(nonfinite),
+        "nonfinite_pixels": int(sum(nonfinite)),
         "classes": classes,
         "class_values": class_values,
         "splits": {s: int(n) for s, n in df["split"].value_counts().sort_index().items()},

@@ -17,8 +17,9 @@ another label (from the clean stage). Each piece of evidence has a name that ``r
 ``is_label_issue`` is ``model_disagrees`` with ``low_aum`` (``low_self_confidence`` where the AUM
 is unknown), or ``model_disagrees`` with ``conflicting_duplicate``: a duplicate is evidence beside
 the model, never a flag on its own, so a pair the clean stage wrongly joined cannot flag both of
-its members (on real digits, duplicate evidence taken alone dragged precision from 0.90 to 0.41). ``label_quality`` is the mean of the
-self-confidence and ``sigmoid(AUM)`` (the self-confidence alone where the AUM is unknown).
+its members (on real digits, duplicate evidence taken alone dragged precision from 0.90 to 0.41).
+``label_quality`` is the mean of the self-confidence and ``sigmoid(AUM)`` (the self-confidence
+alone where the AUM is unknown).
 
 Both were chosen by measurement (``bench/label_noise.py --rules`` and ``--rescore``: handwritten
 digits, symmetric and class-conditional noise at 10/20/40%, 34 runs over 11 training recipes and

@@ -42,12 +42,14 @@ from datapipe.data import (
 )
 from datapipe.distributed import Dist
 from datapipe.errors import DatapipeError
+from datapipe.io import atomic_path
 from datapipe.loop import Hooks, Optimisation, RunSettings, Trainer, fit
 from datapipe.loop import predict as run_model
 from datapipe.losses import CompositeLoss, build_loss, class_weights
 from datapipe.metrics import classification_metrics, confusion_matrix, segmentation_metrics
 from datapipe.models import build_classifier, build_segmenter
 from datapipe.progress import progress
+from datapipe.workers import worker_init_fn
 
 log = logging.getLogger("datapipe")
 Task = Literal["classification", "segmentation"]
@@ -291,6 +293,7 @@ class Feeder:
             pin_memory=run.device.type == "cuda",
             prefetch_factor=4 if run.workers else None,
             persistent_workers=run.workers > 0,
+            worker_init_fn=worker_init_fn(),  # workers die with the stage
         )
 
     def __call__(
@@ -377,11 +380,9 @@ def evaluate(
 
 def _save_checkpoint(path: Path, fingerprint: str, epoch: int, trainer: Trainer) -> None:
     """Atomic: written beside, then renamed over, so a kill never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {"fingerprint": fingerprint, "epoch": epoch, **trainer.state_dict()}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
@@ -441,8 +442,8 @@ def build_model(
 
 def save_model(path: Path, model: nn.Module, meta: Mapping[str, Any]) -> Path:
     """``model.pt``: the state dict and what is needed to rebuild the model and its inputs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": model.state_dict(), "meta": dict(meta)}, path)
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": model.state_dict(), "meta": dict(meta)}, tmp)
     return path
 
 

@@ -17,7 +17,7 @@ from datapipe.augment.preview import augment_preview
 from datapipe.config import DatasetParams, Params
 from datapipe.data import manifest_items, sample_spec
 from datapipe.errors import DatapipeError
-from datapipe.io import read_table
+from datapipe.io import atomic_path, read_table
 from stages.common import run_stage
 
 
@@ -45,8 +45,9 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
         seed=recipe.seed,
     )
     path = out / "reports" / "augment_preview.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
+            raise DatapipeError(f"{path}: OpenCV could not write the preview PNG")
     return [path]
 
 

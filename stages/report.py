@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from datapipe.config import DatasetParams, Params
+from datapipe.errors import ConfigError
 from datapipe.report.history import append_history, is_new, key_numbers, previous_run, read_history
 from datapipe.report.html import build_report, write_report
 from datapipe.report.inputs import RunFiles, load_inputs
@@ -28,6 +29,12 @@ log = logging.getLogger("datapipe")
 def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
     files = RunFiles.under(out)
     inputs = load_inputs(files, name=name)
+    have, shown = inputs.stats.get("channels"), params.report.channels
+    if shown and have and max(shown) >= int(have):  # knowable only now, from stats.json
+        raise ConfigError(
+            f"report.channels: {shown} needs {max(shown) + 1} channels; {name}'s images have "
+            f"{have} (stats.json), so pick from 0..{int(have) - 1}"
+        )
     thumbs = thumbnailer(
         Path(dataset.root), params.report, issue_maps=files.issue_maps,
         class_values=inputs.stats.get("class_values", []) if dataset.task == "segmentation" else [],

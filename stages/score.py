@@ -19,7 +19,7 @@ import cv2
 from datapipe.config import DatasetParams, Params
 from datapipe.distributed import init_distributed, shutdown
 from datapipe.errors import DatapipeError
-from datapipe.io import read_table, write_table
+from datapipe.io import atomic_path, read_table, write_table
 from datapipe.score import HARD_EXAMPLE_REPORT, LABEL_ISSUE_REPORT, score
 from stages.common import run_stage, write_json
 
@@ -64,7 +64,10 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     shutil.rmtree(maps_dir, ignore_errors=True)  # ours: maps of an earlier run go
     maps_dir.mkdir(parents=True)
     for sample_id, issue_map in result.issue_maps.items():
-        cv2.imwrite(str(maps_dir / f"{sample_id}.png"), issue_map)
+        path = maps_dir / f"{sample_id}.png"
+        with atomic_path(path) as tmp:
+            if not cv2.imwrite(str(tmp), issue_map):
+                raise DatapipeError(f"{path}: cannot write the issue map")
     return [
         write_table(result.scores, out / "scores.parquet"),
         write_table(result.label_issues, out / "reports" / "label_issues.csv",

@@ -25,6 +25,7 @@ from datapipe.augment import build_pipeline, save_pipeline, to_dict
 from datapipe.config import DatasetParams, Params
 from datapipe.distributed import init_distributed, shutdown
 from datapipe.io import read_table
+from datapipe.models import check_lr_mult
 from datapipe.training import RunSettings, build_model, save_model, train_inputs, train_model
 from stages.common import run_stage, write_json
 
@@ -43,6 +44,8 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     torch.manual_seed(recipe.seed)
     model = build_model(inputs.task, recipe, in_channels=int(stats["channels"]),
                         num_classes=len(inputs.classes))  # fmt: skip
+    section = f"datasets.{name}.train" if "lr_mult" in dataset.train else f"train.{inputs.task}"
+    check_lr_mult(model, recipe.lr_mult, key=f"{section}.lr_mult")  # before any epoch
     state = out / "train_state" / "checkpoint.pt"
     if settings.resume == "never":
         state.unlink(missing_ok=True)

@@ -43,6 +43,7 @@ import numpy as np
 from albumentations.core.composition import BaseCompose
 
 from datapipe.errors import ConfigError
+from datapipe.io.atomic import write_text_atomic
 
 #: What a params.yaml pipeline is before building: ``[{name: {arg: value}}, ...]``.
 Spec = Sequence[Mapping[str, Mapping[str, Any] | None]]
@@ -211,9 +212,8 @@ def to_dict(pipeline: A.Compose) -> dict[str, Any]:
 
 
 def save_pipeline(pipeline: A.Compose, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_dict(pipeline), indent=2, default=_jsonable) + "\n")
-    return path
+    text = json.dumps(to_dict(pipeline), indent=2, default=_jsonable) + "\n"
+    return write_text_atomic(path, text)
 
 
 def load_pipeline(path: Path) -> A.Compose:

@@ -4,14 +4,24 @@ Nothing here converts bit depth: a 16-bit PNG comes back as ``uint16``, a 12-bit
 TIFF as ``uint16`` with values up to 4095, a float TIFF as ``float32``. The one conversion to
 float lives in :mod:`datapipe.io.convert`.
 
-Backends are picked per format: OpenCV for PNG / JPEG / BMP (fast, keeps 16 bits with
-``IMREAD_UNCHANGED``; its BGR order is turned into RGB here), tifffile (+ imagecodecs for
-LZW / Deflate / JPEG / zstd) for TIFF, which understands planar, tiled, BigTIFF, multi-page
-and ImageJ hyperstacks. Every failure becomes :class:`~datapipe.errors.ImageReadError` naming
-the file and the cause; a truncated JPEG, which OpenCV would decode into grey padding with only
-a warning on stderr, is caught before decoding. A file in another format is named from its first
-bytes (``unsupported format: GIF``, ``unsupported format: text/HTML`` for an HTML page saved as
-``.png``), or, when no sniffer knows them, ``not an image: <file name>``.
+Backends are picked per format: OpenCV for PNG / BMP (fast, keeps 16 bits with
+``IMREAD_UNCHANGED``; its BGR order is turned into RGB here), libjpeg-turbo through simplejpeg
+for 8-bit grey and colour JPEG (the same library and settings as OpenCV's, bit-identical
+pixels, and it reports libjpeg's corrupt-data warnings, which OpenCV only prints on stderr
+while it pads the damage with grey), OpenCV for other JPEGs (CMYK, 12-bit), tifffile
+(+ imagecodecs for LZW / Deflate / JPEG / zstd) for TIFF, which understands planar, tiled,
+BigTIFF, multi-page and ImageJ hyperstacks. Every failure becomes
+:class:`~datapipe.errors.ImageReadError` naming the file and the cause (``corrupt JPEG: 20
+extraneous bytes before marker 0xd9``); a truncated JPEG is caught before decoding.
+
+Before any pixel is decoded the header's size is checked against ``max_pixels``, the
+decompression-bomb guard: ``H x W`` at most ``max_pixels`` and the decoded array
+(``H x W x channels x bytes per sample``) at most ``4 * max_pixels`` bytes (1 GiB at the
+default 2**28: a 355 KB PNG or a 2 MB TIFF can declare gigabytes).
+
+A file in another format is named from its first bytes (``unsupported format: GIF``,
+``unsupported format: text/HTML`` for an HTML page saved as ``.png``), or, when no sniffer
+knows them, ``not an image: <file name>``.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from typing import BinaryIO, Literal
 
 import cv2
 import numpy as np
+import simplejpeg
 import tifffile
 
 from datapipe.errors import ImageReadError
@@ -36,6 +47,8 @@ ImageFormat = Literal["png", "jpeg", "bmp", "tiff"]
 
 #: Largest ``height * width`` decoded before refusing the file as a decompression bomb.
 DEFAULT_MAX_PIXELS = 1 << 28  # 268 M pixels, e.g. 16384 x 16384
+#: Decoded bytes allowed per ``max_pixels``: the budget is ``max_pixels`` RGBA 8-bit pixels.
+BYTES_PER_MAX_PIXEL = 4
 #: More channels than this is a stack, not an image.
 MAX_CHANNELS = 64
 
@@ -189,7 +202,7 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
 
     Raises:
         ImageReadError: missing, empty, truncated, corrupt or unsupported file, a 3-D stack, or
-            more than ``max_pixels`` pixels.
+            more than ``max_pixels`` pixels or ``4 * max_pixels`` decoded bytes.
     """
     path = Path(path)
     with _file_errors(path), path.open("rb") as fh:
@@ -251,7 +264,7 @@ def read_mask(
     """
     data = read_bytes(path)
     if sniff_format(data[:8]) == "png" and _png_color_type(data) == _PNG_COLOR_TYPE_PALETTE:
-        _check_pixels(path, _png_size(data), max_pixels)
+        _check_budget(path, _png_size(data), max_pixels, channels=1, itemsize=1)
         return _decode_palette_png(data, path)
     img = decode_image(data, path, max_pixels=max_pixels)
     if img.dtype.kind not in "iub":
@@ -314,12 +327,16 @@ def _decode_cv2(data: bytes, path: str | Path, fmt: ImageFormat, max_pixels: int
     size = _HEADER_SIZE[fmt](data)
     if size is None:
         raise ImageReadError(path, f"truncated {fmt.upper()}: header incomplete")
-    _check_pixels(path, size, max_pixels)
+    channels, itemsize = _HEADER_SAMPLES[fmt](data)
+    _check_budget(path, size, max_pixels, channels=channels, itemsize=itemsize)
     if fmt == "png":
         _check_png_complete(data, path)
-    if fmt == "jpeg" and not _jpeg_complete(data):
-        # libjpeg pads a cut-off scan with grey and only warns; refuse instead.
-        raise ImageReadError(path, "truncated JPEG: no end-of-image marker after the last scan")
+    if fmt == "jpeg":
+        if not _jpeg_complete(data):
+            # libjpeg pads a cut-off scan with grey and only warns; refuse instead.
+            raise ImageReadError(path, "truncated JPEG: no end-of-image marker after the last scan")
+        if channels in (1, 3) and _jpeg_precision(data) == 8:
+            return _decode_jpeg(data, path, grey=channels == 1)
     rgb = (fmt == "png" and _png_color_type(data) == _PNG_COLOR_TYPE_RGB) or (
         fmt == "jpeg" and _jpeg_components(data) == 3
     )
@@ -339,6 +356,29 @@ def _decode_cv2(data: bytes, path: str | Path, fmt: ImageFormat, max_pixels: int
     return img
 
 
+def _decode_jpeg(data: bytes, path: str | Path, *, grey: bool) -> np.ndarray:
+    """An 8-bit grey or colour JPEG, with libjpeg's corrupt-data warnings as errors.
+
+    OpenCV's libjpeg-turbo only prints "Corrupt JPEG data: ..." on stderr and returns the
+    damaged pixels; simplejpeg (``strict=True``) raises on it. Same library, same settings
+    (accurate integer DCT, fancy upsampling): identical pixels for a sound file. EXIF
+    orientation is not applied (pixels as stored).
+    """
+    try:
+        img = simplejpeg.decode_jpeg(data, colorspace="GRAY" if grey else "RGB", strict=True)
+    except ValueError as exc:
+        raise ImageReadError(path, f"corrupt JPEG: {_jpeg_reason(str(exc))}") from None
+    return np.asarray(img)
+
+
+def _jpeg_reason(message: str) -> str:
+    """``20 extraneous bytes before marker 0xd9`` from libjpeg's ``Corrupt JPEG data: ...``."""
+    reason = re.sub(r"^\s*corrupt jpeg data:\s*", "", message.strip(), flags=re.IGNORECASE)
+    if len(reason) > 1 and reason[0].isupper() and reason[1].islower():
+        reason = reason[0].lower() + reason[1:]
+    return reason or "libjpeg could not decode the data"
+
+
 def _png_size(data: bytes) -> tuple[int, int] | None:
     if len(data) < 24:
         return None
@@ -352,6 +392,21 @@ def _check_png_complete(data: bytes, path: str | Path) -> None:
 
 def _png_color_type(data: bytes) -> int:
     return data[25] if len(data) > 25 else -1
+
+
+# Channels OpenCV returns per PNG colour type (palette and grey+alpha as 4: an upper bound).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 4, 6: 4}
+
+
+def _png_samples(data: bytes) -> tuple[int, int]:
+    """(channels, bytes per sample) the decoded PNG will have, from its IHDR chunk."""
+    bit_depth = data[24] if len(data) > 24 else 16
+    return _PNG_CHANNELS.get(_png_color_type(data), 4), 2 if bit_depth > 8 else 1
+
+
+def _bmp_samples(data: bytes) -> tuple[int, int]:
+    bits = int.from_bytes(data[28:30], "little") if len(data) >= 30 else 32
+    return (4 if bits == 32 else 3), 1
 
 
 def _bmp_size(data: bytes) -> tuple[int, int] | None:
@@ -378,6 +433,17 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
 def _jpeg_components(data: bytes) -> int:
     sof = _jpeg_sof(data)
     return data[sof + 9] if sof is not None and sof + 9 < len(data) else -1
+
+
+def _jpeg_precision(data: bytes) -> int:
+    """Bits per sample (8, or 12 / 16 for medical and lossless JPEG) from the frame header."""
+    sof = _jpeg_sof(data)
+    return data[sof + 4] if sof is not None and sof + 4 < len(data) else -1
+
+
+def _jpeg_samples(data: bytes) -> tuple[int, int]:
+    components = _jpeg_components(data)
+    return (components if components in (1, 3) else 4), 2 if _jpeg_precision(data) > 8 else 1
 
 
 def _jpeg_sof(data: bytes) -> int | None:
@@ -410,9 +476,23 @@ def _jpeg_complete(data: bytes) -> bool:
 
 
 _HEADER_SIZE = {"png": _png_size, "jpeg": _jpeg_size, "bmp": _bmp_size}
+_HEADER_SAMPLES = {"png": _png_samples, "jpeg": _jpeg_samples, "bmp": _bmp_samples}
 
 
-def _check_pixels(path: str | Path, size: tuple[int, int] | None, max_pixels: int) -> None:
+def decoded_bytes_budget(max_pixels: int) -> int:
+    """The most bytes a decoded image may take under ``max_pixels`` (4 per allowed pixel)."""
+    return BYTES_PER_MAX_PIXEL * max_pixels
+
+
+def _check_budget(
+    path: str | Path,
+    size: tuple[int, int] | None,
+    max_pixels: int,
+    *,
+    channels: int,
+    itemsize: int,
+) -> None:
+    """Refuse, from the header alone, an image over ``max_pixels`` pixels or its byte budget."""
     if size is None:
         return
     width, height = size
@@ -424,6 +504,22 @@ def _check_pixels(path: str | Path, size: tuple[int, int] | None, max_pixels: in
             f"{width}x{height} = {width * height:,} pixels exceeds max_pixels={max_pixels:,} "
             "(decompression-bomb guard)",
         )
+    nbytes = width * height * channels * itemsize
+    budget = decoded_bytes_budget(max_pixels)
+    if nbytes > budget:
+        raise ImageReadError(
+            path,
+            f"{width}x{height}x{channels} x {itemsize} bytes decodes to {_size(nbytes)}, over "
+            f"the {_size(budget)} budget of max_pixels={max_pixels:,} "
+            f"({BYTES_PER_MAX_PIXEL} bytes per pixel; decompression-bomb guard)",
+        )
+
+
+def _size(nbytes: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if nbytes >= 1 << shift:
+            return f"{nbytes / (1 << shift):.1f} {unit}"
+    return f"{nbytes} bytes"
 
 
 def _decode_palette_png(data: bytes, path: str | Path) -> np.ndarray:
@@ -482,7 +578,7 @@ def _decode_tiff(source: BinaryIO, path: str | Path, max_pixels: int) -> np.ndar
                 raise ImageReadError(path, "corrupt TIFF: no readable image page")
             series = tif.series[0]
             axes, shape = series.axes, tuple(series.shape)
-            _check_tiff_shape(path, axes, shape, max_pixels)
+            _check_tiff_shape(path, axes, shape, max_pixels, itemsize=series.dtype.itemsize)
             arr = series.asarray()
     finally:
         warnings = _TIFF_WARNINGS.stop()
@@ -491,11 +587,13 @@ def _decode_tiff(source: BinaryIO, path: str | Path, max_pixels: int) -> np.ndar
     return _tiff_to_hwc(arr, axes)
 
 
-def _check_tiff_shape(path: str | Path, axes: str, shape: tuple[int, ...], max_pixels: int) -> None:
+def _check_tiff_shape(
+    path: str | Path, axes: str, shape: tuple[int, ...], max_pixels: int, *, itemsize: int
+) -> None:
     if "Y" not in axes or "X" not in axes:
         raise ImageReadError(path, f"TIFF series has axes {axes!r}; expected a 2-D image (Y, X)")
     height, width = shape[axes.index("Y")], shape[axes.index("X")]
-    _check_pixels(path, (width, height), max_pixels)
+    _check_budget(path, (width, height), max_pixels, channels=1, itemsize=1)
     for axis, length in zip(axes, shape, strict=True):
         if axis in "YX" or length == 1:
             continue
@@ -511,6 +609,7 @@ def _check_tiff_shape(path: str | Path, axes: str, shape: tuple[int, ...], max_p
         raise ImageReadError(
             path, f"{channels} channels (axes {axes!r}) exceeds the limit of {MAX_CHANNELS}"
         )
+    _check_budget(path, (width, height), max_pixels, channels=channels, itemsize=itemsize)
 
 
 def _tiff_to_hwc(arr: np.ndarray, axes: str) -> np.ndarray:

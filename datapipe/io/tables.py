@@ -2,7 +2,9 @@
 
 The pipeline passes tables between stages as Parquet (types survive, 20x faster than CSV);
 reports a person reads are CSV. Reading checks that the columns a stage relies on are there,
-so a stale or hand-edited file fails with its name and the missing columns, not a KeyError.
+so a stale or hand-edited file fails with its name and the missing columns, not a KeyError; a
+damaged one (a write cut short) fails with its name, not a pyarrow traceback. Writes are atomic
+(:mod:`datapipe.io.atomic`): a killed writer never leaves half a table behind.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from datapipe.errors import DatapipeError
+from datapipe.io.atomic import atomic_path
 
 
 def check_columns(
@@ -29,16 +32,23 @@ def check_columns(
 
 
 def write_table(df: pd.DataFrame, path: str | Path, *, required: Iterable[str] = ()) -> Path:
-    """Write ``df`` as Parquet (``.parquet``) or CSV (``.csv``), creating parent folders."""
+    """Write ``df`` as Parquet (``.parquet``) or CSV (``.csv``), creating parent folders.
+
+    The file appears whole or not at all (temporary file, then rename); a full disk or a
+    read-only folder is a :class:`DatapipeError` naming the path.
+    """
     path = Path(path)
     check_columns(df, required, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".parquet":
-        df.to_parquet(path, index=False)
-    elif path.suffix == ".csv":
-        df.to_csv(path, index=False)
-    else:
+    if path.suffix not in (".parquet", ".csv"):
         raise ValueError(f"{path}: expected a .parquet or .csv path")
+    try:
+        with atomic_path(path) as tmp:
+            if path.suffix == ".parquet":
+                df.to_parquet(tmp, index=False)
+            else:
+                df.to_csv(tmp, index=False)
+    except OSError as exc:
+        raise DatapipeError(f"{path}: cannot write table: {exc.strerror or exc}") from None
     return path
 
 
@@ -47,6 +57,13 @@ def read_table(path: str | Path, *, required: Iterable[str] = ()) -> pd.DataFram
     path = Path(path)
     if not path.is_file():
         raise DatapipeError(f"{path}: table not found (has the stage that writes it run?)")
-    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    try:
+        df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid and pandas' parse errors too
+        reason = " ".join(str(exc).split())
+        raise DatapipeError(
+            f"{path}: cannot read table ({reason}); the file is damaged (a write cut short?): "
+            "re-run the stage that writes it"
+        ) from None
     check_columns(df, required, path)
     return df

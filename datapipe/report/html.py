@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from datapipe.config import ReportParams
+from datapipe.io.atomic import write_text_atomic
 from datapipe.report.charts import esc, not_available
 from datapipe.report.history import Numbers, comparison
 from datapipe.report.inputs import ReportInputs
@@ -183,6 +184,4 @@ def page(title: str, sections: Sequence[Section], *, generated: str = "") -> str
 
 
 def write_report(path: Path, html: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
-    return path
+    return write_text_atomic(path, html)

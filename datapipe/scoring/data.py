@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from datapipe.data import Item, SampleSpec, SwappableBatches
 from datapipe.progress import progress
+from datapipe.workers import worker_init_fn
 
 
 class Source(Protocol):
@@ -88,6 +89,7 @@ class Streaming:
             pin_memory=pin_memory,
             prefetch_factor=4 if workers else None,
             persistent_workers=workers > 0,
+            worker_init_fn=worker_init_fn(),  # workers die with the stage
         )
 
     def __len__(self) -> int:
@@ -139,6 +141,7 @@ def make_source(
         batch_size=64,
         num_workers=workers if len(items) > 64 else 0,
         prefetch_factor=2 if workers and len(items) > 64 else None,
+        worker_init_fn=worker_init_fn(),
     )
     for x, y, index in progress(loader, total=len(loader), desc=desc):
         images[index] = x

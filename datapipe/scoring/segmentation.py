@@ -33,6 +33,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from datapipe.io import atomic_path
+
 SOFTMIN_TEMPERATURE = 0.1
 EPS = 1e-12
 #: the default flag rule, :func:`issue_threshold`: median + AUTO_K scaled MADs, >= AUTO_FLOOR
@@ -54,9 +56,10 @@ class ShardWriter:
 
     def add(self, index: np.ndarray, probs: np.ndarray, targets: np.ndarray) -> None:
         path = self.directory / f"r{self.rank:03d}_{self.count:06d}.npz"
-        np.savez(
-            path, index=index, probs=probs.astype(np.float16), targets=targets.astype(np.int16)
-        )
+        with atomic_path(path) as tmp:  # a kill never leaves half a shard
+            np.savez(
+                tmp, index=index, probs=probs.astype(np.float16), targets=targets.astype(np.int16)
+            )
         self.count += 1
 
 

@@ -202,3 +202,59 @@ def test_read_image_from_bytes_equals_from_file(tmp_path: Path) -> None:
     np.testing.assert_array_equal(
         decode_image(buf.getvalue(), "mem.tif"), read_image(tmp_path / "a.tif")
     )
+
+
+def _opencv_jpeg(data: bytes) -> np.ndarray:
+    """What read_image returned for JPEG before it reported libjpeg's warnings: OpenCV's decode."""
+    buf = np.frombuffer(data, np.uint8)
+    grey = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if grey.ndim == 2:
+        return grey[:, :, None]
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+
+
+_JPEG_OPTIONS = {
+    "q90_420": [cv2.IMWRITE_JPEG_QUALITY, 90],
+    "q50_444": [cv2.IMWRITE_JPEG_QUALITY, 50, cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444],
+    "q100_422": [cv2.IMWRITE_JPEG_QUALITY, 100, cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                 cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422],
+    "411": [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_411],
+    "progressive": [cv2.IMWRITE_JPEG_PROGRESSIVE, 1],
+    "restart_markers": [cv2.IMWRITE_JPEG_RST_INTERVAL, 4],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("channels", [1, 3], ids=["grey", "rgb"])
+@pytest.mark.parametrize("options", list(_JPEG_OPTIONS), ids=list(_JPEG_OPTIONS))
+def test_jpeg_pixels_are_bit_identical_to_opencv(channels: int, options: str) -> None:
+    from datapipe.io import decode_image
+
+    photo = cv2.GaussianBlur(_rand(np.uint8, 67, 93, 3), (0, 0), 2)  # odd sizes: partial MCUs
+    img = photo if channels == 3 else photo[:, :, 0]
+    data = cv2.imencode(".jpg", img, _JPEG_OPTIONS[options])[1].tobytes()
+    out = decode_image(data, "a.jpg")
+    expected = _opencv_jpeg(data)
+    assert out.shape == expected.shape == (67, 93, channels)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_sample_jpegs_are_bit_identical_to_opencv() -> None:
+    from tests.conftest import SAMPLE_DATA
+
+    files = [p for p in sorted(SAMPLE_DATA.rglob("*.jpg")) if "truncated" not in p.name]
+    assert len(files) > 50
+    for path in files:
+        np.testing.assert_array_equal(read_image(path), _opencv_jpeg(path.read_bytes()))
+
+
+def test_jpeg_exif_orientation_is_not_applied(tmp_path: Path) -> None:
+    """Pixels as stored (README: known limits), for colour as for grey: a mask stays aligned."""
+    arr = np.zeros((40, 80, 3), np.uint8)
+    arr[:, :40, 0] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(arr).save(tmp_path / "r.jpg", quality=95, exif=exif.tobytes())
+    out = read_image(tmp_path / "r.jpg")
+    assert out.shape == (40, 80, 3)
+    assert out[:, :40, 0].mean() > 200 and out[:, 40:, 0].mean() < 50
