@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 repro: setup
-	$(BIN)/dvc repro
+	$(BIN)/python -m datapipe.cli check && $(BIN)/dvc repro
 
 test: lint typecheck pytest
 

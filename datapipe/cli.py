@@ -2,6 +2,7 @@
 
 datapipe inspect odd.tif data/                   # dtype, shape, value range, bit depth, header
 datapipe init /data/cells --name cells           # add datasets.cells to params.yaml
+datapipe check                                   # params valid, no broken links in the roots
 datapipe review export --dataset shapes_cls      # reviews/shapes_cls.csv, worst first
 datapipe review import sheet.csv --dataset shapes_cls
 datapipe report --dataset shapes_cls --open      # runs/shapes_cls/reports/report.html
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import webbrowser
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from datapipe.config import load_params
 from datapipe.curate import review_sheet
 from datapipe.errors import DatapipeError
 from datapipe.init import add_dataset, dataset_entry, default_name, detect_dataset, root_text
@@ -28,7 +31,8 @@ from datapipe.inspection import (
     inspect_paths,
 )
 from datapipe.io import read_table, write_table
-from datapipe.review import import_review, read_sheet
+from datapipe.manifest import broken_links
+from datapipe.review import import_review, one_row_per_sample, read_sheet
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
 EPILOG = """examples:
   datapipe inspect scan_001.tif                  what the pipeline sees in one file
   datapipe init /data/cells --name cells         add a dataset to params.yaml, then: dvc repro
+  datapipe check                                 params valid; nothing in a root stops DVC
   datapipe review export --dataset shapes_cls    a sheet of flagged samples to decide
   datapipe review import done.csv --dataset shapes_cls
   datapipe report --dataset shapes_cls --open    open the HTML report
@@ -64,6 +69,15 @@ INIT_EPILOG = """examples:
   datapipe init data/flowers --name flowers --task classification
   datapipe init data/cells --mask-suffix _mask --dry-run
       pair images/a.png with masks/a_mask.png; print the entry, write nothing
+"""
+
+CHECK_EPILOG = """examples:
+  datapipe check
+      load params.yaml (every key checked, as each stage does) and look under each data root
+      for symbolic links that lead nowhere (broken, or a loop): DVC hashes the whole root and
+      fails on them before any stage runs; exit 2 with the list and what to do
+  make repro
+      runs datapipe check, then dvc repro
 """
 
 REVIEW_EPILOG = """examples:
@@ -163,6 +177,58 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+# --- check ---------------------------------------------------------------------------------
+
+
+def _check(args: argparse.Namespace) -> int:
+    params_path: Path = args.params
+    params = load_params(params_path)
+    base = params_path.parent
+    problems: list[str] = []
+    skipped = 0
+    for name, dataset in params.datasets.items():
+        root = dataset.root if dataset.root.is_absolute() else base / dataset.root
+        if not root.is_dir():
+            raise DatapipeError(f"datasets.{name}.root: {dataset.root} is not a folder")
+        links = broken_links(root)
+        ignored = _dvc_ignored(base, [root / rel for rel, _ in links])
+        shown = [(rel, why) for rel, why in links if (root / rel) not in ignored]
+        skipped += len(links) - len(shown)
+        if shown:
+            problems.append(
+                f"datasets.{name}.root {dataset.root}: {len(shown)} symbolic link(s) lead "
+                "nowhere; DVC hashes the whole root and stops at the first"
+            )
+            problems += [f"  {(Path(dataset.root) / rel).as_posix()}: {why}" for rel, why in shown]
+    if problems:
+        print("error: " + "\n".join(problems), file=sys.stderr)
+        print(
+            "fix: point each link at an existing file, delete it, or list it in .dvcignore "
+            "(DVC then skips it; ingest still lists it as an unreadable sample)",
+            file=sys.stderr,
+        )
+        return 2
+    ignored_text = f" ({skipped} listed in .dvcignore: unreadable samples)" if skipped else ""
+    print(
+        f"{params_path}: {len(params.datasets)} dataset(s) OK: params valid, no broken symbolic "
+        f"link DVC would hash{ignored_text}"
+    )
+    return 0
+
+
+def _dvc_ignored(project: Path, paths: list[Path]) -> set[Path]:
+    """The ``paths`` DVC ignores (``.dvcignore``), as DVC itself answers; none without DVC."""
+    if not paths:
+        return set()
+    absolute = {p: str(p.parent.resolve() / p.name) for p in paths}  # the link, not its target
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "check-ignore", *absolute.values()],
+        cwd=project, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    said = {line.strip() for line in result.stdout.splitlines()}
+    return {p for p, text in absolute.items() if text in said}
+
+
 # --- review --------------------------------------------------------------------------------
 
 
@@ -181,13 +247,11 @@ def _review_export(args: argparse.Namespace) -> int:
 
 
 def _existing_reviews(path: Path) -> pd.DataFrame | None:
-    """The review file as text columns (sample ids stay strings), blank rows dropped."""
+    """The review file as text columns (sample ids stay strings), blank rows dropped, one row
+    per sample (:func:`~datapipe.review.one_row_per_sample`)."""
     if not path.exists():
         return None
-    sheet = read_sheet(path)
-    if "sample_id" not in sheet:
-        raise DatapipeError(f"{path}: missing column 'sample_id'; has {list(sheet.columns)}")
-    return sheet[(sheet != "").any(axis=1)].reset_index(drop=True)
+    return one_row_per_sample(read_sheet(path), name=str(path))
 
 
 def _review_import(args: argparse.Namespace) -> int:
@@ -265,8 +329,8 @@ def _add_command(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="datapipe",
-        description="Inspect images, add datasets, review flagged samples and open the report "
-        "of a datapipe project.",
+        description="Inspect images, add datasets, check params and data roots, review flagged "
+        "samples and open the report of a datapipe project.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -303,6 +367,16 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     init.add_argument("--dry-run", action="store_true", help="print the entry, write nothing")
     init.set_defaults(func=_init)
+
+    check = _add_command(
+        commands, "check", "validate params.yaml and find what stops dvc repro in the data roots",
+        CHECK_EPILOG,
+    )  # fmt: skip
+    check.add_argument(
+        "--params", type=Path, default=Path("params.yaml"),
+        help="the params file (default params.yaml; roots are relative to its folder)",
+    )  # fmt: skip
+    check.set_defaults(func=_check)
 
     review = _add_command(commands, "review", "export or import human review sheets", REVIEW_EPILOG)
     actions = review.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -48,7 +48,7 @@ _DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 def _non_negative(v: int | str) -> int | str:
     if isinstance(v, int) and v < 0:
-        raise ValueError(f"expected 'auto' or an integer >= 0; got {v}")
+        raise ValueError("expected 'auto' or an integer >= 0")
     return v
 
 
@@ -145,7 +145,7 @@ class DatasetParams(_Strict):
     def _some_root(cls, v: Any) -> Any:
         if isinstance(v, str) and not v.strip():
             raise ValueError(
-                "expected a folder; got an empty path, which would read the current folder "
+                "expected a folder, not an empty path, which would read the current folder "
                 "(write '.' if that is meant)"
             )
         return v
@@ -303,7 +303,7 @@ class LossParams(_Strict):
     @classmethod
     def _known_terms(cls, v: dict[str, float]) -> dict[str, float]:
         if not v:
-            raise ValueError(f"expected at least one loss from {list(LOSS_TERMS)}; got none")
+            raise ValueError(f"expected at least one loss from {list(LOSS_TERMS)}")
         for name, weight in v.items():
             if name not in LOSS_TERMS:
                 close = difflib.get_close_matches(name, LOSS_TERMS, n=1, cutoff=0.6)
@@ -399,7 +399,7 @@ class TrainTaskParams(_Fit):
     @classmethod
     def _lr_mult_keys(cls, v: dict[str, float]) -> dict[str, float]:
         if any(not key.strip() for key in v):
-            raise ValueError(f"expected parameter-name keys (e.g. head); got an empty key in {v}")
+            raise ValueError("expected parameter-name keys (e.g. head), not an empty one")
         return v
 
     @field_validator("milestones")
@@ -411,7 +411,7 @@ class TrainTaskParams(_Fit):
         if schedule != "step":
             raise ValueError(f"milestones are for schedule: step; got schedule {schedule!r}")
         if any(b <= a for a, b in itertools.pairwise(v)):
-            raise ValueError(f"expected strictly increasing epochs; got {v}")
+            raise ValueError("expected strictly increasing epochs")
         if epochs is not None and v[-1] >= epochs:
             raise ValueError(
                 f"expected epochs before the last (epochs {epochs}); got {v[-1]}, which would "

@@ -137,7 +137,11 @@ def ingest(dataset: DatasetParams, *, name: str, workers: int) -> IngestResult:
     """
     root = Path(dataset.root)
     layout, refs = scan(
-        root, task=dataset.task, layout=dataset.layout, mask_suffix=dataset.mask_suffix
+        root,
+        task=dataset.task,
+        layout=dataset.layout,
+        mask_suffix=dataset.mask_suffix,
+        classes=dataset.classes,
     )
     log.info("%s: %d samples in layout %r under %s", name, len(refs), layout, root)
     skipped = not_samples(root, layout, refs)

@@ -17,9 +17,10 @@ from typing import Any, Literal
 
 import yaml
 
-from datapipe.config import parse_params
+from datapipe.config import load_yaml, parse_params
 from datapipe.errors import ConfigError
 from datapipe.manifest import (
+    PAIRS_CSV,
     Layout,
     SampleRef,
     Task,
@@ -108,6 +109,13 @@ def detect_dataset(
             reasons.append(f"{candidate}: {str(exc).removeprefix(f'{root}: ')}")
     if len(fits) == 2 and _is_segmentation_folders(fits[1], fits[0]):
         fits = fits[:1]
+    if len(fits) == 1 and (near := _near_segmentation(fits[0])):
+        raise ConfigError(
+            f"{root}: looks like a segmentation layout ({near}), but "
+            f"{reasons[0].removeprefix('segmentation: ')}; fix that, or pass --task "
+            f"classification if {', '.join(f'{c}/' for c in fits[0].class_counts)} really are "
+            "classes"
+        )
     if not fits:
         raise ConfigError(f"{root}: no dataset layout found; {'; '.join(reasons)}")
     if len(fits) == 2:
@@ -153,6 +161,20 @@ def _detect(root: Path, task: Task, mask_suffix: str | None) -> Detected:
         root, task, layout, len(images), {}, suffix, unpaired,
         other_files=others, not_samples=skipped,
     )  # fmt: skip
+
+
+def _near_segmentation(cls: Detected) -> str:
+    """What makes a classification ``folders`` fit look like a segmentation layout that did not
+    fit (``pairs.csv``; class folders that are just ``images/`` and ``masks/``), in words;
+    ``""`` when nothing does."""
+    root = cls.root
+    has_csv = (root / PAIRS_CSV).is_file()
+    has_dirs = (root / "images").is_dir() and (root / "masks").is_dir()
+    if cls.task != "classification" or cls.layout != "folders":
+        return ""
+    if not (has_csv or (has_dirs and set(cls.class_counts) <= {"images", "masks"})):
+        return ""
+    return ", ".join([PAIRS_CSV] * has_csv + ["images/ and masks/"] * has_dirs)
 
 
 def _first_problem(refs: list[SampleRef]) -> str:
@@ -257,10 +279,7 @@ def add_dataset(
 
 
 def _load(text: str, source: str) -> Any:
-    try:
-        return yaml.safe_load(text) if text.strip() else {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    return load_yaml(text, source=source) if text.strip() else {}
 
 
 def _insert_entry(text: str, name: str, entry: dict[str, Any], *, comment: str, source: str) -> str:

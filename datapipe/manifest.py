@@ -25,22 +25,26 @@ least one ``.png .jpg .jpeg .bmp .tif .tiff`` file) and which of two same-stem f
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import posixpath
 from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePath, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from datapipe.errors import ConfigError
-from datapipe.io.image import IMAGE_SUFFIXES
+from datapipe.io.image import IMAGE_SUFFIXES, link_problem
 from datapipe.io.tables import check_columns
 
 Task = Literal["classification", "segmentation"]
 Layout = Literal["folders", "labels_csv", "images_masks", "pairs_csv"]
+
+log = logging.getLogger(__name__)
 
 LABELS_CSV = "labels.csv"
 PAIRS_CSV = "pairs.csv"
@@ -70,10 +74,11 @@ def is_image_name(path: str | PurePath) -> bool:
 class Listing:
     """What a recursive listing of a folder found, each part sorted.
 
-    ``files``: every regular file (a link to a file counts; links to folders are not followed)
-    outside hidden entries; ``hidden``: the entries skipped because their name starts with
-    ``.`` (a hidden folder is one entry, not looked into); ``unreadable``: folders the OS would
-    not list.
+    ``files``: every regular file (a link to a file counts; links to folders are not followed;
+    a link that resolves to nothing, broken or a loop, counts too: it is a sample whose
+    ``read_error`` says so) outside hidden entries; ``hidden``: the entries skipped because
+    their name starts with ``.`` (a hidden folder is one entry, not looked into);
+    ``unreadable``: folders the OS would not list.
     """
 
     files: list[Path]
@@ -103,9 +108,24 @@ def list_folder(folder: Path) -> Listing:
                 hidden.append(path)
             elif entry.is_dir(follow_symlinks=False):
                 stack.append(path)
+            elif entry.is_symlink() and link_problem(path) is not None:
+                files.append(path)  # listed, so it is a row that says what is wrong
             elif entry.is_file():
                 files.append(path)
     return Listing(sorted(files), sorted(hidden), sorted(unreadable))
+
+
+def broken_links(root: Path) -> list[tuple[str, str]]:
+    """Every symbolic link under ``root`` that resolves to nothing, hidden entries included (DVC
+    hashes those too): ``(POSIX path relative to root, what is wrong)``, sorted. Links to
+    folders are not followed."""
+    found = []
+    for here, _, names in os.walk(root, followlinks=False):
+        for name in names:
+            path = Path(here) / name
+            if (problem := link_problem(path)) is not None:
+                found.append((_rel(path, root), problem))
+    return sorted(found)
 
 
 def list_files(folder: Path) -> list[Path]:
@@ -172,9 +192,18 @@ def detect_layout(root: Path, task: Task) -> Layout:
 
 
 def scan(
-    root: Path, *, task: Task, layout: Layout | Literal["auto"] = "auto", mask_suffix: str = ""
+    root: Path,
+    *,
+    task: Task,
+    layout: Layout | Literal["auto"] = "auto",
+    mask_suffix: str = "",
+    classes: Sequence[str] | None = None,
 ) -> tuple[Layout, list[SampleRef]]:
-    """List the samples of a dataset; returns the layout used and one ref per sample."""
+    """List the samples of a dataset; returns the layout used and one ref per sample.
+
+    Labels that differ only in case (``cross``, ``Cross``) stay different classes, with a
+    warning unless ``classes`` (the dataset's ``classes:`` entry) says which are meant.
+    """
     resolved: Layout = detect_layout(root, task) if layout == "auto" else layout
     expected = {"folders": "classification", "labels_csv": "classification"}.get(
         resolved, "segmentation"
@@ -195,7 +224,23 @@ def scan(
         raise ConfigError(
             f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
         )
+    if classes is None:
+        for twins in case_twins([r.label for r in refs if r.label is not None]):
+            log.warning(
+                "%s: labels %s differ only in case and are different classes; if they are one, "
+                "fix the labels, or list the classes meant in classes:",
+                root,
+                twins,
+            )
     return resolved, refs
+
+
+def case_twins(labels: Sequence[str]) -> list[list[str]]:
+    """Groups of distinct labels equal but for case (``[["Cross", "cross"]]``), sorted."""
+    by_fold: dict[str, set[str]] = defaultdict(set)
+    for label in labels:
+        by_fold[label.casefold()].add(label)
+    return sorted(sorted(group) for group in by_fold.values() if len(group) > 1)
 
 
 def _top_dirs(root: Path) -> list[Path]:
@@ -226,6 +271,15 @@ def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
         empty = df.index[df[col].str.strip() == ""]
         if len(empty):
             raise ConfigError(f"{path}: row {int(empty[0]) + 2}: empty {col!r}")
+    for col in (c for c in columns if c in PATH_COLUMNS):
+        outside = df.index[df[col].map(is_outside_root)]
+        if len(outside):
+            row = int(outside[0])
+            raise ConfigError(
+                f"{path}: row {row + 2}: {col} {df[col][row]!r} is outside the data root; DVC "
+                "tracks only the root, so a file outside it would be read without being "
+                "tracked: copy it into the root and list it relative to the root"
+            )
     dup = df.index[df["image"].duplicated()]
     if len(dup):
         row = int(dup[0])
@@ -233,8 +287,22 @@ def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     return df
 
 
+#: Columns of a layout CSV that hold paths relative to the root.
+PATH_COLUMNS = ("image", "mask")
+
+
+def is_outside_root(path: str) -> bool:
+    """Whether a CSV path leaves the root: absolute (``/x``, ``C:/x``, a UNC path) or leading
+    out through ``..`` once normalised (``a/../../x``); backslashes count as separators."""
+    text = path.strip().replace("\\", "/")
+    if text.startswith("/") or PureWindowsPath(text).drive:
+        return True
+    return posixpath.normpath(text).split("/")[0] == ".."
+
+
 def _scan_labels_csv(root: Path) -> list[SampleRef]:
     df = _read_csv(root / LABELS_CSV, ("image", "label"))
+    df["label"] = df["label"].str.strip()  # "cross " is the class "cross"
     return [
         SampleRef(image=str(PurePosixPath(i)), label=str(lab))
         for i, lab in zip(df["image"], df["label"], strict=True)

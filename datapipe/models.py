@@ -7,7 +7,7 @@ channels (grey, RGB, 4+ channel microscopy) by building their first convolution 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -85,12 +85,14 @@ def build_classifier(
     num_classes: int,
     image_size: int,
     weights: str | Path | None = None,
+    key: str = "score.classification",
 ) -> nn.Module:
     """A classifier for ``(B, in_channels, image_size, image_size)`` input.
 
     ``weights`` is a local ``state_dict`` file; keys must match except for layers whose shape
     differs (first conv for another channel count, head for another class count), which stay
-    randomly initialised.
+    randomly initialised. ``key`` is the params section the model and weights were read from
+    (``train.classification``, ``datasets.cells.train``): errors name ``<key>.weights``.
     """
     if in_channels < 1 or num_classes < 2:
         raise ValueError(
@@ -98,25 +100,26 @@ def build_classifier(
         )
     resolved = resolve_model_name(name, image_size)
     if resolved not in _CLASSIFIERS:
-        raise ConfigError(f"score.model: unknown model {name!r}; known: {sorted(_CLASSIFIERS)}")
+        raise ConfigError(f"{key}.model: unknown model {name!r}; known: {sorted(_CLASSIFIERS)}")
     model = _CLASSIFIERS[resolved](in_channels, num_classes, image_size <= SMALL_INPUT)
     if weights is not None:
-        load_weights(model, Path(weights))
+        load_weights(model, Path(weights), key=f"{key}.weights")
     return model
 
 
-def load_weights(model: nn.Module, path: Path) -> list[str]:
-    """Load a local ``state_dict``; returns the keys skipped for a shape mismatch."""
+def load_weights(model: nn.Module, path: Path, *, key: str = "weights") -> list[str]:
+    """Load a local ``state_dict``; returns the keys skipped for a shape mismatch. Errors name
+    ``key``, the params key the path was read from."""
     if not path.is_file():
-        raise ConfigError(f"score.weights: {path} not found (datapipe never downloads weights)")
+        raise ConfigError(f"{key}: {path} not found (datapipe never downloads weights)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ConfigError(f"score.weights: cannot load {path}: {exc}") from None
+        raise ConfigError(f"{key}: cannot load {path}: {exc}") from None
     own = model.state_dict()
     unknown = sorted(set(state) - set(own))
     if unknown:
-        raise ConfigError(f"score.weights: {path} has keys this model lacks, e.g. {unknown[:3]}")
+        raise ConfigError(f"{key}: {path} has keys this model lacks, e.g. {unknown[:3]}")
     skipped = [k for k, v in state.items() if own[k].shape != v.shape]
     model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
     return skipped
@@ -206,11 +209,13 @@ def build_segmenter(
     in_channels: int,
     num_classes: int,
     weights: str | Path | None = None,
+    key: str = "score.segmentation",
 ) -> nn.Module:
     """A model mapping ``(B, in_channels, H, W)`` to logits ``(B, num_classes, H, W)``.
 
     ``auto`` is the small U-Net, which trains from scratch on a CPU; the MobileNetV3 models
-    (LR-ASPP, DeepLabV3) suit larger images, ideally from a local weights file.
+    (LR-ASPP, DeepLabV3) suit larger images, ideally from a local weights file. ``key``: as
+    for :func:`build_classifier`.
     """
     if in_channels < 1 or num_classes < 2:
         raise ValueError(
@@ -218,10 +223,22 @@ def build_segmenter(
         )
     resolved = "unet" if name == "auto" else name
     if resolved not in _SEGMENTERS:
-        raise ConfigError(
-            f"score.segmentation.model: unknown model {name!r}; known: {sorted(_SEGMENTERS)}"
-        )
+        raise ConfigError(f"{key}.model: unknown model {name!r}; known: {sorted(_SEGMENTERS)}")
     model = _SEGMENTERS[resolved](in_channels, num_classes)
     if weights is not None:
-        load_weights(model, Path(weights))
+        load_weights(model, Path(weights), key=f"{key}.weights")
     return model
+
+
+def check_lr_mult(model: nn.Module, lr_mult: Mapping[str, float], *, key: str) -> None:
+    """Refuse an ``lr_mult`` key (params ``key``, e.g. ``train.classification.lr_mult``) that is
+    in no parameter name of ``model``: known only once the model is built, so the train stage
+    calls this before its first epoch. The names are what ``named_parameters`` gives."""
+    names = [name for name, _ in model.named_parameters()]
+    for part in lr_mult:
+        if not any(part in name for name in names):
+            heads = sorted({name.split(".")[0] for name in names})
+            raise ConfigError(
+                f"{key}.{part}: matches no parameter of this model; parameter names start with "
+                f"{heads} (e.g. {names[-1]!r})"
+            )

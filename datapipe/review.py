@@ -64,6 +64,35 @@ def read_sheet(path: str | Path) -> pd.DataFrame:
     return df
 
 
+def one_row_per_sample(sheet: pd.DataFrame, *, name: str) -> pd.DataFrame:
+    """``sheet`` (read by :func:`read_sheet`) with one row per ``sample_id``, blank rows dropped.
+
+    A sample listed on several rows keeps its decided row (curate ignores the undecided ones);
+    a sample decided on two rows is an error naming both (curate refuses it too). Row numbers
+    in errors are the spreadsheet's (header = row 1), so ``sheet`` must keep its file index.
+    """
+    if "sample_id" not in sheet:
+        raise DatapipeError(f"{name}: missing column 'sample_id'; has {list(sheet.columns)}")
+    sheet = sheet[(sheet != "").any(axis=1)]
+    ids = sheet["sample_id"].astype(str).str.strip()
+    decided = (
+        sheet["decision"].astype(str).str.strip() != ""
+        if "decision" in sheet
+        else pd.Series(False, index=sheet.index)
+    )
+    decided_on: dict[str, int] = {}  # sample id -> the spreadsheet row of its decision
+    for line, sid in zip(sheet.index[decided.to_numpy(bool)] + 2, ids[decided], strict=True):
+        if sid in decided_on:
+            raise DatapipeError(
+                f"{name} row {line}: sample_id {sid!r} already decided on row "
+                f"{decided_on[sid]}; keep one of the two rows"
+            )
+        decided_on[sid] = int(line)
+    rows = pd.DataFrame({"sample_id": ids.to_numpy(), "undecided": ~decided.to_numpy(bool)})
+    keep = rows.sort_values("undecided", kind="stable").drop_duplicates("sample_id").index
+    return sheet.assign(sample_id=ids).iloc[sorted(keep)].reset_index(drop=True)
+
+
 def import_review(
     sheet: pd.DataFrame,
     *,

@@ -432,11 +432,11 @@ def build_model(
 ) -> nn.Module:
     if task == "segmentation":
         return build_segmenter(recipe.model, in_channels=in_channels, num_classes=num_classes,
-                               weights=recipe.weights)  # fmt: skip
+                               weights=recipe.weights, key=f"train.{task}")  # fmt: skip
     return build_classifier(
         recipe.model,  # type: ignore[arg-type]  # validated by the factory
         in_channels=in_channels, num_classes=num_classes, image_size=recipe.image_size,
-        weights=recipe.weights,
+        weights=recipe.weights, key=f"train.{task}",
     )  # fmt: skip
 
 

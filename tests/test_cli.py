@@ -36,9 +36,9 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["inspect"], ["init"], ["review"], ["review", "export"], ["review", "import"],
-     ["report"]],
-    ids=["datapipe", "inspect", "init", "review", "export", "import", "report"],
+    [[], ["inspect"], ["init"], ["check"], ["review"], ["review", "export"],
+     ["review", "import"], ["report"]],
+    ids=["datapipe", "inspect", "init", "check", "review", "export", "import", "report"],
 )  # fmt: skip
 def test_help_exits_0_with_examples(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:

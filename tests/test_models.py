@@ -46,7 +46,7 @@ def test_weights_load_except_layers_of_another_shape(tmp_path: Path) -> None:
 
 
 def test_missing_weights_file_names_the_key(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"score.weights: .* not found"):
+    with pytest.raises(ConfigError, match=r"^score.classification.weights: .* not found"):
         build_classifier(
             "small_cnn", in_channels=1, num_classes=2, image_size=32, weights=tmp_path / "none.pt"
         )

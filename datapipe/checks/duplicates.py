@@ -245,14 +245,27 @@ def _cliques(node: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 
 
 def _exact(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:
+    """Every copy in a group of identical pixels but one is flagged. The one kept is the first by
+    path among the copies that no other check excludes (column ``excluded_for``, filled by the
+    clean stage; the first by path when every copy is excluded anyway), so a copy with a broken
+    mask never costs the group its good one."""
     rows = samples[samples["group"].notna()].sort_values("image")
     copies = rows.groupby("pixel_hash")["image"].transform("size")
-    keeper = rows.groupby("pixel_hash")["image"].transform("first")
-    rows, copies, keeper = rows[copies > 1], copies[copies > 1], keeper[copies > 1]
+    rows, copies = rows[copies > 1], copies[copies > 1]
+    own = rows["excluded_for"] if "excluded_for" in rows else pd.Series(pd.NA, index=rows.index)
+    by_path = rows["pixel_hash"].map(rows.groupby("pixel_hash")["image"].first())
+    usable_first = rows.assign(bad=own.notna()).sort_values("bad", kind="stable")
+    keeper = rows["pixel_hash"].map(usable_first.groupby("pixel_hash")["image"].first())
     kept = rows["image"] == keeper
+    reason_of = dict(zip(rows["image"], own, strict=True))
     detail = [
-        f"kept: first of {n} images with identical pixels" if k else f"same pixels as {first}"
-        for k, n, first in zip(kept, copies, keeper, strict=True)
+        f"same pixels as {keep}"
+        if not k
+        else f"kept: first of {n} images with identical pixels"
+        if keep == first
+        else f"kept: first usable of {n} images with identical pixels "
+        f"({first} is excluded: {reason_of[first]})"
+        for k, n, keep, first in zip(kept, copies, keeper, by_path, strict=True)
     ]
     out = flag_all(rows.index, detail, score=kept.astype(float))
     out["severity"] = np.where(kept, "info", "warning")

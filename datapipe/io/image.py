@@ -26,6 +26,7 @@ knows them, ``not an image: <file name>``.
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import math
@@ -172,11 +173,28 @@ def _file_errors(path: Path) -> Iterator[None]:
     try:
         yield
     except FileNotFoundError:
-        raise ImageReadError(path, "file not found") from None
+        raise ImageReadError(path, link_problem(path) or "file not found") from None
     except IsADirectoryError:
         raise ImageReadError(path, "is a directory, not an image file") from None
     except OSError as exc:
-        raise ImageReadError(path, f"cannot read file: {exc.strerror or exc}") from None
+        reason = link_problem(path) or f"cannot read file: {exc.strerror or exc}"
+        raise ImageReadError(path, reason) from None
+
+
+def link_problem(path: Path) -> str | None:
+    """Why a symbolic link cannot be read (``broken symbolic link -> target``, ``symbolic link
+    loop``); ``None`` for a link that resolves, or no link."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return f"broken symbolic link -> {path.readlink()}"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+        return f"symbolic link cannot be followed: {exc.strerror or exc}"
+    return None
 
 
 def read_bytes(path: str | Path) -> bytes:
