@@ -113,6 +113,10 @@ def train_model(
     if state is not None:
         trainer.load_state_dict(state)
         first = resumed = int(state["epoch"]) + 1
+        if dist.is_main:
+            logging.getLogger("datapipe").info(
+                "%s: resuming from epoch %d of %d (%s)", desc, first, recipe.epochs, checkpoint
+            )
         if log is not None and dist.is_main:
             for row in trainer.history:  # a fresh log gets the epochs before the interruption
                 log(int(row["epoch"]), row)

@@ -27,9 +27,10 @@ def _train(data: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def _finish(proc: subprocess.Popen[str]) -> None:
+def _finish(proc: subprocess.Popen[str]) -> str:
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
+    return err
 
 
 def test_training_learns_and_logs_every_term(tmp_path: Path) -> None:
@@ -82,7 +83,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path: Pa
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert not (tmp_path / "resumed.rank0.pt").exists()
-    _finish(_train(data, tmp_path / "resumed.pt", "--checkpoint", str(checkpoint)))
+    err = _finish(_train(data, tmp_path / "resumed.pt", "--checkpoint", str(checkpoint)))
+    assert "resuming from epoch" in err  # a resumed run says so
     straight = torch.load(tmp_path / "straight.rank0.pt", weights_only=False)
     resumed = torch.load(tmp_path / "resumed.rank0.pt", weights_only=False)
     assert resumed["resumed_from"] is not None and resumed["resumed_from"] >= 1

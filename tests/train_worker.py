@@ -7,6 +7,7 @@ optionally slowly (so a test can kill it mid-epoch) or under torchrun (2 CPU ran
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from pathlib import Path
 
@@ -44,6 +45,7 @@ class SlowSet(AugmentedSet):
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # as run_stage does
     parser = argparse.ArgumentParser()
     parser.add_argument("data", type=Path)
     parser.add_argument("out", type=Path)
