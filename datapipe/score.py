@@ -9,11 +9,13 @@ goes through cleanlab and training dynamics (``datapipe.label_issues``) and the 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from datapipe.errors import DatapipeError
 from datapipe.label_issues import classification_label_issues
 from datapipe.models import build_classifier, build_segmenter
 from datapipe.scoring.data import make_source
-from datapipe.scoring.oof import OOFResult, TrainSettings, out_of_fold
+from datapipe.scoring.oof import FoldCheckpoint, OOFResult, TrainSettings, out_of_fold
 from datapipe.scoring.segmentation import (
     SegmentationScores,
     ShardWriter,
@@ -70,13 +72,16 @@ def score(
     device: torch.device,
     dist: Dist | None = None,
     scratch: Path | None = None,
+    state: Path | None = None,
     name: str = "",
 ) -> ScoreResult | None:
     """Score every included sample; returns the result on rank 0 and None on other ranks.
 
     Segmentation probabilities go to float16 shards in ``scratch`` (a temporary folder when
     None; under torchrun a folder every rank can write), removed afterwards unless
-    ``params.keep_probs``.
+    ``params.keep_probs``. With ``state`` (a folder), each finished fold is recorded there and a
+    killed run resumes at the first unfinished fold (one process only: under torchrun every
+    run starts over).
     """
     dist = dist or Dist()
     classes = [str(c) for c in stats.get("classes", [])]
@@ -106,6 +111,11 @@ def score(
     channels = len(stats["mean"])
     settings = _settings(fit, device, params, ignore=dataset.ignore_index if segmentation else -100)
     everyone = np.ones(len(rows), bool)
+    checkpoint = (
+        FoldCheckpoint(state, _fingerprint(manifest, rows, labels, stats, fit, settings))
+        if state is not None and not dist.active
+        else None
+    )
     if not segmentation:
         oof = out_of_fold(
             source,
@@ -123,14 +133,18 @@ def score(
             settings=settings,
             desc=f"score {name}",
             dist=dist,
+            checkpoint=checkpoint,
         )
         if not dist.is_main:
             return None
+        if checkpoint is not None:
+            checkpoint.clear()
         return _classification_result(manifest, rows, oof, classes, issues, params, dataset)
     if scratch is None and dist.active:
         raise DatapipeError("under torchrun the probability shards need a shared scratch folder")
     shards = Path(tempfile.mkdtemp(prefix="oof_probs_")) if scratch is None else scratch
-    if dist.is_main and scratch is not None:  # shards of an earlier run must not be read
+    resuming = checkpoint is not None and checkpoint.load() is not None
+    if dist.is_main and scratch is not None and not resuming:  # an earlier run's shards go
         shutil.rmtree(shards, ignore_errors=True)
     dist.barrier()
     try:
@@ -147,6 +161,7 @@ def score(
             desc=f"score {name}",
             sink=ShardWriter(shards, rank=dist.rank),
             dist=dist,
+            checkpoint=checkpoint,
         )
         dist.barrier()
         if not dist.is_main:
@@ -161,7 +176,33 @@ def score(
     finally:
         if not params.keep_probs and dist.is_main:
             shutil.rmtree(shards, ignore_errors=True)
+    if checkpoint is not None:
+        checkpoint.clear()
     return _segmentation_result(manifest, rows, oof.fold_accuracy, result, classes)
+
+
+def _fingerprint(
+    manifest: pd.DataFrame,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    stats: Mapping[str, Any],
+    fit: FitParams,
+    settings: TrainSettings,
+) -> str:
+    """What a fold checkpoint is valid for: the scored files (ids and bytes), their labels and
+    folds, the normalisation, the recipe and the training settings."""
+    picked = manifest.iloc[rows]
+    content = {
+        "samples": picked["sample_id"].tolist(),
+        "sha256": picked["sha256"].tolist() if "sha256" in picked else None,
+        "masks": picked["mask_sha256"].tolist() if "mask_sha256" in picked else None,
+        "labels": labels[rows].tolist(),
+        "folds": picked["fold"].astype(int).tolist(),
+        "stats": {k: stats.get(k) for k in ("mean", "std", "bit_depth", "classes")},
+        "recipe": fit.model_dump(mode="json"),
+        "settings": asdict(settings),
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _included(manifest: pd.DataFrame, classes: list[str], folds: int) -> np.ndarray:

@@ -47,6 +47,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
             device=device,
             dist=dist,
             scratch=out / "oof_probs",
+            state=out / "oof_state",  # a killed run resumes at its first unfinished fold
             name=name,
         )
     finally:

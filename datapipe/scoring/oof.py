@@ -14,10 +14,12 @@ through DistributedDataParallel and predicts its shard of the held-out fold.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -25,10 +27,13 @@ from torch import nn
 
 from datapipe.distributed import Dist
 from datapipe.errors import DatapipeError
+from datapipe.io import atomic_path
 from datapipe.loop import Batch, Hooks, Optimisation, RunSettings, Trainer, fit, predict
 from datapipe.losses import build_loss
 from datapipe.progress import progress
 from datapipe.scoring.data import InMemory, Source
+
+log = logging.getLogger("datapipe")
 
 
 @dataclass(frozen=True)
@@ -89,9 +94,14 @@ class Dynamics:
 
 class Sink(Protocol):
     """Receives held-out predictions: ``index (B,)``, probabilities ``(B, K, H, W)`` and the
-    targets they were scored against ``(B, H, W)``."""
+    targets they were scored against ``(B, H, W)``; ``count`` batches so far, and
+    ``truncate(count)`` forgets every batch after the first ``count`` (a resumed run)."""
+
+    count: int
 
     def add(self, index: np.ndarray, probs: np.ndarray, targets: np.ndarray) -> None: ...
+
+    def truncate(self, count: int) -> None: ...
 
 
 @dataclass
@@ -114,8 +124,13 @@ def out_of_fold(
     desc: str = "score",
     sink: Sink | None = None,
     dist: Dist | None = None,
+    checkpoint: FoldCheckpoint | None = None,
 ) -> OOFResult:
     """Train one model per fold on the other folds; predict the held-out fold.
+
+    With ``checkpoint``, what each finished fold produced is saved, and a run whose checkpoint
+    matches (same fingerprint) resumes at the first unfinished fold; each fold's randomness is a
+    function of ``(seed, fold)``, so on the CPU the result equals an uninterrupted run's.
 
     ``source`` yields batches of images and targets (a tensor ``(N, C, H, W)`` is taken as
     in-memory images with ``labels`` as targets). Classification (``sink`` None) returns the
@@ -150,7 +165,12 @@ def out_of_fold(
         if dist.is_main
         else range(total)
     )
+    done = _resume(checkpoint, probs, dynamics, accuracy, losses, sink)
+    for _ in range(len(done) * settings.epochs):
+        next(ticks, None)
     for k in fold_ids:
+        if k in done:
+            continue
         train = np.flatnonzero(include & (folds != k))
         held = np.flatnonzero(include & (folds == k))
         if len(train) < 2:
@@ -175,6 +195,9 @@ def out_of_fold(
                 sink.add(index, p, target_)
         hits = dist.sum_(hits)
         accuracy[k] = float(hits[0] / hits[1]) if hits[1] else math.nan
+        done.append(k)
+        if checkpoint is not None:
+            checkpoint.save(done, probs, dynamics, accuracy, losses, sink)
     for _ in ticks:  # the closing progress line
         pass
     if dist.active:
@@ -190,6 +213,79 @@ def out_of_fold(
             ):
                 dist.sum_(arr)
     return OOFResult(probs=probs, dynamics=dynamics, fold_accuracy=accuracy, train_loss=losses)
+
+
+@dataclass(frozen=True)
+class FoldCheckpoint:
+    """Where :func:`out_of_fold` records its finished folds (one file per rank, written
+    atomically after each fold); ``fingerprint`` names the inputs and settings it is valid for."""
+
+    directory: Path
+    fingerprint: str
+    rank: int = 0
+
+    @property
+    def path(self) -> Path:
+        return self.directory / f"folds.rank{self.rank}.pt"
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state when it matches this fingerprint, else None (a damaged or foreign
+        file starts over)."""
+        try:
+            state: dict[str, Any] = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception:  # missing, damaged, or not ours
+            return None
+        return state if state.get("fingerprint") == self.fingerprint else None
+
+    def save(
+        self,
+        done: list[int],
+        probs: np.ndarray | None,
+        dynamics: Dynamics | None,
+        accuracy: dict[int, float],
+        losses: dict[int, float],
+        sink: Sink | None,
+    ) -> None:
+        state = {
+            "fingerprint": self.fingerprint,
+            "done": list(done),
+            "probs": probs,
+            "dynamics": None if dynamics is None else asdict(dynamics),
+            "accuracy": dict(accuracy),
+            "losses": dict(losses),
+            "sink": getattr(sink, "count", None),
+        }
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.path) as tmp:
+            torch.save(state, tmp)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _resume(
+    checkpoint: FoldCheckpoint | None,
+    probs: np.ndarray | None,
+    dynamics: Dynamics | None,
+    accuracy: dict[int, float],
+    losses: dict[int, float],
+    sink: Sink | None,
+) -> list[int]:
+    """Restore a matching checkpoint into the given containers; the folds it had finished."""
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is None or not state["done"]:
+        return []
+    if probs is not None:
+        probs[:] = state["probs"]
+    if dynamics is not None:
+        for name, value in state["dynamics"].items():
+            getattr(dynamics, name)[:] = value
+    accuracy.update(state["accuracy"])
+    losses.update(state["losses"])
+    if sink is not None and state["sink"] is not None:
+        sink.truncate(int(state["sink"]))  # shards of the interrupted fold go
+    log.info("resuming after fold(s) %s (%s)", state["done"], checkpoint.path if checkpoint else "")
+    return list(state["done"])
 
 
 def _train(

@@ -62,6 +62,13 @@ class ShardWriter:
             )
         self.count += 1
 
+    def truncate(self, count: int) -> None:
+        """Remove this rank's shards after the first ``count`` and continue from there."""
+        for path in self.directory.glob(f"r{self.rank:03d}_*.npz"):
+            if int(path.stem.split("_")[1]) >= count:
+                path.unlink()
+        self.count = count
+
 
 def read_shards(directory: Path) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``(index (B,), probs (B, K, H, W) float16, targets (B, H, W))`` shard by shard."""
