@@ -242,27 +242,11 @@ class CleanParams(_Strict):
     )
 
 
-class _Fit(_Strict):
-    """Model and optimiser settings shared by the score and train stages."""
-
-    model: str = Field("auto", description="see datapipe.models; auto picks by task and size")
-    weights: str | None = Field(None, description="local state_dict to start from; never fetched")
-    image_size: int = Field(64, ge=8, le=4096, description="images are resized to this square")
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(32, ge=2)
-    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="sgd: nesterov, momentum 0.9")
-    lr: float = Field(0.05, gt=0)
-    weight_decay: float = Field(5e-4, ge=0)
-    warmup_epochs: float = Field(1.0, ge=0)
-
-
-class FitParams(_Fit):
-    """How the out-of-fold models of one task train (the score stage)."""
-
-    flip: bool = Field(True, description="random horizontal and vertical flips while training")
-
-
 AugmentList = list[dict[str, dict[str, Any] | None]]
+#: Label-preserving on ordinary data: no vertical flips or 90-degree rotations (they turn a 6
+#: into a 9, a gesture or a street scene into another picture); opt in with params.yaml where
+#: orientation means nothing (micrographs, aerial tiles). A horizontal flip still changes some
+#: labels (text, left/right classes): override ``augment`` without it for those.
 DEFAULT_AUGMENT: AugmentList = [
     {"HorizontalFlip": {"p": 0.5}},
     {"Affine": {"scale": [0.9, 1.1], "translate_percent": [-0.05, 0.05], "rotate": [-10, 10],
@@ -336,25 +320,19 @@ class CurriculumParams(_Strict):
     )
 
 
-def _check_augment_shape(spec: list[Any], where: str) -> None:
-    """``[{Name: {args} | None}, ...]`` with identifier names, nested ``transforms`` lists too."""
-    for i, item in enumerate(spec):
-        here = f"{where}[{i}]"
-        if not (isinstance(item, dict) and len(item) == 1):
-            raise ValueError(f"{here}: expected a one-key mapping {{Name: {{args}}}}; got {item!r}")
-        ((name, args),) = item.items()
-        if not (isinstance(name, str) and name.isidentifier()):
-            raise ValueError(f"{here}: {name!r} is not a transform name")
-        inner = (args or {}).get("transforms")
-        if inner is not None:
-            if not isinstance(inner, list):
-                raise ValueError(f"{here}.{name}.transforms: expected a list; got {inner!r}")
-            _check_augment_shape(inner, f"{here}.{name}.transforms")
+class _Fit(_Strict):
+    """Model, optimiser, schedule and loss: the recipe the score and train stages share (both
+    train through ``datapipe.loop.fit``)."""
 
-
-class TrainTaskParams(_Fit):
-    """How the final model of one task trains (the train stage)."""
-
+    model: str = Field("auto", description="see datapipe.models; auto picks by task and size")
+    weights: str | None = Field(None, description="local state_dict to start from; never fetched")
+    image_size: int = Field(64, ge=8, le=4096, description="images are resized to this square")
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=2)
+    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="sgd: nesterov, momentum 0.9")
+    lr: float = Field(0.05, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    warmup_epochs: float = Field(1.0, ge=0)
     schedule: Literal["cosine", "step", "plateau"] = Field(
         "cosine", description="after warmup; plateau steps on the validation metric"
     )
@@ -369,31 +347,7 @@ class TrainTaskParams(_Fit):
     )  # fmt: skip
     clip_grad: float | None = Field(None, gt=0, description="max gradient norm")
     ema: float | None = Field(None, gt=0, lt=1, description="EMA decay of the weights")
-    augment: AugmentList = Field(
-        DEFAULT_AUGMENT, description="albumentations transforms: [{Name: {arg: value}}, ...]"
-    )
     loss: LossParams = LossParams()
-    mix: MixParams = MixParams()
-    curriculum: CurriculumParams = CurriculumParams()
-    multi_scale: list[Annotated[int, Field(ge=8, le=4096)]] | None = Field(
-        None, min_length=1, description="train sizes, one drawn per batch (e.g. 320..608 step 32)"
-    )
-    multi_scale_every: int = Field(1, ge=1, description="batches between size draws")
-    sample_weights: bool = Field(True, description="curation weights multiply the loss")
-    sync_bn: bool = Field(True, description="SyncBatchNorm when world size > 1")
-    tta: Literal["none", "flip", "five_crop", "ten_crop"] = Field(
-        "none", description="evaluation test-time augmentation (crops: classification only)"
-    )
-    seed: int = 0
-
-    @field_validator("augment")
-    @classmethod
-    def _augment(cls, v: AugmentList) -> AugmentList:
-        """The shape only; albumentations checks names and arguments in the stages that augment
-        (preview, train: ``datapipe.augment.build_pipeline``), so loading params never imports it
-        (nor torch), and a typo in a transform fails only those stages."""
-        _check_augment_shape(v, "augment")
-        return v
 
     @field_validator("lr_mult")
     @classmethod
@@ -417,6 +371,57 @@ class TrainTaskParams(_Fit):
                 f"expected epochs before the last (epochs {epochs}); got {v[-1]}, which would "
                 "never apply"
             )
+        return v
+
+
+class FitParams(_Fit):
+    """How the out-of-fold models of one task train (the score stage)."""
+
+    flip: bool = Field(True, description="random horizontal and vertical flips while training")
+
+
+def _check_augment_shape(spec: list[Any], where: str) -> None:
+    """``[{Name: {args} | None}, ...]`` with identifier names, nested ``transforms`` lists too."""
+    for i, item in enumerate(spec):
+        here = f"{where}[{i}]"
+        if not (isinstance(item, dict) and len(item) == 1):
+            raise ValueError(f"{here}: expected a one-key mapping {{Name: {{args}}}}; got {item!r}")
+        ((name, args),) = item.items()
+        if not (isinstance(name, str) and name.isidentifier()):
+            raise ValueError(f"{here}: {name!r} is not a transform name")
+        inner = (args or {}).get("transforms")
+        if inner is not None:
+            if not isinstance(inner, list):
+                raise ValueError(f"{here}.{name}.transforms: expected a list; got {inner!r}")
+            _check_augment_shape(inner, f"{here}.{name}.transforms")
+
+
+class TrainTaskParams(_Fit):
+    """How the final model of one task trains (the train stage)."""
+
+    augment: AugmentList = Field(
+        DEFAULT_AUGMENT, description="albumentations transforms: [{Name: {arg: value}}, ...]"
+    )
+    mix: MixParams = MixParams()
+    curriculum: CurriculumParams = CurriculumParams()
+    multi_scale: list[Annotated[int, Field(ge=8, le=4096)]] | None = Field(
+        None, min_length=1, description="train sizes, one drawn per batch (e.g. 320..608 step 32)"
+    )
+    multi_scale_every: int = Field(1, ge=1, description="batches between size draws")
+    sample_weights: bool = Field(True, description="curation weights multiply the loss")
+    sync_bn: bool = Field(True, description="SyncBatchNorm when world size > 1")
+    tta: Literal["none", "flip", "five_crop", "ten_crop"] = Field(
+        "none", description="evaluation test-time augmentation (crops: classification only)"
+    )
+    seed: int = 0
+
+    @field_validator("augment")
+    @classmethod
+    def _augment(cls, v: AugmentList) -> AugmentList:
+        """The shape only; albumentations checks names and arguments in the stages that augment
+        (preview, train: ``datapipe.augment.build_pipeline``), so loading params never imports it
+        (nor torch), and a typo in a transform fails only those stages."""
+        _check_augment_shape(v, "augment")
         return v
 
 
@@ -579,21 +584,31 @@ def parse_params(raw: Any, *, source: str = "params.yaml") -> Params:
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     for task in ("classification", "segmentation"):
-        for key, problem in _task_problems(getattr(params.train, task), task):
-            raise ConfigError(f"{source}: train.{task}.{key}: {problem}")
+        for stage in ("score", "train"):
+            for key, problem in _task_problems(getattr(getattr(params, stage), task), task):
+                raise ConfigError(f"{source}: {stage}.{task}.{key}: {problem}")
     for name, dataset in params.datasets.items():  # what a dataset's own recipe brought in
-        for key, problem in _task_problems(params.train_recipe(name), dataset.task):
-            raise ConfigError(f"{source}: datasets.{name}.train.{key}: {problem}")
+        recipes = {"score": params.score_recipe(name), "train": params.train_recipe(name)}
+        for stage, recipe in recipes.items():
+            for key, problem in _task_problems(recipe, dataset.task):
+                raise ConfigError(f"{source}: datasets.{name}.{stage}.{key}: {problem}")
     return params
 
 
-def _task_problems(recipe: TrainTaskParams, task: str) -> list[tuple[str, str]]:
-    """``(key, what is wrong)`` for the parts of a train recipe its task cannot use."""
+def _task_problems(recipe: _Fit, task: str) -> list[tuple[str, str]]:
+    """``(key, what is wrong)`` for the parts of a recipe its task (or stage) cannot use."""
     found = []
     if task == "classification" and "loss_dice" in recipe.loss.terms:
         found.append(("loss.terms.loss_dice", "Dice is a segmentation loss; use loss_ce or "
                       "loss_focal for classification"))  # fmt: skip
-    if task == "segmentation" and recipe.mix.mixup_alpha > 0:
+    if isinstance(recipe, FitParams) and recipe.schedule == "plateau":
+        found.append(("schedule", "plateau steps on a validation metric, which out-of-fold "
+                      "scoring has none of; use cosine or step"))  # fmt: skip
+    if (
+        isinstance(recipe, TrainTaskParams)
+        and task == "segmentation"
+        and recipe.mix.mixup_alpha > 0
+    ):
         found.append(("mix.mixup_alpha", "mixup is refused for segmentation (it would blend "
                       "two masks into labels no pixel has); use mix.cutmix_alpha"))  # fmt: skip
     return found

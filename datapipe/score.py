@@ -109,7 +109,14 @@ def score(
     )
     folds = manifest["fold"].to_numpy(np.int64)[rows]
     channels = len(stats["mean"])
-    settings = _settings(fit, device, params, ignore=dataset.ignore_index if segmentation else -100)
+    settings = _settings(
+        fit,
+        device,
+        params,
+        ignore=dataset.ignore_index if segmentation else -100,
+        class_counts=_class_counts(segmentation, labels[rows], stats, classes),
+        key=f"score.{dataset.task}",
+    )
     everyone = np.ones(len(rows), bool)
     checkpoint = (
         FoldCheckpoint(state, _fingerprint(manifest, rows, labels, stats, fit, settings))
@@ -221,7 +228,13 @@ def _included(manifest: pd.DataFrame, classes: list[str], folds: int) -> np.ndar
 
 
 def _settings(
-    fit: FitParams, device: torch.device, params: ScoreParams, ignore: int
+    fit: FitParams,
+    device: torch.device,
+    params: ScoreParams,
+    *,
+    ignore: int,
+    class_counts: np.ndarray,
+    key: str,
 ) -> TrainSettings:
     return TrainSettings(
         epochs=fit.epochs,
@@ -234,7 +247,26 @@ def _settings(
         device=str(device),
         amp=params.amp,
         ignore_index=ignore,
+        schedule=fit.schedule,
+        milestones=tuple(fit.milestones),
+        gamma=fit.gamma,
+        lr_mult=dict(fit.lr_mult),
+        clip_grad=fit.clip_grad,
+        ema=fit.ema,
+        loss=fit.loss,
+        class_counts=tuple(float(c) for c in class_counts),
+        key=key,
     )
+
+
+def _class_counts(
+    segmentation: bool, labels: np.ndarray, stats: Mapping[str, Any], classes: list[str]
+) -> np.ndarray:
+    """Scored samples per class, or labelled pixels per class (stats.json), for class weights."""
+    if segmentation:
+        pixels = stats.get("pixel_counts", {})
+        return np.array([float(pixels.get(c, 0)) for c in classes])
+    return np.bincount(labels, minlength=len(classes)).astype(np.float64)
 
 
 def _base_frame(manifest: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:

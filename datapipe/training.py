@@ -45,7 +45,7 @@ from datapipe.errors import DatapipeError
 from datapipe.io import atomic_path
 from datapipe.loop import Hooks, Optimisation, RunSettings, Trainer, fit
 from datapipe.loop import predict as run_model
-from datapipe.losses import CompositeLoss, build_loss, class_weights
+from datapipe.losses import CompositeLoss, criterion
 from datapipe.metrics import classification_metrics, confusion_matrix, segmentation_metrics
 from datapipe.models import build_classifier, build_segmenter
 from datapipe.progress import progress
@@ -122,7 +122,9 @@ def train_model(
                 log(int(row["epoch"]), row)
     train_feed = Feeder(inputs.train, run)
     val_feed = Feeder(inputs.val, run) if inputs.val is not None else None
-    ticks = iter(progress(range(first, recipe.epochs), total=recipe.epochs - first, desc=desc))
+    ticks = iter(
+        progress(range(first, recipe.epochs), total=recipe.epochs - first, desc=desc, unit="epoch")
+    )
 
     def on_epoch(epoch: int, row: dict[str, float]) -> None:
         row["samples"] = float(len(sampler))
@@ -239,38 +241,10 @@ def _steps_per_epoch(sampler: CurriculumSampler, recipe: TrainTaskParams) -> lis
 
 
 def _criterion(inputs: TrainInputs, recipe: TrainTaskParams) -> CompositeLoss:
-    loss = recipe.loss
-    weight: list[float] | None
-    if isinstance(loss.class_weight, list):
-        if len(loss.class_weight) != len(inputs.classes):
-            raise DatapipeError(
-                f"loss.class_weight: expected {len(inputs.classes)} weights (one per class "
-                f"{inputs.classes}); got {len(loss.class_weight)}"
-            )
-        weight = loss.class_weight
-    elif loss.class_weight == "none":
-        weight = None
-    else:
-        weight = np.asarray(
-            class_weights(inputs.class_counts, method=loss.class_weight), np.float64
-        ).tolist()
-    segmentation = inputs.task == "segmentation"
-    try:
-        return build_loss(
-            loss.terms,
-            task=inputs.task,
-            num_classes=len(inputs.classes),
-            class_weight=weight,
-            ignore_index=inputs.ignore_index if segmentation else None,
-            avg_non_ignore=loss.avg_non_ignore,
-            label_smoothing=loss.label_smoothing,
-            ohem_thresh=loss.ohem_thresh,
-            ohem_min_kept=loss.ohem_min_kept,
-            ohem_keep_ratio=loss.ohem_keep_ratio,
-            focal_gamma=loss.focal_gamma,
-        )
-    except ValueError as exc:
-        raise DatapipeError(f"train.{inputs.task}.loss: {exc}") from None
+    return criterion(
+        recipe.loss, task=inputs.task, classes=inputs.classes, class_counts=inputs.class_counts,
+        ignore_index=inputs.ignore_index, key=f"train.{inputs.task}.loss",
+    )  # fmt: skip
 
 
 def _mix_policy(recipe: TrainTaskParams, task: Task) -> MixPolicy | None:

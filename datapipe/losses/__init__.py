@@ -10,7 +10,7 @@ from datapipe.losses.class_weights import class_weights
 from datapipe.losses.composite import CompositeLoss
 from datapipe.losses.cross_entropy import CrossEntropyLoss, cross_entropy
 from datapipe.losses.dice import DiceLoss, dice_loss
-from datapipe.losses.factory import build_loss
+from datapipe.losses.factory import build_loss, criterion
 from datapipe.losses.focal import FocalLoss, focal_loss
 from datapipe.losses.ohem import PixelOhem, SampleOhem, ohem_pixel_mask, ohem_sample_mask
 from datapipe.losses.reduction import Reduction, reduce_loss
@@ -31,6 +31,7 @@ __all__ = [
     "Task",
     "build_loss",
     "class_weights",
+    "criterion",
     "cross_entropy",
     "dice_loss",
     "focal_loss",

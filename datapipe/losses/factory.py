@@ -1,10 +1,16 @@
-"""``build_loss``: a :class:`~datapipe.losses.CompositeLoss` from flat, params.yaml-like options."""
+"""``build_loss``: a :class:`~datapipe.losses.CompositeLoss` from flat, params.yaml-like options;
+``criterion``: the same from a ``loss:`` params section."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+import numpy as np
+
+from datapipe.config import LossParams
+from datapipe.errors import DatapipeError
 from datapipe.losses._weights import ClassWeight
+from datapipe.losses.class_weights import class_weights
 from datapipe.losses.composite import CompositeLoss
 from datapipe.losses.ohem import PixelOhem, SampleOhem
 from datapipe.losses.terms import Task
@@ -61,3 +67,51 @@ def _ohem(
     if pixel:
         return PixelOhem(thresh=thresh, min_kept=min_kept or 0)
     return None if keep_ratio is None else SampleOhem(keep_ratio=keep_ratio)
+
+
+def criterion(
+    loss: LossParams,
+    *,
+    task: Task,
+    classes: Sequence[str],
+    class_counts: np.ndarray | Sequence[float] | None,
+    ignore_index: int,
+    key: str,
+) -> CompositeLoss:
+    """The loss a ``loss:`` params section describes, for the score and train stages alike:
+    class weights from a list or from ``class_counts`` (samples or labelled pixels per class),
+    ``ignore_index`` for segmentation. Errors name ``key`` (e.g. ``train.segmentation.loss``).
+    """
+    weight: list[float] | None
+    if isinstance(loss.class_weight, list):
+        if len(loss.class_weight) != len(classes):
+            raise DatapipeError(
+                f"{key}.class_weight: expected {len(classes)} weights (one per class "
+                f"{list(classes)}); got {len(loss.class_weight)}"
+            )
+        weight = loss.class_weight
+    elif loss.class_weight == "none":
+        weight = None
+    else:
+        if class_counts is None:
+            raise DatapipeError(f"{key}.class_weight: {loss.class_weight!r} needs class counts")
+        weight = np.asarray(
+            class_weights(np.asarray(class_counts, np.float64), method=loss.class_weight),
+            np.float64,
+        ).tolist()
+    try:
+        return build_loss(
+            loss.terms,
+            task=task,
+            num_classes=len(classes),
+            class_weight=weight,
+            ignore_index=ignore_index if task == "segmentation" else None,
+            avg_non_ignore=loss.avg_non_ignore,
+            label_smoothing=loss.label_smoothing,
+            ohem_thresh=loss.ohem_thresh,
+            ohem_min_kept=loss.ohem_min_kept,
+            ohem_keep_ratio=loss.ohem_keep_ratio,
+            focal_gamma=loss.focal_gamma,
+        )
+    except ValueError as exc:
+        raise DatapipeError(f"{key}: {exc}") from None

@@ -143,7 +143,7 @@ def make_source(
         prefetch_factor=2 if workers and len(items) > 64 else None,
         worker_init_fn=worker_init_fn(),
     )
-    for x, y, index in progress(loader, total=len(loader), desc=desc):
+    for x, y, index in progress(loader, total=len(loader), desc=desc, unit="batch"):
         images[index] = x
         if masks is not None:
             masks[index] = y

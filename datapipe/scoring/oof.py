@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,11 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from datapipe.config import LossParams
 from datapipe.distributed import Dist
 from datapipe.errors import DatapipeError
 from datapipe.io import atomic_path
 from datapipe.loop import Batch, Hooks, Optimisation, RunSettings, Trainer, fit, predict
-from datapipe.losses import build_loss
+from datapipe.losses import Task, criterion
 from datapipe.progress import progress
 from datapipe.scoring.data import InMemory, Source
 
@@ -38,6 +39,8 @@ log = logging.getLogger("datapipe")
 
 @dataclass(frozen=True)
 class TrainSettings:
+    """How each fold's model trains: a score recipe (``FitParams``) plus where it runs."""
+
     epochs: int = 8
     batch_size: int = 64
     lr: float = 0.05
@@ -49,6 +52,29 @@ class TrainSettings:
     optimizer: str = "sgd"  # "sgd" (nesterov, momentum 0.9) or "adamw"
     amp: bool = True  # bfloat16 autocast, on CUDA only
     ignore_index: int = -100  # target value that trains nothing (segmentation: 255)
+    schedule: str = "cosine"  # "cosine" or "step" (no validation metric for "plateau")
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    lr_mult: Mapping[str, float] = field(default_factory=dict)
+    clip_grad: float | None = None
+    ema: float | None = None
+    loss: LossParams = field(default_factory=LossParams)
+    class_counts: tuple[float, ...] | None = None  # for loss.class_weight from counts
+    key: str = "score"  # the params section, for errors
+
+    def optimisation(self) -> Optimisation:
+        return Optimisation(
+            optimizer=self.optimizer,  # type: ignore[arg-type]  # "sgd" | "adamw"
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            lr_mult=self.lr_mult,
+            warmup_epochs=self.warmup_epochs,
+            schedule=self.schedule,  # type: ignore[arg-type]  # validated by FitParams
+            milestones=self.milestones,
+            gamma=self.gamma,
+            clip_grad=self.clip_grad,
+            ema=self.ema,
+        )
 
 
 @dataclass
@@ -161,7 +187,7 @@ def out_of_fold(
     fold_ids = sorted(int(f) for f in np.unique(folds[include]))
     total = len(fold_ids) * settings.epochs
     ticks = iter(
-        progress(range(total), total=total, desc=f"{desc} (fold epochs)", every_s=15.0)
+        progress(range(total), total=total, desc=desc, unit="fold-epoch", every_s=15.0)
         if dist.is_main
         else range(total)
     )
@@ -185,7 +211,7 @@ def out_of_fold(
         losses[k] = trainer.history[-1]["train/loss"]
         hits = np.zeros(2)  # correct, counted
         held_batches = _chunks(dist.shard(held, pad=False), settings.batch_size * 2)
-        for index, p_, target in predict(trainer.raw, _batches_of(source, held_batches), run):
+        for index, p_, target in predict(trainer.final, _batches_of(source, held_batches), run):
             p, target_ = p_.numpy(), target.numpy()
             valid = target_ != settings.ignore_index
             hits += [(p.argmax(1) == target_)[valid].sum(), valid.sum()]
@@ -304,19 +330,18 @@ def _train(
     dist = run.dist
     steps = len(_batches(dist.shard(train, pad=True), settings.batch_size))
     segmentation = dynamics is None
-    criterion = build_loss(
-        {"loss_ce": 1.0},
-        task="segmentation" if segmentation else "classification",
-        num_classes=num_classes,
-        ignore_index=settings.ignore_index if segmentation else None,
+    task: Task = "segmentation" if segmentation else "classification"
+    loss = criterion(
+        settings.loss,
+        task=task,
+        classes=[str(c) for c in range(num_classes)],
+        class_counts=settings.class_counts,
+        ignore_index=settings.ignore_index,
+        key=f"{settings.key}.loss",
     )
-    opt = Optimisation(
-        optimizer=settings.optimizer,  # type: ignore[arg-type]  # "sgd" | "adamw"
-        lr=settings.lr,
-        weight_decay=settings.weight_decay,
-        warmup_epochs=settings.warmup_epochs,
+    trainer = Trainer.build(
+        model, settings.optimisation(), loss, steps=[steps] * settings.epochs, run=run
     )
-    trainer = Trainer.build(model, opt, criterion, steps=[steps] * settings.epochs, run=run)
     flips: dict[int, torch.Tensor] = {}
 
     def batches(epoch: int) -> Iterator[Batch]:
@@ -339,7 +364,7 @@ def _train(
     hooks = Hooks(transform=flip if settings.flip else None, on_batch=record, on_epoch=on_epoch)
     try:
         fit(trainer, batches, run=run, seed=settings.seed * 1000 + fold, hooks=hooks,
-            lr_key="score.*.lr")  # fmt: skip
+            lr_key=f"{settings.key}.lr")  # fmt: skip
     except DatapipeError as exc:
         raise DatapipeError(f"fold {fold}: {exc}") from None
     return trainer

@@ -115,3 +115,36 @@ def test_segmentation_out_of_fold_streams_every_included_image_once() -> None:
     assert result.probs is None and result.dynamics is None
     assert sink.correct / sink.counted >= 0.9  # ignored pixels are not counted
     assert sink.counted == 35 * 12 * 11
+
+
+def test_scoring_and_training_step_through_the_one_loop() -> None:
+    import datapipe.loop
+    import datapipe.scoring.oof
+    import datapipe.training
+
+    assert datapipe.scoring.oof.fit is datapipe.loop.fit
+    assert datapipe.training.fit is datapipe.loop.fit
+
+
+def test_the_score_recipes_loss_is_the_one_trained() -> None:
+    """Focal loss (gamma 2) is below cross-entropy on every sample, so the same folds trained
+    with it end with a lower loss; class weights and label smoothing reach the scorer the same
+    way (``datapipe.losses.criterion``, which the train stage uses too)."""
+    from datapipe.config import LossParams
+
+    rng = np.random.default_rng(1)
+    labels = np.arange(60) % 3
+    images = torch.tensor(
+        labels[:, None, None, None] * 1.0 + rng.normal(0, 1.0, (60, 1, 8, 8)), dtype=torch.float32
+    )
+
+    def run(loss: LossParams) -> dict[int, float]:
+        return out_of_fold(
+            images, labels, np.arange(60) % 3, np.ones(60, bool), num_classes=3,
+            make_model=lambda: build_classifier("small_cnn", in_channels=1, num_classes=3,
+                                                image_size=8),
+            settings=TrainSettings(epochs=2, batch_size=10, loss=loss),
+        ).train_loss  # fmt: skip
+
+    ce, focal = run(LossParams()), run(LossParams(terms={"loss_focal": 1.0}))
+    assert all(focal[k] < ce[k] for k in ce)
