@@ -227,6 +227,11 @@ class CleanParams(_Strict):
     saturated_fraction: float = Field(
         0.15, gt=0, le=1, description="saturated also needs more than this share of clipped pixels"
     )
+    mask_agreement: float = Field(
+        0.9, ge=0, le=1, description="conflicting_labels (segmentation): least agreement of a "
+        "duplicate's mask with its group's first (mean over classes of a Dice that forgives "
+        "borders moved by 3% of the side, as objects move between video frames)"
+    )  # fmt: skip
     size_factor: float = Field(4.0, gt=1, description="area this many times off the median")
     aspect_factor: float = Field(2.0, gt=1, description="aspect this many times off the median")
     exclude: list[str] = Field(
@@ -595,9 +600,22 @@ def parse_params(raw: Any, *, source: str = "params.yaml") -> Params:
     return params
 
 
+#: Model names per task (``datapipe.models``' factories; a test keeps them equal, so loading
+#: params needs no torch).
+MODEL_NAMES: dict[str, tuple[str, ...]] = {
+    "classification": ("auto", "small_cnn", "resnet18", "resnet34", "resnet50"),
+    "segmentation": ("auto", "unet", "lraspp_mobilenet_v3", "deeplabv3_mobilenet_v3"),
+}
+
+
 def _task_problems(recipe: _Fit, task: str) -> list[tuple[str, str]]:
     """``(key, what is wrong)`` for the parts of a recipe its task (or stage) cannot use."""
     found = []
+    if recipe.model not in MODEL_NAMES[task]:
+        close = difflib.get_close_matches(recipe.model, MODEL_NAMES[task], n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        found.append(("model", f"unknown {task} model {recipe.model!r}{hint}; known: "
+                      f"{list(MODEL_NAMES[task])}"))  # fmt: skip
     if task == "classification" and "loss_dice" in recipe.loss.terms:
         found.append(("loss.terms.loss_dice", "Dice is a segmentation loss; use loss_ce or "
                       "loss_focal for classification"))  # fmt: skip

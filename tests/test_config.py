@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,33 @@ def test_unknown_keys_suggest_the_closest_known_one(raw: dict, message: str) -> 
     with pytest.raises(ConfigError) as info:
         parse_params(raw)
     assert str(info.value).endswith(message)
+
+
+def test_config_model_names_are_the_model_factories() -> None:
+    from typing import get_args
+
+    from datapipe.config import MODEL_NAMES
+    from datapipe.models import ModelName, SegmenterName
+
+    assert set(MODEL_NAMES["classification"]) == set(get_args(ModelName))
+    assert set(MODEL_NAMES["segmentation"]) == set(get_args(SegmenterName))
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {**MINIMAL, "score": {"segmentation": {"model": "unett"}}},
+            "score.segmentation.model: unknown segmentation model 'unett' (did you mean 'unet'?)",
+        ),
+        (
+            {"datasets": {"c": {"root": "d", "task": "classification",
+                                "train": {"model": "unet"}}}},
+            "datasets.c.train.model: unknown classification model 'unet'",
+        ),
+    ],
+    ids=["task-recipe", "dataset-recipe"],
+)  # fmt: skip
+def test_model_names_are_checked_when_params_load(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_params(raw)

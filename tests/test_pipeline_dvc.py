@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,41 +10,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO
-
-COPY = ["datapipe", "stages", "sample_data", "reviews", ".dvc", "dvc.yaml", "params.yaml",
-        ".dvcignore"]  # fmt: skip
-
-
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "DVC_NO_ANALYTICS": "1",
-    }
-    return subprocess.run(
-        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
-    )
+from tests.dvc_harness import copy_repo, dvc, run
 
 
 @pytest.mark.slow
 def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None:
-    work = tmp_path / "repo"
-    work.mkdir()
-    for name in COPY:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(
-                src, work / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp")
-            )
-        elif src.exists():
-            shutil.copy2(src, work / name)
-    assert _run(["git", "init", "-q"], work).returncode == 0
-    git_id = ["-c", "user.name=datapipe-test", "-c", "user.email=test@example.invalid"]
-    assert (
-        _run(["git", *git_id, "commit", "-q", "--allow-empty", "-m", "start"], work).returncode == 0
-    )
-    dvc = [sys.executable, "-m", "dvc"]
+    work = copy_repo(tmp_path / "repo")
     # the stages' wiring is under test here, not the models: train them for one epoch
     settings = yaml.safe_load((work / "params.yaml").read_text())
     for task in ("classification", "segmentation"):
@@ -55,7 +23,7 @@ def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None
         settings["train"][task]["epochs"] = 1
     (work / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
 
-    first = _run([*dvc, "repro"], work)
+    first = dvc(work, "repro")
     assert first.returncode == 0, first.stderr + first.stdout
     for name, planted_unreadable in (("shapes_cls", 4), ("shapes_seg", 2)):
         manifest = pd.read_parquet(work / "runs" / name / "manifest.parquet")
@@ -99,23 +67,23 @@ def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None
         )
     assert (work / "dvc.lock").is_file()
 
-    second = _run([*dvc, "repro"], work)
+    second = dvc(work, "repro")
     assert second.returncode == 0
     assert "didn't change, skipping" in second.stdout
-    metrics = _run([*dvc, "metrics", "show", "--json"], work)
+    metrics = dvc(work, "metrics", "show", "--json")
     assert metrics.returncode == 0 and '"excluded"' in metrics.stdout
     assert '"oof_accuracy"' in metrics.stdout and '"oof_miou"' in metrics.stdout
 
     # A reviewer's decision overrides the policy: export the sheet, decide, re-run.
-    exported = _run([sys.executable, "-m", "datapipe.cli", "review", "export",
-                     "--dataset", "shapes_cls"], work)  # fmt: skip
+    exported = run([sys.executable, "-m", "datapipe.cli", "review", "export",
+                    "--dataset", "shapes_cls"], work)  # fmt: skip
     assert exported.returncode == 0, exported.stderr
     sheet_path = work / "reviews" / "shapes_cls.csv"
     sheet = pd.read_csv(sheet_path, dtype=str, keep_default_na=False)
     assert len(sheet) == len(pd.read_csv(work / "runs/shapes_cls/reports/label_issues.csv"))
     sheet.loc[0, "decision"] = "drop"
     sheet.to_csv(sheet_path, index=False)
-    reviewed = _run([*dvc, "repro", "curate@shapes_cls"], work)
+    reviewed = dvc(work, "repro", "curate@shapes_cls")
     assert reviewed.returncode == 0, reviewed.stderr
     curated = pd.read_parquet(work / "runs/shapes_cls/curated.parquet").set_index("sample_id")
     assert curated.loc[sheet.loc[0, "sample_id"], ["action", "source"]].tolist() == [
@@ -124,7 +92,7 @@ def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None
     sheet.loc[1, "decision"] = "relabel"
     sheet.loc[1, "label"] = "unicorn"
     sheet.to_csv(sheet_path, index=False)
-    bad = _run([*dvc, "repro", "curate@shapes_cls"], work)
+    bad = dvc(work, "repro", "curate@shapes_cls")
     assert bad.returncode != 0 and "row 3: unknown class 'unicorn'" in bad.stderr + bad.stdout
 
     # A typo in params.yaml fails the stage with a message naming the key.
@@ -132,6 +100,6 @@ def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None
     params.write_text(
         params.read_text().replace("task: segmentation", "task: segmentation\n    bit_dept: 12")
     )
-    typo = _run([*dvc, "repro", "ingest"], work)
+    typo = dvc(work, "repro", "ingest")
     assert typo.returncode != 0
     assert "datasets.shapes_seg.bit_dept: unknown key" in typo.stderr + typo.stdout
