@@ -189,7 +189,7 @@ class CleanParams(_Strict):
     """Thresholds of the clean stage's checks and which flags exclude a sample."""
 
     near_duplicate_bits: int = Field(
-        8, ge=0, le=16, description="candidates: max Hamming distance of 64-bit perceptual hashes"
+        10, ge=0, le=16, description="candidates: max Hamming distance of 64-bit perceptual hashes"
     )
     near_duplicate_similarity: float = Field(
         0.85,
@@ -239,11 +239,11 @@ class CleanParams(_Strict):
     )
     repair_leakage: bool = Field(True, description="move duplicate groups into one split")
     max_leakage_share: float = Field(
-        0.2,
+        0.5,
         ge=0,
         le=1,
-        description="leakage repair stops (moves nothing, reports) if it would move more than "
-        "this share of any split's samples",
+        description="leakage repair stops (moves nothing, reports) if it would move this "
+        "share of any split's samples or more (0.5: it never halves a split)",
     )
 
 

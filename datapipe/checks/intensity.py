@@ -77,6 +77,29 @@ def _spread_z(values: pd.Series) -> pd.Series:
     return z
 
 
+#: A class with at least this many readable images is its members' own reference (below:
+#: the whole dataset's distribution).
+CLASS_REFERENCE_MIN = 30
+
+
+def _reference_z(values: pd.Series, rows: pd.DataFrame, facts: DatasetFacts) -> pd.Series:
+    """:func:`_spread_z` of each image against its own class when the class is large enough
+    (classification), else against the whole dataset.
+
+    Sharpness and exposure differ between kinds of picture far more than within one: on photo
+    crops one class per source photo, a blurred copy of a naturally smooth retina crop sat at the
+    dataset's median while far below its own class's.
+    """
+    z = _spread_z(values)
+    if facts.task != "classification" or "label" not in rows:
+        return z
+    labels = rows["label"]
+    for _, members in values.groupby(labels):
+        if len(members) >= CLASS_REFERENCE_MIN:
+            z.loc[members.index] = _spread_z(members)
+    return z
+
+
 def _relative(z: pd.Series, threshold: float, far: pd.Series) -> np.ndarray:
     """``0.5 ** (z / threshold)`` where ``far`` (1 elsewhere): below 0.5 is beyond the threshold."""
     return np.where(far, np.power(0.5, z.clip(lower=0) / threshold), 1.0)
@@ -103,7 +126,9 @@ def _low_information(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams)
     return result(rows.index, score, score < 0.5, detail)
 
 
-def _brightness(samples: pd.DataFrame, t: CleanParams, sign: float) -> pd.DataFrame:
+def _brightness(
+    samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams, sign: float
+) -> pd.DataFrame:
     """Dark (``sign=-1``) or bright (``+1``): the mean *and* the far end of the histogram (99th
     percentile, bright: 1st) ``brightness_z`` beyond the dataset's, and a real shift of the mean.
 
@@ -118,9 +143,11 @@ def _brightness(samples: pd.DataFrame, t: CleanParams, sign: float) -> pd.DataFr
     end = rows["highlight"] if sign < 0 else rows["shadow"]
     median, end_median = brightness.median(), end.median()
     if sign < 0:
-        z_mean, z_end = (-_spread_z(np.log2(v + _EPS)) for v in (brightness, end))
+        z_mean, z_end = (-_reference_z(np.log2(v + _EPS), rows, facts) for v in (brightness, end))
     else:
-        z_mean, z_end = (-_spread_z(np.log2(1.0 - v + _EPS)) for v in (brightness, end))
+        z_mean, z_end = (
+            -_reference_z(np.log2(1.0 - v + _EPS), rows, facts) for v in (brightness, end)
+        )
     # constant images are "blank" instead
     far = ((brightness - median) * sign > t.min_brightness_shift) & (rows["value_range"] > 0)
     score = _relative(z_mean.clip(upper=z_end), t.brightness_z, far)  # the smaller z
@@ -133,11 +160,11 @@ def _brightness(samples: pd.DataFrame, t: CleanParams, sign: float) -> pd.DataFr
 
 
 def _dark(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:
-    return _brightness(samples, t, -1.0)
+    return _brightness(samples, facts, t, -1.0)
 
 
 def _bright(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:
-    return _brightness(samples, t, 1.0)
+    return _brightness(samples, facts, t, 1.0)
 
 
 def _saturated(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:
@@ -156,7 +183,8 @@ def _blurry(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.Da
     rows = _rows(samples)
     log_sharpness = np.log10(rows["sharpness"] + 1e-12)
     # constant images are "blank" instead
-    score = _relative(-_spread_z(log_sharpness), t.z_threshold, rows["value_range"] > 0)
+    z = -_reference_z(log_sharpness, rows, facts)
+    score = _relative(z, t.z_threshold, rows["value_range"] > 0)
     median = float(np.median(rows["sharpness"])) if len(rows) else 0.0
     detail = [
         f"Laplacian variance {s:.3g} vs dataset median {median:.3g}" for s in rows["sharpness"]

@@ -4,7 +4,7 @@ A test image whose twin is in train measures memory, not generalisation. Each le
 moved whole into the split that holds most of its members (ties go to the earlier of train,
 val, test), deterministically; the move is recorded, and ``original_split`` keeps the old value.
 
-A repair that would move more than ``max_leakage_share`` of any split's samples is not made:
+A repair that would move ``max_leakage_share`` (0.5) or more of any split's samples is not made:
 that many duplicates across splits says more about the duplicate evidence (or the data) than
 about leakage, and emptying a validation split to "repair" it would be worse than the leak. The
 flags then say what would have moved and which checks to inspect.
@@ -34,8 +34,8 @@ class LeakageRepair:
 
 
 def plan_leakage_repair(samples: pd.DataFrame, *, max_share: float) -> LeakageRepair:
-    """Move each leaking duplicate group into one split, unless that takes more than
-    ``max_share`` of any split's samples (then :attr:`LeakageRepair.applied` is False)."""
+    """Move each leaking duplicate group into one split, unless that takes ``max_share`` or
+    more of any split's samples (then :attr:`LeakageRepair.applied` is False)."""
     split = samples["split"].copy()
     rank = {s: i for i, s in enumerate(SPLIT_ORDER)}
     rows = samples[samples["group"].notna()]
@@ -51,7 +51,7 @@ def plan_leakage_repair(samples: pd.DataFrame, *, max_share: float) -> LeakageRe
     shares = (lost / sizes.reindex(lost.index)).sort_values(ascending=False)
     worst = str(shares.index[0]) if len(shares) else None
     worst_share = float(shares.iloc[0]) if len(shares) else 0.0
-    return LeakageRepair(split, moved, worst_share <= max_share, worst, worst_share)
+    return LeakageRepair(split, moved, worst_share < max_share, worst, worst_share)
 
 
 def _leakage(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:

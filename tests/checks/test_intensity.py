@@ -187,3 +187,28 @@ def test_only_the_exposure_change_is_flagged_not_the_naturally_dark_or_bright_sc
     # the mean alone cannot tell them apart: the natural scene is as dark / bright
     assert sign * (table["brightness"].iloc[31] - table["brightness"].iloc[30]) >= 0
     assert _flagged(check, table) == [30]
+
+
+def test_blurry_and_dark_judge_an_image_against_its_own_class() -> None:
+    """Class b is naturally smooth and dark; a blurred, darkened copy of one of its images sits
+    near the whole dataset's median, yet far below its own class: only the class reference
+    finds it (and flags no image of b for being b)."""
+    from tests.checks.test_known_answers import facts, samples
+
+    rng = np.random.default_rng(2)
+    n = 61
+    label = ["a"] * 30 + ["b"] * 31
+    sharp = np.r_[np.exp(rng.normal(0, 0.2, 30)), np.exp(rng.normal(-4.6, 0.2, 30)), 0.0007]
+    level = np.r_[rng.normal(0.6, 0.03, 30), rng.normal(0.3, 0.015, 30), 0.12]
+    table = samples(
+        n,
+        label=label,
+        sharpness=list(sharp),
+        brightness=list(level),
+        highlight=list(np.clip(level + 0.3, 0, 1)),
+    )
+    for check in ("blurry", "dark"):
+        found = CHECKS[check].run(table, facts(), CleanParams())
+        assert table.loc[found.index[found["flagged"]], "image"].tolist() == ["img060.png"], check
+        pooled = CHECKS[check].run(table, facts(task="segmentation"), CleanParams())
+        assert not pooled["flagged"].any(), check  # the dataset-wide reference misses it

@@ -203,8 +203,16 @@ CASES: dict[str, Callable[[], Case]] = {
         ),
         facts(),
         {
-            "img002.png": (1 - 0.5 ** (3 / 8), "looks like img004.png (3 of 64", None),
-            "img004.png": (1 - 0.5 ** (3 / 8), "another bit depth (uint16 vs uint8)", None),
+            "img002.png": (
+                1 - 0.5 ** (3 / PARAMS.near_duplicate_bits),
+                "looks like img004.png (3 of 64",
+                None,
+            ),
+            "img004.png": (
+                1 - 0.5 ** (3 / PARAMS.near_duplicate_bits),
+                "another bit depth (uint16 vs uint8)",
+                None,
+            ),
         },
     ),
     "conflicting_labels": lambda: (
