@@ -52,7 +52,9 @@ def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None
         preview = work / "runs" / name / "reports" / "augment_preview.png"
         assert preview.stat().st_size > 10_000
         assert (work / "runs" / name / "model.pt").stat().st_size > 10_000
-        evaluation = json.loads((work / "runs" / name / "metrics" / "eval.json").read_text())
+        evaluation = json.loads(
+            (work / "runs" / name / "reports" / "eval_metrics.json").read_text()
+        )
         assert (
             evaluation["test_samples"]
             == (
@@ -70,9 +72,20 @@ def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None
     second = dvc(work, "repro")
     assert second.returncode == 0
     assert "didn't change, skipping" in second.stdout
+
+    # One dataset's own recipe re-runs that dataset's score (and what follows) and nothing else.
+    settings["datasets"]["shapes_cls"]["score"] = {"image_size": 16}
+    (work / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    third = dvc(work, "repro")
+    assert third.returncode == 0, third.stderr + third.stdout
+    ran = {line.split("'")[1] for line in third.stdout.splitlines() if "Running stage" in line}
+    assert "score@shapes_cls" in ran
+    assert not {"ingest@shapes_cls", "clean@shapes_cls"} & ran
+    assert not {s for s in ran if s.endswith("@shapes_seg") and not s.startswith("resolve@")}
     metrics = dvc(work, "metrics", "show", "--json")
     assert metrics.returncode == 0 and '"excluded"' in metrics.stdout
     assert '"oof_accuracy"' in metrics.stdout and '"oof_miou"' in metrics.stdout
+    assert "failed to load" not in (metrics.stderr + metrics.stdout).lower()  # numbers only
 
     # A reviewer's decision overrides the policy: export the sheet, decide, re-run.
     exported = run([sys.executable, "-m", "datapipe.cli", "review", "export",

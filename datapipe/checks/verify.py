@@ -6,15 +6,21 @@ characters, icons, cells) almost every image has a hash neighbour within 8 bits,
 alone calls two different handwritten 3s "the same picture". Each candidate pair is therefore
 compared on the pixels: the normalised cross-correlation (Pearson's r) of the two images'
 unit-scale grey thumbnails, taken at the best of the small shifts up to ``max_shift`` thumbnail
-pixels (so a copy moved by a pixel still matches). r is blind to brightness and contrast
-(gain and offset) and so to bit depth: an 8-bit twin of a 16-bit image scores ~1.
+pixels (so a copy moved by a pixel still matches), after a light Gaussian blur (sigma
+``SMOOTH`` thumbnail pixels): a 1-px shift of a 64-px crop is half a thumbnail pixel, which no
+integer shift aligns, and on fine texture (text, tissue) it decorrelated 2 of 10 planted copies
+of real photo crops; with the blur all 10 match while scikit-learn's digits still give no false
+pair. r is blind to brightness and contrast (gain and offset) and so to bit depth: an 8-bit twin
+of a 16-bit image scores ~1.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 _CHUNK = 4096  # pairs compared at once: bounds the temporaries to a few MB
+SMOOTH = 0.7  # Gaussian sigma, thumbnail pixels, before comparing
 
 
 def pair_similarity(thumbs: np.ndarray, pairs: np.ndarray, *, max_shift: int = 1) -> np.ndarray:
@@ -35,11 +41,18 @@ def pair_similarity(thumbs: np.ndarray, pairs: np.ndarray, *, max_shift: int = 1
     side = thumbs.shape[1]
     if not 0 <= max_shift < side // 2:
         raise ValueError(f"max_shift must be in [0, {side // 2}); got {max_shift}")
+    used, local = np.unique(pairs, return_inverse=True)
+    smooth = (
+        np.stack([cv2.GaussianBlur(t, (0, 0), SMOOTH) for t in thumbs[used]])
+        if len(used)
+        else thumbs[:0]
+    )
+    local = local.reshape(-1, 2)
     out = np.empty(len(pairs), np.float64)
     for start in range(0, len(pairs), _CHUNK):
-        chunk = pairs[start : start + _CHUNK]
+        chunk = local[start : start + _CHUNK]
         out[start : start + len(chunk)] = _best_correlation(
-            thumbs[chunk[:, 0]], thumbs[chunk[:, 1]], max_shift
+            smooth[chunk[:, 0]], smooth[chunk[:, 1]], max_shift
         )
     return out
 
