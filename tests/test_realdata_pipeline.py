@@ -146,10 +146,10 @@ def test_digits_label_issue_f1_at_least_0_90_at_20_percent_noise(
 # --- photos ---------------------------------------------------------------------------------
 
 #: Every planted copy must be found, except blurred ones: blur (Gaussian sigma 3) on a crop of a
-#: naturally smooth area (sky, retina) leaves it as sharp as its smooth neighbours. The blurry
-#: score ranks them (AUROC 0.998 on three seeds of this corpus) but the calibrated threshold
-#: (z 3, bench/clean_calibration.py) finds 0.8-0.9 of them at 0.3% false flags; z 2.75 would
-#: find all at up to 1.9%.
+#: naturally smooth area (sky, retina, deep field) leaves it as sharp as its smooth neighbours.
+#: The calibrated threshold (z 3 against the image's class, bench/clean_calibration.py) finds 8
+#: of these 10 with no false flag on the 307 others; z 2.75 would find more at up to 1.9% false
+#: flags (three seeds of this corpus).
 MIN_RECALL = {"blurry": 0.8}
 
 
