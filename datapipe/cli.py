@@ -234,7 +234,7 @@ def _dvc_ignored(project: Path, paths: list[Path]) -> set[Path]:
 
 def _review_export(args: argparse.Namespace) -> int:
     run = args.runs / args.dataset
-    issues = read_table(run / "reports" / "label_issues.csv", required=("sample_id",))
+    issues = _text_table(run / "reports" / "label_issues.csv", required=("sample_id",))
     curated_path = run / "curated.parquet"
     curated = read_table(curated_path) if curated_path.exists() else None
     path = args.reviews / f"{args.dataset}.csv"
@@ -244,6 +244,15 @@ def _review_export(args: argparse.Namespace) -> int:
     decided = int((sheet["decision"].astype(str).str.strip() != "").sum())
     print(f"{path}: {len(sheet)} samples to review ({decided} already decided)")
     return 0
+
+
+def _text_table(path: Path, *, required: Sequence[str]) -> pd.DataFrame:
+    """A CSV table with every cell as the text it holds: class names ``0``..``9`` stay
+    ``7``, never ``7.0`` (which curate would then refuse as an unknown class)."""
+    import pandas as pd
+
+    read_table(path, required=required)  # not found / damaged / columns: the usual errors
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def _existing_reviews(path: Path) -> pd.DataFrame | None:
@@ -297,6 +306,7 @@ def _run_stats(path: Path) -> dict[str, Any]:
 
 
 def _report(args: argparse.Namespace) -> int:
+    _known_dataset(args.dataset, params=args.params, runs=args.runs)
     path: Path = args.runs / args.dataset / "reports" / "report.html"
     if not path.is_file():
         print(
@@ -308,6 +318,17 @@ def _report(args: argparse.Namespace) -> int:
     if args.open and not webbrowser.open(path.resolve().as_uri()):
         print("no web browser found; open the file above by hand", file=sys.stderr)
     return 0
+
+
+def _known_dataset(name: str, *, params: Path, runs: Path) -> None:
+    """Refuse a dataset that ``params`` (when it exists) does not define, or, without a params
+    file, one with no ``runs/<name>/`` folder: a typo is an error, not 'no report yet'."""
+    if params.is_file():
+        known = sorted(load_params(params).datasets)
+        if name not in known:
+            raise DatapipeError(f"unknown dataset {name!r}; {params} has {known}")
+    elif not (runs / name).is_dir():
+        raise DatapipeError(f"unknown dataset {name!r}: no {params} here and no {runs / name}/")
 
 
 # --- the parser ----------------------------------------------------------------------------
@@ -401,6 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--dataset", required=True, help="a key of datasets: in params.yaml")
     report.add_argument("--runs", type=Path, default=Path("runs"), help=RUNS_HELP)
+    report.add_argument(
+        "--params", type=Path, default=Path("params.yaml"),
+        help="the params file whose datasets are known (default params.yaml)",
+    )  # fmt: skip
     report.add_argument("--open", action="store_true", help="open it in a web browser")
     report.set_defaults(func=_report)
     return parser

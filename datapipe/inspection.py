@@ -33,6 +33,11 @@ _HEADER_BYTES = 1 << 20
 _CHANNELS_SHOWN = 8
 #: Groups listed in a folder's summary table.
 _GROUPS_SHOWN = 20
+#: The container each image extension names (datapipe itself reads by content).
+_SUFFIX_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp",
+                   ".tif": "tiff", ".tiff": "tiff"}  # fmt: skip
+#: Misnamed files listed in a folder's text output.
+_MISNAMED_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -236,9 +241,24 @@ def _channel_range(img: np.ndarray) -> tuple[list[Any], list[Any], int]:
     return lows, highs, int(finite.size - finite.sum())
 
 
+def misnamed(info: ImageInfo) -> str | None:
+    """``PNG data`` when the content's format is not the one the file's extension names
+    (``misnamed.tif`` holding a PNG), else ``None``."""
+    named = _SUFFIX_FORMATS.get(Path(info.path).suffix.lower())
+    if named is None or info.format in (named, "unknown"):
+        return None
+    return f"{info.format.upper()} data"
+
+
 def _notes(info: ImageInfo) -> list[str]:
     """Plain-language remarks on what is easy to get wrong with this file."""
     notes = []
+    content = misnamed(info)
+    if content is not None:
+        notes.append(
+            f"{content}, named {Path(info.path).suffix}: datapipe reads it by its content; "
+            "tools that go by the extension may not (rename it to match)"
+        )
     container_bits = np.dtype(info.dtype).itemsize * 8
     kind = np.dtype(info.dtype).kind
     if info.bit_depth is not None and kind == "u" and info.bit_depth < container_bits:
@@ -512,6 +532,13 @@ def format_folder(report: FolderReport) -> str:
         hidden = len(report.summary) - _GROUPS_SHOWN
         if hidden > 0:
             lines.append(f"  ... and {hidden} more dtype / shape groups (--json lists them all)")
+    wrong = [(r.path, text) for r in report.results
+             if isinstance(r, ImageInfo) and (text := misnamed(r)) is not None]  # fmt: skip
+    if wrong:
+        lines.append(f"  {len(wrong)} of {inspected} hold another format than their extension:")
+        lines += [f"    {path}: {text}" for path, text in wrong[:_MISNAMED_SHOWN]]
+        if len(wrong) > _MISNAMED_SHOWN:
+            lines.append(f"    ... and {len(wrong) - _MISNAMED_SHOWN} more (--json: notes)")
     if report.failures:
         lines.append(f"  {len(report.failures)} of {inspected} could not be read")
     return "\n".join(lines)

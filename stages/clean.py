@@ -14,9 +14,11 @@ from datapipe.config import DatasetParams, Params
 from datapipe.errors import DatapipeError
 from datapipe.ingest import MANIFEST_COLUMNS
 from datapipe.io import read_table, write_table
-from stages.common import run_stage, write_json
+from stages.common import run_stage, write_metrics
 
 log = logging.getLogger("datapipe")
+#: what metrics/clean.json holds (dvc metrics show); reports/clean_metrics.json has it all
+HEADLINE = ("excluded", "flagged_samples", "duplicate_groups", "leakage_moves")
 
 
 def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
@@ -41,7 +43,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     return [
         write_table(result.issues, out / "reports" / "data_issues.csv", required=ISSUE_COLUMNS),
         write_table(result.manifest, out / "clean_manifest.parquet"),
-        write_json(out / "metrics" / "clean.json", m),
+        *write_metrics(out, "clean", m, headline=HEADLINE),
     ]
 
 

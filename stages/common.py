@@ -14,11 +14,12 @@ import errno
 import fcntl
 import json
 import logging
+import math
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +144,29 @@ def write_json(path: Path, obj: Any) -> Path:
         return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
     except OSError as exc:
         raise DatapipeError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+#: Review sheets, one per dataset: reviews/<dataset>.csv (read by curate, hashed by resolve).
+REVIEWS = Path("reviews")
+
+
+def write_metrics(
+    out: Path, stage: str, metrics: Mapping[str, Any], *, headline: Iterable[str]
+) -> list[Path]:
+    """``metrics/<stage>.json``: the ``headline`` keys of ``metrics`` that hold a finite number
+    (what ``dvc metrics show`` / ``dvc exp show`` tabulate: a few columns per stage, numbers
+    only, as DVC parses nothing else); and ``reports/<stage>_metrics.json``: all of
+    ``metrics`` (per-class tables, lists, texts), which the report reads.
+
+    A headline key the stage did not produce (the other task's) is left out.
+    """
+    numbers = {k: metrics[k] for k in headline if k in metrics and is_number(metrics[k])}
+    return [
+        write_json(out / "metrics" / f"{stage}.json", numbers),
+        write_json(out / "reports" / f"{stage}_metrics.json", dict(metrics)),
+    ]
+
+
+def is_number(value: Any) -> bool:
+    """A real, finite number (not a bool): what a metrics file may hold."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

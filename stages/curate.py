@@ -16,10 +16,11 @@ from datapipe.curate import CURATED_COLUMNS, curate, validate_review
 from datapipe.errors import DatapipeError
 from datapipe.io import read_table, write_table
 from datapipe.review import read_sheet
-from stages.common import run_stage, write_json
+from stages.common import REVIEWS, run_stage, write_metrics
 
 log = logging.getLogger("datapipe")
-REVIEWS = Path("reviews")
+#: what metrics/curate.json holds (dvc metrics show); reports/curate_metrics.json has it all
+HEADLINE = ("relabel", "downweight", "drop", "reviewed")
 
 
 def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
@@ -55,7 +56,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     return [
         write_table(result.curated, out / "curated.parquet", required=CURATED_COLUMNS),
         write_table(result.summary, out / "reports" / "curation_summary.csv"),
-        write_json(out / "metrics" / "curate.json", m),
+        *write_metrics(out, "curate", m, headline=HEADLINE),
     ]
 
 

@@ -1,6 +1,6 @@
 """Stage evaluate@<dataset>: model.pt on the test split (never trained on) ->
-metrics/eval.json (accuracy, macro-F1, per-class recall; or mIoU, per-class IoU, Dice, pixel
-accuracy) and plots/eval_confusion.csv for ``dvc plots show``."""
+metrics/eval.json (headline numbers), reports/eval_metrics.json (accuracy, macro-F1, per-class
+recall; or mIoU, per-class IoU, Dice, pixel accuracy) and plots/eval_confusion.csv."""
 
 from __future__ import annotations
 
@@ -19,9 +19,12 @@ from datapipe.errors import DatapipeError
 from datapipe.io import read_table, write_table
 from datapipe.metrics import classification_metrics, confusion_rows, segmentation_metrics
 from datapipe.training import RunSettings, evaluate, load_model, split_set
-from stages.common import run_stage, write_json
+from stages.common import run_stage, write_metrics
 
 log = logging.getLogger("datapipe")
+#: what metrics/eval.json holds (dvc metrics show); reports/eval_metrics.json adds per-class
+#: recall / precision or IoU / Dice
+HEADLINE = ("accuracy", "macro_f1", "miou", "mdice")
 
 
 def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
@@ -46,7 +49,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     headline = "miou" if dataset.task == "segmentation" else "accuracy"
     log.info("%s: test %s %.3f on %d samples", name, headline, metrics[headline], len(test))
     return [
-        write_json(out / "metrics" / "eval.json", metrics),
+        *write_metrics(out, "eval", metrics, headline=HEADLINE),
         write_table(pd.DataFrame(confusion_rows(cm, classes), columns=["actual", "predicted"]),
                     out / "plots" / "eval_confusion.csv"),
     ]  # fmt: skip

@@ -5,17 +5,23 @@ DVC tracks these files instead of params.yaml sections, so a change re-runs exac
 whose resolved inputs changed: ``datasets.x.score.image_size`` re-runs score@x (and what follows
 it) but no other dataset's stage and not x's ingest or clean; ``score.segmentation.*`` re-runs no
 classification dataset's score; ``workers`` (speed, not results) re-runs nothing.
+
+curate.json also holds the SHA-256 of reviews/<dataset>.csv (``null`` without one): curate
+depends on that file, not on reviews/, so editing one dataset's sheet re-runs that dataset's
+curate only (DVC cannot depend on a file that may not exist; resolve re-runs for every dataset,
+which costs nothing and changes no other dataset's file).
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from datapipe.config import DatasetParams, Params
-from stages.common import run_stage, write_json
+from stages.common import REVIEWS, run_stage, write_json
 
 Resolved = dict[str, Any]
 
@@ -58,6 +64,13 @@ def _evaluate(params: Params, name: str) -> Resolved:
     }
 
 
+def review_sheet(name: str) -> Resolved:
+    """Which review sheet curate reads for dataset ``name``, and its content's SHA-256."""
+    path = REVIEWS / f"{name}.csv"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return {"file": path.as_posix(), "sha256": digest}
+
+
 #: stage -> what it reads; a test checks every stage of dvc.yaml depends on its file.
 STAGE_PARAMS: dict[str, Callable[[Params, str], Resolved]] = {
     "ingest": lambda p, n: {"dataset": _data(p, n)},
@@ -66,6 +79,7 @@ STAGE_PARAMS: dict[str, Callable[[Params, str], Resolved]] = {
     "curate": lambda p, n: {
         "dataset": _data(p, n),
         "curate": p.dataset(n).curate.model_dump(mode="json"),
+        "review": review_sheet(n),
     },
     "preview": _preview,
     "train": _train,

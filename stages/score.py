@@ -19,11 +19,20 @@ import cv2
 from datapipe.config import DatasetParams, Params
 from datapipe.distributed import init_distributed, shutdown
 from datapipe.errors import DatapipeError
-from datapipe.io import atomic_path, read_table, write_table
+from datapipe.io import atomic_path, read_table, write_table, write_text_atomic
 from datapipe.score import HARD_EXAMPLE_REPORT, LABEL_ISSUE_REPORT, score
-from stages.common import run_stage, write_json
+from stages.common import run_stage, write_metrics
 
 log = logging.getLogger("datapipe")
+#: issue_maps/README.txt: the folder is never empty (DVC warns on an empty output folder)
+ISSUE_MAPS_README = {
+    "segmentation": "One <sample_id>.png per flagged mask: the pixels whose given class the "
+    "out-of-fold model doubts (read by the report).\n",
+    "classification": "No issue maps: they are drawn for segmentation masks only; this "
+    "dataset's label issues are in ../reports/label_issues.csv.\n",
+}
+#: what metrics/score.json holds (dvc metrics show); reports/score_metrics.json has it all
+HEADLINE = ("oof_accuracy", "oof_miou", "label_issues", "estimated_noise_rate")
 
 
 def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
@@ -64,6 +73,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     maps_dir = out / "issue_maps"
     shutil.rmtree(maps_dir, ignore_errors=True)  # ours: maps of an earlier run go
     maps_dir.mkdir(parents=True)
+    write_text_atomic(maps_dir / "README.txt", ISSUE_MAPS_README[dataset.task])
     for sample_id, issue_map in result.issue_maps.items():
         path = maps_dir / f"{sample_id}.png"
         with atomic_path(path) as tmp:
@@ -76,7 +86,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
         write_table(result.hard_examples, out / "reports" / "hard_examples.csv",
                     required=HARD_EXAMPLE_REPORT),
         write_table(result.confusion_rows, out / "plots" / "oof_confusion.csv"),
-        write_json(out / "metrics" / "score.json", m),
+        *write_metrics(out, "score", m, headline=HEADLINE),
         maps_dir,
     ]  # fmt: skip
 

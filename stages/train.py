@@ -27,9 +27,12 @@ from datapipe.distributed import init_distributed, shutdown
 from datapipe.io import read_table
 from datapipe.models import check_lr_mult
 from datapipe.training import RunSettings, build_model, save_model, train_inputs, train_model
-from stages.common import run_stage, write_json
+from stages.common import run_stage, write_metrics
 
 log = logging.getLogger("datapipe")
+#: what metrics/train.json holds (dvc metrics show); reports/train_metrics.json has the whole
+#: last epoch
+HEADLINE = ("epochs", "train/loss", "val/accuracy", "val/miou")
 
 
 def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
@@ -70,7 +73,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     return [
         save_model(out / "model.pt", result.model, meta),
         save_pipeline(pipeline, out / "augment.json"),
-        write_json(out / "metrics" / "train.json", last | {"epochs": len(result.history)}),
+        *write_metrics(out, "train", last | {"epochs": len(result.history)}, headline=HEADLINE),
         out / "dvclive",
     ]
 

@@ -13,6 +13,8 @@ import tifffile
 
 from datapipe import cli
 from datapipe.config import load_params
+from datapipe.curate import validate_review
+from datapipe.review import read_sheet
 
 PARAMS = """\
 # datasets: one entry each
@@ -198,15 +200,84 @@ def test_review_import_error_names_file_and_row(
     assert not (tmp_path / "reviews" / "pets.csv").exists()
 
 
+def test_review_round_trip_keeps_numeric_class_names_as_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Classes 0-9 (a digits folder): export writes 7, not 7.0; curate and import accept the
+    edited sheet."""
+    classes = [str(i) for i in range(10)]
+    run = tmp_path / "runs" / "digits"
+    (run / "reports").mkdir(parents=True)
+    ids = ["s0", "s1", "s2"]
+    pd.DataFrame({
+        "sample_id": ids, "image": [f"{c}/x.png" for c in "317"], "given_label": [3, 1, 7],
+        "suggested_label": ["7", "4", ""], "label_quality": [0.1, 0.2, 0.3],
+        "reasons": "oof_disagrees",
+    }).to_csv(run / "reports" / "label_issues.csv", index=False)  # fmt: skip
+    manifest = pd.DataFrame({"sample_id": ids, "image": [f"{c}/x.png" for c in "317"]})
+    manifest.to_parquet(run / "manifest.parquet")
+    manifest.assign(given_label=["3", "1", "7"]).to_parquet(run / "scores.parquet")
+    stats = {"classes": classes, "task": "classification", "root": "data/digits"}
+    (run / "stats.json").write_text(json.dumps(stats))
+    folders = ("--runs", str(tmp_path / "runs"), "--reviews", str(tmp_path / "reviews"))
+
+    assert _run(capsys, "review", "export", "--dataset", "digits", *folders)[0] == 0
+    sheet_path = tmp_path / "reviews" / "digits.csv"
+    sheet = read_sheet(sheet_path)
+    assert sheet[["given_label", "label"]].values.tolist() == [["3", "7"], ["1", "4"], ["7", ""]]
+    sheet.loc[0, "decision"] = "relabel"  # to the pre-filled suggestion, 7
+    sheet.loc[2, ["decision", "label"]] = ["relabel", "0"]
+    sheet.to_csv(sheet_path, index=False)
+    decided = validate_review(read_sheet(sheet_path), sample_ids=ids, classes=classes,
+                              task="classification", name=str(sheet_path))  # fmt: skip
+    assert decided[["sample_id", "label"]].values.tolist() == [["s0", "7"], ["s2", "0"]]
+
+    done = tmp_path / "done.csv"
+    done.write_text("sample_id,decision,label\ns1,relabel,9\n")
+    code, _, err = _run(capsys, "review", "import", str(done), "--dataset", "digits", *folders)
+    assert code == 0, err
+    merged = read_sheet(sheet_path)
+    assert merged[["sample_id", "decision", "label"]].values.tolist() == [
+        ["s0", "relabel", "7"], ["s1", "relabel", "9"], ["s2", "relabel", "0"],
+    ]  # fmt: skip
+
+
 # --- report --------------------------------------------------------------------------------
+
+
+def _pets_params(tmp_path: Path) -> Path:
+    params = tmp_path / "params.yaml"
+    params.write_text("datasets:\n  pets: {root: data/pets, task: classification}\n")
+    return params
 
 
 def test_report_missing_suggests_dvc_repro(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = _run(capsys, "report", "--dataset", "pets", "--runs", str(tmp_path))
+    code, out, err = _run(capsys, "report", "--dataset", "pets", "--runs", str(tmp_path),
+                          "--params", str(_pets_params(tmp_path)))  # fmt: skip
     assert code == 1 and out == ""
     assert "no report yet; build it with: dvc repro report@pets" in err
+
+
+def test_report_of_an_unknown_dataset_is_an_error_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = _pets_params(tmp_path)
+    code, out, err = _run(capsys, "report", "--dataset", "nope", "--runs", str(tmp_path),
+                          "--params", str(params))  # fmt: skip
+    assert (code, out) == (2, "")
+    assert err == f"error: unknown dataset 'nope'; {params} has ['pets']\n"
+
+
+def test_report_without_params_knows_datasets_by_their_run_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ("report", "--runs", str(tmp_path), "--params", str(tmp_path / "none.yaml"))
+    (tmp_path / "pets").mkdir()
+    assert _run(capsys, *argv, "--dataset", "pets")[0] == 1  # known, no report yet
+    code, _, err = _run(capsys, *argv, "--dataset", "nope")
+    assert code == 2 and err.startswith("error: unknown dataset 'nope'")
 
 
 def test_report_prints_the_path_and_opens_it(
@@ -217,6 +288,7 @@ def test_report_prints_the_path_and_opens_it(
     page.write_text("<html></html>")
     opened: list[str] = []
     monkeypatch.setattr(cli.webbrowser, "open", lambda url: opened.append(url) or True)
-    code, out, _ = _run(capsys, "report", "--dataset", "pets", "--runs", str(tmp_path), "--open")
+    code, out, _ = _run(capsys, "report", "--dataset", "pets", "--runs", str(tmp_path), "--open",
+                        "--params", str(_pets_params(tmp_path)))  # fmt: skip
     assert code == 0 and out == f"{page}\n"
     assert opened == [page.resolve().as_uri()]

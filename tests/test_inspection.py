@@ -178,3 +178,20 @@ def test_nucseg_packbits_twins(
     assert (info.dtype, info.bit_depth) == (dtype, bit_depth)  # max 7065 -> 14, 180 -> 8
     assert info.header["compression"] == "PACKBITS"
     assert info.header["bits_per_sample"] == bits
+
+
+def test_a_file_whose_content_is_not_its_extension_says_so(tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "real.png"), np.zeros((4, 4), np.uint8))
+    (tmp_path / "real.png").rename(tmp_path / "misnamed.tif")
+    info = inspect_image(tmp_path / "misnamed.tif")
+    assert info.format == "png"
+    assert info.notes[0].startswith("PNG data, named .tif: datapipe reads it by its content")
+    text = format_folder(inspect_folder(tmp_path))
+    assert text.endswith(f"1 of 1 hold another format than their extension:\n    "
+                         f"{tmp_path / 'misnamed.tif'}: PNG data")  # fmt: skip
+
+
+def test_a_file_whose_content_matches_its_extension_has_no_such_note(tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "a.jpeg"), np.zeros((4, 4, 3), np.uint8))
+    info = inspect_image(tmp_path / "a.jpeg")
+    assert info.format == "jpeg" and not any("named" in n for n in info.notes)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +100,30 @@ def test_every_stage_depends_on_its_resolved_params_and_on_no_params_section() -
             continue
         assert "params" not in stage["do"], name
         assert f"runs/${{key}}/params/{name}.json" in stage["do"]["deps"], name
+
+
+def test_editing_one_review_sheet_changes_only_that_datasets_curate_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # resolve reads reviews/<dataset>.csv from the project folder
+    (tmp_path / "reviews").mkdir()
+    sheet = tmp_path / "reviews" / "shapes_cls.csv"
+    without = _resolved(RAW, tmp_path / "none")
+    sheet.write_text("sample_id,decision\nabc,\n")
+    exported = _resolved(RAW, tmp_path / "exported")
+    sheet.write_text("sample_id,decision\nabc,drop\n")
+    decided = _resolved(RAW, tmp_path / "decided")
+    for before, after in ((without, exported), (exported, decided)):
+        assert {key for key in before if before[key] != after[key]} == {("shapes_cls", "curate")}
+    review = json.loads(decided[("shapes_cls", "curate")])["review"]
+    assert review == {
+        "file": "reviews/shapes_cls.csv",
+        "sha256": hashlib.sha256(sheet.read_bytes()).hexdigest(),
+    }
+    assert json.loads(decided[("shapes_seg", "curate")])["review"]["sha256"] is None
+
+
+def test_curate_depends_on_its_resolved_sheet_hash_not_on_the_reviews_folder() -> None:
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert "reviews" not in stages["curate"]["do"]["deps"]
+    assert "reviews" in stages["resolve"]["do"]["deps"]  # so the hash is always current

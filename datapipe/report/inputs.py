@@ -33,6 +33,7 @@ class RunFiles:
     curated: Path
     curation_summary: Path
     metrics: Path
+    metric_details: Path
     oof_confusion: Path
     eval_confusion: Path
     dvclive: Path
@@ -53,6 +54,7 @@ class RunFiles:
             curated=run / "curated.parquet",
             curation_summary=reports / "curation_summary.csv",
             metrics=run / "metrics",
+            metric_details=reports,
             oof_confusion=run / "plots" / "oof_confusion.csv",
             eval_confusion=run / "plots" / "eval_confusion.csv",
             dvclive=run / "dvclive",
@@ -61,7 +63,9 @@ class RunFiles:
         )
 
 
-#: The metrics/<name>.json files the report shows, in page order.
+#: The metrics/<name>.json files the report shows, in page order. They hold the headline
+#: numbers DVC tabulates; reports/<name>_metrics.json next to them holds all (per-class
+#: tables, lists), and is what the report shows where it exists.
 METRIC_FILES = ("clean", "score", "curate", "train", "eval")
 
 
@@ -142,7 +146,10 @@ def load_inputs(files: RunFiles, *, name: str) -> ReportInputs:
             found.missing[key] = path
     for metric in METRIC_FILES:
         path = files.metrics / f"{metric}.json"
-        if path.is_file():
+        detail = files.metric_details / f"{metric}_metrics.json"
+        if detail.is_file():
+            found.metrics[metric] = read_json(detail)
+        elif path.is_file():
             found.metrics[metric] = read_json(path)
         else:
             found.missing[f"metrics/{metric}"] = path
