@@ -18,6 +18,7 @@ from datapipe.checks.duplicates import (
     DuplicateEvidence,
     add_duplicate_groups,
     exact_candidates,
+    mask_agreement,
     perceptual_pairs,
     verify_pairs,
 )
@@ -222,6 +223,10 @@ def clean(
         desc=f"hash {name}",
     )
     samples = add_duplicate_groups(samples, evidence.pairs)
+    if dataset.task == "segmentation":  # video frames: duplicates whose objects moved
+        samples["mask_agreement"] = mask_agreement(
+            samples, settings.root, ignore_index=dataset.ignore_index, colors=settings.mask_colors
+        )
     issues, scores = run_checks(samples, facts := dataset_facts(stats, dataset), params)
     out = pd.concat([samples, scores], axis=1)
     out["original_split"] = out["split"]

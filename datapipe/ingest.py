@@ -73,6 +73,62 @@ class Probe:
     mask_sha256: str | None = None
     mask_read_error: str | None = None
     mask_values: dict[int, int] = field(default_factory=dict)
+    mask_border: MaskBorder | None = None
+
+
+@dataclass(frozen=True)
+class MaskBorder:
+    """The value that covers most of a mask's 1-pixel border (None when none covers half),
+    and how much of it lies inside (the centre, 10% of each side, at least a pixel, away from
+    the border)."""
+
+    value: int | None
+    inside: int  # pixels of ``value`` inside
+    inside_total: int  # pixels inside
+
+    @classmethod
+    def of(cls, mask: np.ndarray) -> MaskBorder:
+        """Shapes: ``mask`` ``(H, W)`` integer values."""
+        ring = np.concatenate([mask[0], mask[-1], mask[1:-1, 0], mask[1:-1, -1]])
+        values, counts = np.unique(ring, return_counts=True)
+        value = int(values[counts.argmax()]) if 2 * counts.max() > len(ring) else None
+        dy, dx = (max(1, round(0.1 * n)) for n in mask.shape)
+        inner = mask[dy:-dy, dx:-dx]
+        return cls(value, int((inner == value).sum()), int(inner.size))
+
+
+#: A mask value looks like void (unlabelled, padding) when it is the most common border value
+#: (more than half its pixels) of at least this share of the masks while covering less than
+#: VOID_INSIDE_SHARE inside them,
+VOID_BORDER_SHARE = 0.5
+VOID_INSIDE_SHARE = 0.05
+#: ... or when it is in fewer than this share of the masks (in a set of at least VOID_MIN_MASKS).
+VOID_IMAGE_SHARE = 0.05
+VOID_MIN_MASKS = 20
+
+
+def void_suspects(probes: Sequence[Probe], values: Sequence[int]) -> dict[int, str]:
+    """Mask values among ``values`` that look like a void / unlabelled marker rather than a
+    class, each with the reason in words (for a warning that suggests ``ignore_index``)."""
+    masks = [p for p in probes if p.mask_values]
+    if not masks:
+        return {}
+    found: dict[int, str] = {}
+    borders = [p.mask_border for p in masks if p.mask_border is not None]
+    for v in values:
+        on_border = [b for b in borders if b.value == v]
+        inside = sum(b.inside for b in on_border) / max(1, sum(b.inside_total for b in on_border))
+        framing = borders and len(on_border) >= VOID_BORDER_SHARE * len(borders)
+        if framing and inside < VOID_INSIDE_SHARE:
+            found[v] = (
+                f"it covers most of the border of {len(on_border)} of {len(borders)} masks "
+                f"but only {100 * inside:.1f}% of the pixels inside them"
+            )
+            continue
+        holding = sum(v in p.mask_values for p in masks)
+        if len(masks) >= VOID_MIN_MASKS and holding < VOID_IMAGE_SHARE * len(masks):
+            found[v] = f"it is in only {holding} of {len(masks)} masks"
+    return found
 
 
 @dataclass(frozen=True)
@@ -121,6 +177,8 @@ def _probe_mask(probe: Probe, path: Path, settings: ProbeSettings) -> None:
     probe.mask_dtype = str(mask.dtype)
     values, counts = np.unique(mask, return_counts=True)
     probe.mask_values = dict(zip(values.tolist(), counts.tolist(), strict=True))
+    if mask.size:
+        probe.mask_border = MaskBorder.of(mask)
 
 
 @dataclass
@@ -264,6 +322,12 @@ def _mask_classes(probes: Sequence[Probe], dataset: DatasetParams) -> tuple[list
         raise ConfigError(
             f"{dataset.root}: segmentation needs >= 2 classes in masks; found {values}"
         )
+    for value, why in void_suspects(probes, values).items():
+        log.warning(
+            "mask value %d is taken as a class, but looks like void (unlabelled): %s; if it "
+            "marks pixels without a label, set ignore_index: %d (or list classes:)",
+            value, why, value,
+        )  # fmt: skip
     return values, [str(v) for v in values]
 
 

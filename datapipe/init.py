@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 
-from datapipe.config import load_yaml, parse_params
-from datapipe.errors import ConfigError
+from datapipe.config import DatasetParams, load_yaml, parse_params
+from datapipe.errors import ConfigError, DatapipeError
+from datapipe.ingest import MaskBorder, Probe, void_suspects
+from datapipe.io import read_mask
 from datapipe.manifest import (
     PAIRS_CSV,
     Layout,
@@ -42,7 +45,8 @@ _MASK_SEPARATORS = "_-."
 
 @dataclass(frozen=True)
 class Detected:
-    """What a data folder holds, found from its listing alone (no pixel is read)."""
+    """What a data folder holds, found from its listing (segmentation: and a sample of at most
+    :data:`VOID_SAMPLE` masks, read for values that look like void)."""
 
     root: Path
     task: Task
@@ -53,6 +57,7 @@ class Detected:
     unpaired: int = 0  # segmentation: images without exactly one mask
     other_files: tuple[str, ...] = ()  # samples not named like images: their bytes decide
     not_samples: str = ""  # files under the root that are no sample, in words
+    void_values: tuple[str, ...] = ()  # segmentation: mask values that look like void, why
 
     def summary(self) -> str:
         """One line: task, layout and counts, then what ingest will report as unreadable."""
@@ -67,6 +72,8 @@ class Detected:
             suffix = f" (mask_suffix {self.mask_suffix!r})" if self.mask_suffix else ""
             text += f", {self.images - self.unpaired} with a mask{suffix}"
             text += "; classes come from the mask values at ingest"
+        for hint in self.void_values:
+            text += f"; {hint}"
         if self.other_files:
             shown = ", ".join(self.other_files[:3]) + (", ..." if len(self.other_files) > 3 else "")
             text += (
@@ -159,8 +166,36 @@ def _detect(root: Path, task: Task, mask_suffix: str | None) -> Detected:
         )
     return Detected(
         root, task, layout, len(images), {}, suffix, unpaired,
-        other_files=others, not_samples=skipped,
+        other_files=others, not_samples=skipped, void_values=void_hints(root, images),
     )  # fmt: skip
+
+
+#: Masks ``init`` reads (evenly spread over the listing) to spot a void value.
+VOID_SAMPLE = 48
+
+
+def void_hints(root: Path, refs: list[SampleRef]) -> tuple[str, ...]:
+    """Mask values of a sample of masks that look like void (ingest's rule,
+    :func:`datapipe.ingest.void_suspects`), each as a hint to set ``ignore_index``."""
+    paired = [r.mask for r in refs if r.mask]
+    count = min(VOID_SAMPLE, len(paired))
+    picked = sorted({round(i * (len(paired) - 1) / max(1, count - 1)) for i in range(count)})
+    probes = []
+    for i in picked:
+        try:
+            mask = read_mask(root / paired[i])
+        except (DatapipeError, OSError, ValueError):
+            continue  # colour masks need mask_colors; ingest reports what cannot be read
+        values, counts = np.unique(mask, return_counts=True)
+        probes.append(Probe(mask_values=dict(zip(values.tolist(), counts.tolist(), strict=True)),
+                            mask_border=MaskBorder.of(mask) if mask.size else None))  # fmt: skip
+    ignore = DatasetParams.model_fields["ignore_index"].default
+    seen = sorted({v for p in probes for v in p.mask_values} - {ignore})
+    return tuple(
+        f"mask value {v} looks like void ({why}): set ignore_index: {v} if it marks pixels "
+        "without a label"
+        for v, why in void_suspects(probes, seen).items()
+    )
 
 
 def _near_segmentation(cls: Detected) -> str:

@@ -30,13 +30,15 @@ def parallel_map(
     that has started threads (torch, OpenCV) is safe.
     """
     if workers <= 1 or len(items) <= 1:
-        yield from progress(map(fn, items), total=len(items), desc=desc)
+        yield from progress(map(fn, items), total=len(items), desc=desc, unit="sample")
         return
     if chunksize is None:
         chunksize = max(1, min(32, len(items) // (workers * 8)))
     context = _context()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        yield from progress(pool.map(fn, items, chunksize=chunksize), total=len(items), desc=desc)
+        yield from progress(
+            pool.map(fn, items, chunksize=chunksize), total=len(items), desc=desc, unit="sample"
+        )
 
 
 _PRELOAD = ["datapipe.ingest", "datapipe.checks.features"]

@@ -19,8 +19,11 @@ that one of them is mislabelled.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -30,6 +33,8 @@ from datapipe.checks.integrity import readable
 from datapipe.checks.near_duplicates import near_duplicate_pairs
 from datapipe.checks.verify import pair_similarity
 from datapipe.config import CleanParams
+from datapipe.errors import DatapipeError
+from datapipe.io import read_mask
 
 
 def _hashable(samples: pd.DataFrame) -> np.ndarray:
@@ -288,19 +293,147 @@ def _near(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.Data
     return flag_all(rows.index, detail, score=score)
 
 
+#: Mask agreement is measured at most this many pixels on the longer side ...
+AGREEMENT_SIDE = 256
+#: ... forgiving class boundaries that moved by up to this share of the longer side (objects
+#: moving between consecutive video frames), at least one pixel ...
+AGREEMENT_TOLERANCE = 0.03
+#: ... over the classes that cover at least this share of the labelled pixels of either mask.
+AGREEMENT_MIN_SHARE = 0.001
+
+
+def mask_pair_agreement(a: np.ndarray, b: np.ndarray, *, ignore_index: int) -> float:
+    """How well mask ``b`` agrees with mask ``a``, in [0, 1] (1: the same labelling).
+
+    ``b`` is resized (nearest) to ``a``'s size, both to at most :data:`AGREEMENT_SIDE` on the
+    longer side. Per class ``c`` present in either (at least :data:`AGREEMENT_MIN_SHARE` of the
+    labelled pixels), the share of the pixels labelled ``c`` in one mask that have a ``c`` within
+    ``r`` pixels in the other (``r`` = :data:`AGREEMENT_TOLERANCE` of the longer side, >= 1):
+    a Dice coefficient that forgives borders which moved by up to ``r``. The agreement is the
+    mean over those classes, so a swapped class scores 0 for both classes involved however
+    small the object. Pixels that are ``ignore_index`` in either mask count for neither.
+
+    Shapes:
+        ``a`` ``(H, W)``, ``b`` ``(h, w)`` integer class values -> a float (NaN: nothing
+        labelled in either).
+    """
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"expected two (H, W) masks; got {a.shape} and {b.shape}")
+    scale = min(1.0, AGREEMENT_SIDE / max(a.shape))
+    shape = (max(1, round(a.shape[0] * scale)), max(1, round(a.shape[1] * scale)))
+    a, b = _nearest(a, shape), _nearest(b, shape)
+    valid = (a != ignore_index) & (b != ignore_index)
+    if not valid.any():
+        return float("nan")
+    radius = max(1, round(AGREEMENT_TOLERANCE * max(shape)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    labelled = int(valid.sum())
+    found = []
+    for c in np.union1d(np.unique(a[valid]), np.unique(b[valid])):
+        in_a, in_b = valid & (a == c), valid & (b == c)
+        n_a, n_b = int(in_a.sum()), int(in_b.sum())
+        if max(n_a, n_b) < AGREEMENT_MIN_SHARE * labelled:
+            continue
+        near_a = cv2.dilate(in_a.astype(np.uint8), kernel).astype(bool)
+        near_b = cv2.dilate(in_b.astype(np.uint8), kernel).astype(bool)
+        matched = int((in_a & near_b).sum()) + int((in_b & near_a).sum())
+        found.append(matched / (n_a + n_b))
+    return float(np.mean(found)) if found else 1.0
+
+
+def _nearest(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize for any integer dtype."""
+    if mask.shape == shape:
+        return mask
+    rows = (np.arange(shape[0]) * mask.shape[0] // shape[0]).clip(0, mask.shape[0] - 1)
+    cols = (np.arange(shape[1]) * mask.shape[1] // shape[1]).clip(0, mask.shape[1] - 1)
+    return mask[rows[:, None], cols[None, :]]
+
+
+def mask_agreement(
+    samples: pd.DataFrame,
+    root: Path,
+    *,
+    ignore_index: int,
+    colors: Mapping[int, tuple[int, int, int]] | None = None,
+) -> pd.Series:
+    """Per sample of a duplicate group (segmentation), :func:`mask_pair_agreement` of its mask
+    with the mask of the group's first member by path (the reference, 1.0 itself); NaN outside
+    groups, without a mask, or where a mask cannot be read (another check reports that).
+
+    Near-duplicate frames of a video are true duplicates whose masks differ where objects
+    moved; this is what :func:`_conflicting` compares with ``clean.mask_agreement``.
+    """
+    out = pd.Series(np.nan, index=samples.index, dtype="float64", name="mask_agreement")
+    if "mask" not in samples:
+        return out
+    rows = samples[samples["group"].notna() & samples["mask"].notna()].sort_values("image")
+    for _, members in rows.groupby("group", sort=False):
+        if len(members) < 2:
+            continue
+        masks = [_read(root / str(m), colors) for m in members["mask"]]
+        reference = masks[0]
+        if reference is None:
+            continue
+        for index, mask in zip(members.index, masks, strict=True):
+            if mask is not None:
+                out[index] = mask_pair_agreement(reference, mask, ignore_index=ignore_index)
+    return out
+
+
+def _read(path: Path, colors: Mapping[int, tuple[int, int, int]] | None) -> np.ndarray | None:
+    try:
+        return read_mask(path, colors=colors)
+    except (DatapipeError, OSError, ValueError):
+        return None
+
+
 def _conflicting(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:
-    key = "label" if facts.task == "classification" else "mask_hash"
-    rows = samples[samples["group"].notna() & samples[key].notna()]
-    conflict = rows.groupby("group")[key].transform("nunique") > 1
-    rows = rows[conflict]
-    if facts.task == "classification":
-        summary = rows.groupby("group")["label"].agg(
-            lambda s: ", ".join(f"{k} x{v}" for k, v in s.value_counts().sort_index().items())
-        )
-        detail = [f"duplicates labelled {summary[g]}" for g in rows["group"]]
-    else:
-        detail = ["duplicates of this image have different masks"] * len(rows)
+    if facts.task != "classification":
+        if "mask_agreement" in samples:
+            return _disagreeing_masks(samples, t)
+        return _different_masks(samples)
+    rows = samples[samples["group"].notna() & samples["label"].notna()]
+    rows = rows[rows.groupby("group")["label"].transform("nunique") > 1]
+    summary = rows.groupby("group")["label"].agg(
+        lambda s: ", ".join(f"{k} x{v}" for k, v in s.value_counts().sort_index().items())
+    )
+    detail = [f"duplicates labelled {summary[g]}" for g in rows["group"]]
     return flag_all(rows.index, detail)
+
+
+def _different_masks(samples: pd.DataFrame) -> pd.DataFrame:
+    """Without measured agreement (a table not made by the clean stage): any two masks that
+    differ in a pixel."""
+    rows = samples[samples["group"].notna() & samples["mask_hash"].notna()]
+    rows = rows[rows.groupby("group")["mask_hash"].transform("nunique") > 1]
+    return flag_all(rows.index, ["duplicates of this image have different masks"] * len(rows))
+
+
+def _disagreeing_masks(samples: pd.DataFrame, t: CleanParams) -> pd.DataFrame:
+    """Members whose mask agrees less than ``mask_agreement`` with their group's reference
+    (the first by path, see :func:`mask_agreement`), and that reference."""
+    rows = samples[samples["group"].notna() & samples["mask_agreement"].notna()]
+    rows = rows.sort_values("image", kind="stable")
+    reference = rows.groupby("group")["image"].first()
+    low = rows[rows["mask_agreement"] < t.mask_agreement]
+    detail = {
+        i: f"mask agrees {a:.2f} with that of its duplicate {reference[g]} "
+        f"(clean.mask_agreement {t.mask_agreement:g})"
+        for i, a, g in zip(low.index, low["mask_agreement"], low["group"], strict=True)
+    }
+    score = dict(zip(low.index, low["mask_agreement"], strict=True))
+    for g, members in low.groupby("group"):
+        ref = rows.index[(rows["group"] == g) & (rows["image"] == reference[g])][0]
+        at = int(np.argmin(members["mask_agreement"].to_numpy(np.float64)))
+        lowest, image = float(members["mask_agreement"].iloc[at]), str(members["image"].iloc[at])
+        detail[ref] = (
+            f"{len(members)} duplicate(s) have masks that disagree with this one "
+            f"(lowest agreement {lowest:.2f}: {image})"
+        )
+        score[ref] = float(members["mask_agreement"].min())
+    index = pd.Index([i for i in rows.index if i in detail])
+    return flag_all(index, [detail[i] for i in index], score=np.array([score[i] for i in index]))
 
 
 CHECKS = [

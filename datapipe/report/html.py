@@ -1,10 +1,13 @@
 """``reports/report.html``: one self-contained page per dataset.
 
-Images are embedded as data URIs, styles and the pager script are inline, and a
-Content-Security-Policy forbids anything else, so the page opens offline and a stray external
-reference would show as a console error rather than a silent fetch. Long card lists carry
-``data-page-size`` and are paginated by a few lines of plain JavaScript; without scripts every
-card is shown.
+Images are embedded as data URIs, styles and the script are inline (the
+Content-Security-Policy allows inline ones and nothing else), so the page opens offline and a
+stray external reference would show as a console error rather than a silent fetch. A few lines
+of plain JavaScript page long card lists (``data-page-size``), apply the filter bars
+(``.filters[data-for=<list id>]``: check, class, split and a file-name search, matched against
+each card's ``data-checks`` / ``data-classes`` / ``data-splits`` / ``data-names`` JSON lists)
+and open a thumbnail larger on click (its ``data-zoom`` picture, else the thumbnail enlarged);
+without scripts every card is shown.
 
 Card classes (what tests and people count): ``.issue-card.data-issue`` one per flagged sample
 of the clean stage, ``.issue-card.label-issue`` one per label issue, ``.dup-group`` one per
@@ -98,17 +101,29 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .pager { display: flex; gap: 8px; align-items: center; margin: 6px 0; font-size: 12px; }
 .pager button { font: inherit; padding: 1px 8px; }
 img.preview { max-width: 100%; height: auto; image-rendering: auto; }
+[hidden] { display: none !important; }
+.path .folder { color: var(--muted); }
+.path b { font-weight: 600; }
+img.thumb { cursor: zoom-in; }
+.filters { display: flex; flex-wrap: wrap; gap: 6px 14px; align-items: center; margin: 8px 0;
+           font-size: 12px; padding: 6px 8px; background: #eef1f4; border-radius: 4px; }
+.filters select, .filters input { font: inherit; }
+.filter-count { color: var(--muted); margin-left: auto; }
+details.more { align-self: center; font-size: 12px; color: var(--muted); max-width: 260px; }
+details.more .names { margin: 4px 0 0; padding-left: 16px; max-height: 200px; overflow: auto; }
+.lightbox { position: fixed; inset: 0; z-index: 10; background: rgba(10, 14, 18, 0.88);
+            display: flex; flex-direction: column; align-items: center; justify-content: center;
+            gap: 8px; cursor: zoom-out; color: #eee; font-size: 13px; }
+.lightbox img { width: min(90vw, 80vh, 768px); height: min(90vw, 80vh, 768px); object-fit: contain;
+                image-rendering: pixelated; background: #202020; }
 """
 
-# Plain ES5 so any browser runs it; hides every card outside the current page.
+# Plain ES5 so any browser runs it: pages, filters, and the larger picture on click.
 SCRIPT = """
 (function () {
-  var lists = document.querySelectorAll('[data-page-size]');
-  Array.prototype.forEach.call(lists, function (list) {
-    var items = Array.prototype.slice.call(list.children);
+  var each = function (list, fn) { Array.prototype.forEach.call(list, fn); };
+  function paginate(list) {
     var size = parseInt(list.getAttribute('data-page-size'), 10) || 1;
-    var pages = Math.ceil(items.length / size);
-    if (pages <= 1) { return; }
     var pager = document.createElement('div');
     pager.className = 'pager';
     var prev = document.createElement('button');
@@ -119,17 +134,90 @@ SCRIPT = """
     next.textContent = 'next \\u203a';
     pager.appendChild(prev); pager.appendChild(label); pager.appendChild(next);
     list.parentNode.insertBefore(pager, list);
-    var page = 0;
+    var page = 0, pages = 1;
     function show(p) {
+      var items = Array.prototype.filter.call(list.children, function (item) {
+        return !item.hasAttribute('data-filtered');
+      });
+      pages = Math.max(1, Math.ceil(items.length / size));
       page = Math.max(0, Math.min(pages - 1, p));
+      each(list.children, function (item) { item.hidden = true; });
       items.forEach(function (item, i) { item.hidden = Math.floor(i / size) !== page; });
       label.textContent = 'page ' + (page + 1) + ' of ' + pages + ' (' + items.length + ')';
       prev.disabled = page === 0;
       next.disabled = page === pages - 1;
+      pager.hidden = pages <= 1;
     }
     prev.addEventListener('click', function () { show(page - 1); });
     next.addEventListener('click', function () { show(page + 1); });
+    list.repage = function () { show(0); };
     show(0);
+  }
+  each(document.querySelectorAll('[data-page-size]'), paginate);
+
+  function values(item, key) {
+    try { return JSON.parse(item.getAttribute('data-' + key) || '[]'); } catch (e) { return []; }
+  }
+  function matches(item, want) {
+    for (var key in want) {
+      var value = want[key];
+      if (!value) { continue; }
+      var have = values(item, key);
+      if (key === 'names') {
+        var found = have.some(function (n) { return n.toLowerCase().indexOf(value) >= 0; });
+        if (!found) { return false; }
+      } else if (have.indexOf(value) < 0) { return false; }
+    }
+    return true;
+  }
+  each(document.querySelectorAll('.filters'), function (bar) {
+    var list = document.getElementById(bar.getAttribute('data-for'));
+    if (!list) { return; }
+    var controls = bar.querySelectorAll('[data-filter]');
+    var count = bar.querySelector('.filter-count');
+    function apply() {
+      var want = {};
+      each(controls, function (c) {
+        var key = c.getAttribute('data-filter');
+        want[key] = key === 'names' ? c.value.trim().toLowerCase() : c.value;
+      });
+      var shown = 0;
+      each(list.children, function (item) {
+        if (matches(item, want)) { item.removeAttribute('data-filtered'); shown += 1; }
+        else { item.setAttribute('data-filtered', ''); }
+      });
+      count.textContent = shown + ' of ' + list.children.length + ' cards';
+      if (list.repage) { list.repage(); }
+    }
+    each(controls, function (c) {
+      c.addEventListener('input', apply);
+      c.addEventListener('change', apply);
+    });
+    apply();
+  });
+
+  var box = null, big = null, caption = null;  // made on the first click
+  function open(thumb) {
+    if (!box) {
+      box = document.createElement('div');
+      box.className = 'lightbox';
+      big = document.createElement('img');
+      big.alt = 'enlarged';
+      caption = document.createElement('div');
+      box.appendChild(big); box.appendChild(caption);
+      document.body.appendChild(box);
+    }
+    big.src = thumb.getAttribute('data-zoom') || thumb.src;
+    caption.textContent = thumb.title;
+    box.hidden = false;
+  }
+  document.addEventListener('click', function (event) {
+    var target = event.target;
+    if (box && box.contains(target)) { box.hidden = true; return; }
+    if (target.tagName === 'IMG' && target.classList.contains('thumb')) { open(target); }
+  });
+  document.addEventListener('keydown', function (event) {
+    if (event.key === 'Escape' && box) { box.hidden = true; }
   });
 })();
 """

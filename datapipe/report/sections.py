@@ -6,7 +6,9 @@ it left out; a section whose input is missing says which file it needed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -25,12 +27,15 @@ from datapipe.report.charts import (
     note,
     table,
 )
+from datapipe.report.confusions import confused_pairs, segmentation_breakdown
 from datapipe.report.inputs import ReportInputs
 from datapipe.report.thumbnails import Thumbnailer, View
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 DUPLICATE_CHECKS = ("conflicting_labels", "exact_duplicate", "near_duplicate", "split_leakage")
-MAX_GROUP_MEMBERS = 8
+#: A duplicate group shows this many members' thumbnails; the rest are named in a fold-out.
+GROUP_SHOWN = 4
+GROUP_NAMED = 50
 
 
 @dataclass(frozen=True)
@@ -59,8 +64,10 @@ class Context:
         view: View = "image",
         sample_id: str = "",
         caption: str = "",
+        zoom: bool = False,
     ) -> str:
-        """One thumbnail ``<img>`` (or a placeholder naming why there is none)."""
+        """One thumbnail ``<img>`` (or a placeholder naming why there is none); a click opens
+        it larger, from an embedded larger picture where ``zoom`` (while the budget lasts)."""
         size = self.size
         if not isinstance(image, str) or not image:
             return (
@@ -76,15 +83,65 @@ class Context:
                 f'title="{esc(image)}">unreadable</div>'
             )
         title = f"{image} ({caption})" if caption else image
+        large = ""
+        if zoom:
+            mask_ = mask if isinstance(mask, str) and mask else None
+            big = self.thumbs.zoom(image, mask=mask_, view=view, sample_id=sample_id)
+            large = f' data-zoom="{big}"' if big is not None else ""
         return (
-            f'<img class="thumb" src="{uri}" width="{size}" height="{size}" '
+            f'<img class="thumb" src="{uri}" width="{size}" height="{size}"{large} '
             f'alt="{esc(title)}" title="{esc(title)}" loading="lazy">'
         )
 
 
-def cards(items: Sequence[str], *, page_size: int) -> str:
+def cards(items: Sequence[str], *, page_size: int, list_id: str = "") -> str:
     """A list of cards the page's script paginates (``page_size`` per page)."""
-    return f'<div class="cards" data-page-size="{page_size}">{"".join(items)}</div>'
+    ident = f' id="{esc(list_id)}"' if list_id else ""
+    return f'<div class="cards"{ident} data-page-size="{page_size}">{"".join(items)}</div>'
+
+
+def facets(
+    *,
+    checks: Iterable[Any] = (),
+    classes: Iterable[Any] = (),
+    splits: Iterable[Any] = (),
+    names: Iterable[Any] = (),
+) -> str:
+    """A card's filter attributes (JSON lists the page's filters match against)."""
+    values = {"checks": checks, "classes": classes, "splits": splits, "names": names}
+    return "".join(
+        f' data-{key}="{esc(json.dumps([str(v) for v in dict.fromkeys(vals) if _given(v)]))}"'
+        for key, vals in values.items()
+    )
+
+
+def _given(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and np.isnan(value)) and value != ""
+
+
+def filter_bar(
+    list_id: str,
+    *,
+    checks: Sequence[str] = (),
+    classes: Sequence[str] = (),
+    splits: Sequence[str] = (),
+) -> str:
+    """Filters (check, class, split: a choice each where there is more than one) and a file
+    name search over the cards of list ``list_id``; the page's script applies them."""
+    parts = [f'<div class="filters" data-for="{esc(list_id)}">']
+    for key, label, options in (("checks", "check", checks), ("classes", "class", classes),
+                                ("splits", "split", splits)):  # fmt: skip
+        if len(options) > 1:
+            choices = "".join(f'<option value="{esc(o)}">{esc(o)}</option>' for o in options)
+            parts.append(
+                f'<label>{label} <select data-filter="{key}"><option value="">all</option>'
+                f"{choices}</select></label>"
+            )
+    parts.append(
+        '<label>file <input type="search" data-filter="names" placeholder="part of a path">'
+        '</label><span class="filter-count"></span></div>'
+    )
+    return "".join(parts)
 
 
 def shown_note(total: int, shown: int, what: str) -> str:
@@ -197,36 +254,150 @@ def integrity(inputs: ReportInputs, ctx: Context) -> Section:
         return Section(
             "integrity", title, note("no sample was flagged by the clean stage", kind="ok")
         )
-    summary = pd.crosstab(issues["check"], issues["severity"])
-    summary = summary[[s for s in SEVERITY_ORDER if s in summary.columns]]
-    order = _flag_order(issues)
-    shown = order[: ctx.options.max_cards]
+    shown, cap = pick_flagged(issues, limit=ctx.options.max_cards)
     by_sample = _grouped(_records(issues[issues["sample_id"].isin(set(shown))]), "sample_id")
     rows = _by_id(inputs.manifest, shown)
     items = [_issue_card(sid, by_sample[sid], rows.get(sid, {}), inputs, ctx) for sid in shown]
+    total = issues["sample_id"].nunique()
     body = (
-        table(summary.reset_index())
-        + shown_note(len(order), len(shown), "flagged samples, worst first")
-        + cards(items, page_size=ctx.options.page_size)
+        _check_summary(issues, shown)
+        + note(_integrity_note(total, len(shown), cap), kind="count")
+        + filter_bar(
+            "integrity-cards",
+            checks=_check_order(issues),
+            classes=_shown_classes(items_rows(rows, shown), inputs),
+            splits=_splits(rows.values()),
+        )
+        + cards(items, page_size=ctx.options.page_size, list_id="integrity-cards")
     )
     return Section("integrity", title, body)
 
 
-def _flag_order(issues: pd.DataFrame) -> list[str]:
-    """Sample ids, worst first: by their worst severity, then lowest score."""
+def items_rows(rows: Mapping[str, dict[str, Any]], ids: Sequence[str]) -> list[dict[str, Any]]:
+    return [rows.get(i, {}) for i in ids]
+
+
+def _integrity_note(total: int, shown: int, cap: int) -> str:
+    if total == shown:
+        return f"{total} flagged samples, the most severe and rarest checks first"
+    return (
+        f"{total} flagged samples; {shown} shown (report.max_cards), the most severe and "
+        f"rarest checks first, every check at least once and up to {cap} per check before "
+        "the commonest fill the rest"
+    )
+
+
+def _check_summary(issues: pd.DataFrame, shown: Sequence[str]) -> str:
+    """Per check (in card order): flags per severity, samples, and cards shown."""
+    counts = pd.crosstab(issues["check"], issues["severity"])
+    counts = counts[[s for s in SEVERITY_ORDER if s in counts.columns]]
+    on_cards = issues[issues["sample_id"].isin(set(shown))].groupby("check")["sample_id"]
+    counts["samples"] = issues.groupby("check")["sample_id"].nunique()
+    counts["shown"] = on_cards.nunique().reindex(counts.index, fill_value=0)
+    return table(counts.reindex(_check_order(issues)).reset_index())
+
+
+def _check_order(issues: pd.DataFrame) -> list[str]:
+    """Checks by their worst severity, then rarest first (fewest flagged samples)."""
+    severity = issues["severity"].map(SEVERITY_ORDER).fillna(3).groupby(issues["check"]).min()
+    samples = issues.groupby("check")["sample_id"].nunique()
+    return sorted(map(str, samples.index), key=lambda c: (severity[c], samples[c], c))
+
+
+def pick_flagged(issues: pd.DataFrame, *, limit: int) -> tuple[list[str], int]:
+    """The flagged sample ids to show as cards, in page order, and the per-check cap.
+
+    A flood of one check (a thousand near-duplicates) must not hide the rare ones (three
+    odd-sized images): checks are visited by severity, then rarest first, and each gets up to
+    ``cap`` samples (its worst scores first), ``cap`` the largest that fits ``limit`` (at least
+    one, so every check is shown even past ``limit``); leftover room goes to the rest in page
+    order. Page order: worst severity, then rarest check, then lowest score.
+    """
+    rank = _sample_rank(issues)
+    order = list(rank.index)
+    checks = _check_order(issues)
+    samples = issues.groupby("check")["sample_id"].nunique()
+    cap = _fair_cap(samples.reindex(checks).to_numpy(np.int64), limit)
+    checks_of: dict[str, set[str]] = {}
+    for sid, check in zip(issues["sample_id"], issues["check"], strict=True):
+        checks_of.setdefault(str(sid), set()).add(str(check))
+    by_check = {c: [s for s in order if c in checks_of[s]] for c in checks}
+    chosen: dict[str, None] = {}
+    shown: Counter[str] = Counter()
+    for check in checks:
+        for sid in by_check[check]:
+            if shown[check] >= cap:
+                break
+            if sid not in chosen:
+                chosen[sid] = None
+                shown.update(checks_of[sid])
+    for sid in order:
+        if len(chosen) >= limit:
+            break
+        chosen.setdefault(sid, None)
+    position = {sid: i for i, sid in enumerate(order)}
+    return sorted(chosen, key=position.__getitem__), cap
+
+
+def _fair_cap(counts: np.ndarray, limit: int) -> int:
+    """The largest ``cap >= 1`` with ``sum(min(count, cap)) <= limit``."""
+    cap = 1
+    top = int(counts.max()) if len(counts) else 1
+    while cap < top and int(np.minimum(counts, cap + 1).sum()) <= limit:
+        cap += 1
+    return cap
+
+
+def _sample_rank(issues: pd.DataFrame) -> pd.DataFrame:
+    """Per flagged sample, its worst severity, the size of its rarest check and its lowest
+    score, sorted (worst first)."""
+    samples = issues.groupby("check")["sample_id"].nunique()
+    score = (
+        pd.to_numeric(issues["score"], errors="coerce").fillna(1.0) if "score" in issues else 1.0
+    )
     rank = issues.assign(
         _sev=issues["severity"].map(SEVERITY_ORDER).fillna(3),
-        _score=pd.to_numeric(issues["score"], errors="coerce").fillna(1.0)
-        if "score" in issues
-        else 1.0,
+        _rare=issues["check"].map(samples),
+        _score=score,
     )
-    worst = rank.groupby("sample_id", sort=False)[["_sev", "_score"]].min()
-    return [str(s) for s in worst.sort_values(["_sev", "_score"], kind="stable").index]
+    worst = rank.groupby("sample_id", sort=False)[["_sev", "_rare", "_score"]].min()
+    worst.index = worst.index.map(str)
+    return worst.sort_values(["_sev", "_rare", "_score"], kind="stable")
+
+
+def _flag_order(issues: pd.DataFrame) -> list[str]:
+    """Sample ids, worst first: by their worst severity, the rarest of their checks, then
+    lowest score."""
+    return list(_sample_rank(issues).index)
+
+
+def _sample_classes(sample: Mapping[str, Any], inputs: ReportInputs) -> list[str]:
+    """The class names a card is about: its label, or the classes in its mask."""
+    label = sample.get("label")
+    if isinstance(label, str) and label:
+        return [label]
+    values = sample.get("mask_classes")
+    if not isinstance(values, list | tuple | np.ndarray):
+        return []
+    names = dict(zip(inputs.stats.get("class_values", []), inputs.classes, strict=False))
+    return [names.get(int(v), str(v)) for v in values]
+
+
+def _shown_classes(samples: Iterable[Mapping[str, Any]], inputs: ReportInputs) -> list[str]:
+    seen = {c for s in samples for c in _sample_classes(s, inputs)}
+    return [c for c in inputs.classes if c in seen] + sorted(seen - set(inputs.classes))
+
+
+def _splits(samples: Iterable[Mapping[str, Any]]) -> list[str]:
+    seen = {str(s["split"]) for s in samples if _given(s.get("split"))}
+    return [x for x in ("train", "val", "test") if x in seen] + sorted(
+        seen - {"train", "val", "test"}
+    )
 
 
 #: The columns of a sample's row that its cards show.
-CARD_COLUMNS = ("sample_id", "label", "split", "mask", "excluded", "exclude_reason", "action",
-                "final_label")  # fmt: skip
+CARD_COLUMNS = ("sample_id", "label", "split", "mask", "mask_classes", "excluded",
+                "exclude_reason", "action", "final_label")  # fmt: skip
 
 
 def _by_id(table_: pd.DataFrame, ids: Any) -> dict[str, dict[str, Any]]:
@@ -268,8 +439,10 @@ def _issue_card(
         for r in rows
     )
     thumb = ctx.img(image, mask=sample.get("mask"), view=_view(inputs), sample_id=sid)
+    tags = facets(checks=[r["check"] for r in rows], classes=_sample_classes(sample, inputs),
+                  splits=[sample.get("split")], names=[image])  # fmt: skip
     return (
-        f'<div class="card issue-card data-issue sev-{severity}" data-sample="{esc(sid)}">'
+        f'<div class="card issue-card data-issue sev-{severity}" data-sample="{esc(sid)}"{tags}>'
         f'{thumb}<div class="meta">{_sample_line(image, sample)}'
         f'<ul class="checks">{checks}</ul></div></div>'
     )
@@ -281,7 +454,15 @@ def _sample_line(image: Any, sample: dict[str, Any]) -> str:
     if sample.get("excluded") and isinstance(reason, str) and reason:
         bits.append(f'<span class="excluded">excluded: {esc(reason)}</span>')
     line = " · ".join(b for b in bits if b)
-    return f'<div class="path" title="{esc(image)}">{esc(image)}</div><div>{line}</div>'
+    return f"{_file_name(image)}<div>{line}</div>"
+
+
+def _file_name(image: Any) -> str:
+    """The file's name in bold and its folder above it, so both read at a glance."""
+    path = str(image) if _given(image) else ""
+    folder, _, name = path.rpartition("/")
+    where = f'<span class="folder">{esc(folder)}/</span>' if folder else ""
+    return f'<div class="path" title="{esc(path)}">{where}<b>{esc(name)}</b></div>'
 
 
 # ---------------------------------------------------------------- duplicates
@@ -302,10 +483,16 @@ def duplicates(inputs: ReportInputs, ctx: Context) -> Section:
     shown = groups[: ctx.options.max_cards]
     rows = _by_id(inputs.manifest, [r["sample_id"] for _, g in shown for r in g])
     items = [_group_card(gid, g, rows, inputs, ctx) for gid, g in shown]
+    present = [c for c in DUPLICATE_CHECKS if c in set(grouped["check"])]
     body = (
-        note("exact and near duplicates side by side; conflicting labels first", kind="info")
+        note(
+            "exact and near duplicates side by side; conflicting labels first; a large group "
+            f"shows {GROUP_SHOWN} members and names the rest",
+            kind="info",
+        )
         + shown_note(len(groups), len(shown), "groups")
-        + cards(items, page_size=max(1, ctx.options.page_size // 4))
+        + filter_bar("duplicate-groups", checks=present, splits=_splits(rows.values()))
+        + cards(items, page_size=max(1, ctx.options.page_size // 4), list_id="duplicate-groups")
     )
     return Section("duplicates", title, body)
 
@@ -323,7 +510,7 @@ def _group_card(
     by_member = _grouped(rows, "sample_id")
     members = list(by_member)
     cells = []
-    for sid in members[:MAX_GROUP_MEMBERS]:
+    for sid in members[:GROUP_SHOWN]:
         mine = by_member[sid]
         sample = manifest.get(sid, {})
         image = mine[0]["image"]
@@ -334,11 +521,26 @@ def _group_card(
             f'<div class="meta">{_sample_line(image, sample)}<div class="small">{esc(checks)}'
             "</div></div></div>"
         )
-    more = len(members) - MAX_GROUP_MEMBERS
-    extra = f'<div class="more">+{more} more</div>' if more > 0 else ""
+    rest = members[GROUP_SHOWN:]
+    extra = ""
+    if rest:
+        named = "".join(
+            f"<li>{_file_name(by_member[sid][0]['image'])}</li>" for sid in rest[:GROUP_NAMED]
+        )
+        unnamed = len(rest) - GROUP_NAMED
+        named += f"<li>… {unnamed} more</li>" if unnamed > 0 else ""
+        extra = (
+            f'<details class="more"><summary>+{len(rest)} more</summary>'
+            f'<ul class="names">{named}</ul></details>'
+        )
+    tags = facets(
+        checks=[r["check"] for r in rows],
+        splits=[manifest.get(sid, {}).get("split") for sid in members],
+        names=[by_member[sid][0]["image"] for sid in members],
+    )
     return (
-        f'<div class="dup-group" data-group="{gid}"><h4>group {gid}: {len(members)} images</h4>'
-        f'<div class="members">{"".join(cells)}{extra}</div></div>'
+        f'<div class="dup-group" data-group="{gid}"{tags}><h4>group {gid}: {len(members)} '
+        f'images</h4><div class="members">{"".join(cells)}{extra}</div></div>'
     )
 
 
@@ -360,18 +562,56 @@ def label_issues(inputs: ReportInputs, ctx: Context) -> Section:
     manifest = _by_id(inputs.manifest, shown["sample_id"])
     curated = _by_id(inputs.curated, shown["sample_id"]) if inputs.curated is not None else {}
     card = _seg_label_card if inputs.task == "segmentation" else _cls_label_card
-    items = [
-        card(r, manifest.get(str(r["sample_id"]), {}), curated.get(str(r["sample_id"]), {}), ctx)
-        for r in _records(shown)
-    ]
+    items, about = [], []
+    for r in _records(shown):
+        sample = manifest.get(str(r["sample_id"]), {})
+        about.append(_label_card_classes(r, sample, inputs))
+        items.append(card(r, sample, curated.get(str(r["sample_id"]), {}), about[-1], ctx))
     if inputs.scores is not None and "label_quality" in inputs.scores:
         parts.append(_quality_histogram(inputs.scores["label_quality"]))
     parts.append(shown_note(len(issues), len(shown), "samples flagged, worst first"))
-    parts.append(cards(items, page_size=ctx.options.page_size) if items else "")
-    if inputs.oof_confusion is not None and not inputs.oof_confusion.empty:
-        parts.append("<h3>Out-of-fold confusion (given label vs model)</h3>")
-        parts.append(confusion(inputs.oof_confusion, classes=inputs.classes))
+    if items:
+        seen = {c for cs in about for c in cs}
+        names = [c for c in inputs.classes if c in seen] + sorted(seen - set(inputs.classes))
+        parts.append(filter_bar("label-cards", classes=names, splits=_splits(manifest.values())))
+        parts.append(cards(items, page_size=ctx.options.page_size, list_id="label-cards"))
+    parts.append(_confusion_tables(inputs))
     return Section("label-issues", title, "".join(parts))
+
+
+def _label_card_classes(
+    row: Mapping[str, Any], sample: Mapping[str, Any], inputs: ReportInputs
+) -> list[str]:
+    """A label issue is about its given and suggested class (segmentation: its mask's)."""
+    if inputs.task == "segmentation":
+        return _sample_classes(sample, inputs)
+    return [str(v) for v in (row.get("given_label"), row.get("suggested_label")) if _given(v)]
+
+
+def _confusion_tables(inputs: ReportInputs) -> str:
+    rows = inputs.oof_confusion
+    if rows is None or rows.empty:
+        return not_available("out-of-fold confusion", inputs.missing.get("oof_confusion", ""))
+    pixels = inputs.task == "segmentation"
+    pairs = confused_pairs(rows, classes=inputs.classes, pixels=pixels)
+    parts = ["<h3>Most confused class pairs (out of fold)</h3>"]
+    parts.append(
+        table(pairs) if not pairs.empty else note("the model agrees with every label", kind="ok")
+    )
+    if pixels:
+        parts.append("<h3>Pixels the model labels otherwise, per class (out of fold)</h3>")
+        parts.append(
+            note(
+                "missed: the class's pixels the model calls another class (the one it "
+                "suggests most); false alarm: pixels it calls this class that are labelled "
+                "otherwise; images: where the class is a hard positive / negative",
+                kind="info",
+            )
+            + table(segmentation_breakdown(rows, inputs.hard_examples, classes=inputs.classes))
+        )
+    parts.append("<h3>Out-of-fold confusion (given label vs model)</h3>")
+    parts.append(confusion(rows, classes=inputs.classes))
+    return "".join(parts)
 
 
 def _quality_histogram(quality: pd.Series) -> str:
@@ -391,14 +631,23 @@ def _curation_line(curated: dict[str, Any]) -> str:
     return f'<div class="small">curation: <b>{esc(action)}</b>{to}</div>'
 
 
+def _label_tags(row: Mapping[str, Any], sample: Mapping[str, Any], about: list[str]) -> str:
+    return facets(classes=about, splits=[sample.get("split")], names=[row.get("image")])
+
+
 def _cls_label_card(
-    row: dict[str, Any], sample: dict[str, Any], curated: dict[str, Any], ctx: Context
+    row: dict[str, Any],
+    sample: dict[str, Any],
+    curated: dict[str, Any],
+    about: list[str],
+    ctx: Context,
 ) -> str:
     sid = str(row["sample_id"])
+    tags = _label_tags(row, sample, about)
     return (
-        f'<div class="card issue-card label-issue" data-sample="{esc(sid)}">'
-        f'{ctx.img(row["image"], sample_id=sid)}<div class="meta">'
-        f'<div class="path" title="{esc(row["image"])}">{esc(row["image"])}</div>'
+        f'<div class="card issue-card label-issue" data-sample="{esc(sid)}"{tags}>'
+        f'{ctx.img(row["image"], sample_id=sid, zoom=True)}<div class="meta">'
+        f"{_file_name(row['image'])}"
         f'<div class="labels"><span class="given">{esc(row.get("given_label"))}</span> → '
         f'<span class="suggested">{esc(row.get("suggested_label")) or "?"}</span></div>'
         f"<div>quality {esc(row.get('label_quality'))}</div>"
@@ -408,16 +657,23 @@ def _cls_label_card(
 
 
 def _seg_label_card(
-    row: dict[str, Any], sample: dict[str, Any], curated: dict[str, Any], ctx: Context
+    row: dict[str, Any],
+    sample: dict[str, Any],
+    curated: dict[str, Any],
+    about: list[str],
+    ctx: Context,
 ) -> str:
     sid = str(row["sample_id"])
     mask = row.get("mask") if isinstance(row.get("mask"), str) else sample.get("mask")
-    given = ctx.img(row["image"], mask=mask, view="mask", sample_id=sid, caption="given mask")
-    issue = ctx.img(row["image"], view="issues", sample_id=sid, caption="pixel issues")
+    given = ctx.img(row["image"], mask=mask, view="mask", sample_id=sid, caption="given mask",
+                    zoom=True)  # fmt: skip
+    issue = ctx.img(row["image"], view="issues", sample_id=sid, caption="pixel issues",
+                    zoom=True)  # fmt: skip
+    tags = _label_tags(row, sample, about)
     return (
-        f'<div class="card issue-card label-issue wide" data-sample="{esc(sid)}">'
+        f'<div class="card issue-card label-issue wide" data-sample="{esc(sid)}"{tags}>'
         f'<div class="pair">{given}{issue}</div><div class="meta">'
-        f'<div class="path" title="{esc(row["image"])}">{esc(row["image"])}</div>'
+        f"{_file_name(row['image'])}"
         f"<div>quality {esc(row.get('label_quality'))} · issue pixels "
         f"{esc(row.get('issue_fraction'))}</div>"
         f'<div class="small">{esc(row.get("reasons"))}</div>{_curation_line(curated)}'
@@ -477,8 +733,8 @@ def _gallery_card(
     given = f"label {esc(label)} · " if isinstance(label, str) else ""
     return (
         f'<div class="card gallery-card {esc(row.get("role"))}" data-sample="{esc(sid)}">'
-        f'{thumb}<div class="meta small">{given}p({esc(row["class"])}) {esc(row.get("prob"))}'
-        f" · loss {esc(row.get('loss'))}</div></div>"
+        f'{thumb}<div class="meta small">{_file_name(row["image"])}{given}'
+        f"p({esc(row['class'])}) {esc(row.get('prob'))} · loss {esc(row.get('loss'))}</div></div>"
     )
 
 

@@ -6,6 +6,10 @@ images are shown as stored under ``stretch="auto"`` (a dark image must look dark
 about dark images); 16-bit, float and other multi-channel images get a per-image percentile
 stretch, so a dim 12-bit micrograph is visible. Each thumbnail is the smaller of a JPEG and a
 PNG encoding, and is made once per (path, view) however many sections show it.
+
+:meth:`Thumbnailer.zoom` makes the larger picture a click on a card opens (at most
+:data:`ZOOM_SIZE`, never larger than the image, as long as :data:`ZOOM_BUDGET` lasts), so a
+segmentation issue map is readable without blowing the page's size budget.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ from datapipe.io import read_image
 from datapipe.report.render import fit, overlay_mask, to_display
 
 View = Literal["image", "mask", "issues"]
+
+#: The larger picture of a card (pixels on a side) and the bytes all of them may take together;
+#: past the budget a click shows the thumbnail enlarged instead.
+ZOOM_SIZE = 384
+ZOOM_BUDGET = 6_000_000
 
 #: Issue-map values written by the score stage (issue_maps/<sample_id>.png).
 ISSUE_PIXEL, IGNORED_PIXEL = 255, 128
@@ -129,6 +138,8 @@ class Thumbnailer:
     masks: MaskSpec | None = None
     issue_maps: Path | None = None
     _cache: dict[tuple[str, str | None, View], str | None] = field(default_factory=dict)
+    _zooms: dict[tuple[str, str | None, View], str | None] = field(default_factory=dict)
+    zoom_bytes: int = 0  # spent of ZOOM_BUDGET
 
     def thumb(
         self,
@@ -140,19 +151,45 @@ class Thumbnailer:
     ) -> str | None:
         key = (image, mask if view == "mask" else sample_id if view == "issues" else None, view)
         if key not in self._cache:
-            self._cache[key] = self._make(image, mask, view, sample_id)
+            self._cache[key] = self._make(image, mask, view, sample_id, self.options.thumb_size)
         return self._cache[key]
+
+    def zoom(
+        self,
+        image: str,
+        *,
+        mask: str | None = None,
+        view: View = "image",
+        sample_id: str = "",
+    ) -> str | None:
+        """The larger picture of ``thumb``'s (at most :data:`ZOOM_SIZE`, never enlarged);
+        ``None`` when unreadable, no larger than the thumbnail, or past :data:`ZOOM_BUDGET`."""
+        key = (image, mask if view == "mask" else sample_id if view == "issues" else None, view)
+        if key not in self._zooms:
+            uri = None
+            if self.zoom_bytes < ZOOM_BUDGET:
+                uri = self._make(image, mask, view, sample_id, ZOOM_SIZE, enlarge=False)
+            self.zoom_bytes += len(uri) if uri is not None else 0
+            self._zooms[key] = uri
+        return self._zooms[key]
 
     def __len__(self) -> int:
         """Thumbnails made so far."""
         return sum(uri is not None for uri in self._cache.values())
 
-    def _make(self, image: str, mask: str | None, view: View, sample_id: str) -> str | None:
-        size = self.options.thumb_size
+    def _make(
+        self, image: str, mask: str | None, view: View, sample_id: str, size: int,
+        *, enlarge: bool = True,
+    ) -> str | None:  # fmt: skip
         try:
-            pixels = shrink(read_image(self.root / image), size)
+            full = read_image(self.root / image)
         except (DatapipeError, OSError, ValueError):
             return None
+        if not enlarge:
+            size = min(size, max(full.shape[:2]))
+            if size <= self.options.thumb_size:
+                return None  # the thumbnail already shows every pixel
+        pixels = shrink(full, size)
         rgb = display_rgb(
             pixels, channels=self.options.channels, percentiles=self.options.percentiles,
             stretch=self.options.stretch,
