@@ -98,7 +98,7 @@ def test_a_class_with_every_sample_excluded_still_scores_the_rest(tmp_path: Path
 
 def test_a_diverging_loss_is_an_error_naming_the_setting(tmp_path: Path) -> None:
     manifest, stats = _dataset(tmp_path, [12, 12, 12])
-    with pytest.raises(DatapipeError, match=r"lower score\.\*\.lr"):
+    with pytest.raises(DatapipeError, match=r"fold 0: epoch 0: .*lower score\.classification\.lr"):
         _score(tmp_path, manifest, stats, lr=1e12, epochs=2)
 
 
