@@ -19,9 +19,9 @@ import numpy as np
 import yaml
 
 from datapipe.config import DatasetParams, load_yaml, parse_params
-from datapipe.errors import ConfigError, DatapipeError
+from datapipe.errors import ConfigError, DatapipeError, ImageReadError
 from datapipe.ingest import MaskBorder, Probe, void_suspects
-from datapipe.io import read_mask
+from datapipe.io import read_image, read_mask
 from datapipe.manifest import (
     PAIRS_CSV,
     Layout,
@@ -57,6 +57,7 @@ class Detected:
     unpaired: int = 0  # segmentation: images without exactly one mask
     other_files: tuple[str, ...] = ()  # samples not named like images: their bytes decide
     not_samples: str = ""  # files under the root that are no sample, in words
+    median_side: int | None = None  # the shorter side of a typical image (a few decoded)
     void_values: tuple[str, ...] = ()  # segmentation: mask values that look like void, why
 
     def summary(self) -> str:
@@ -156,7 +157,7 @@ def _detect(root: Path, task: Task, mask_suffix: str | None) -> Detected:
             )
         return Detected(
             root, task, layout, len(images), dict(sorted(counts.items())),
-            other_files=others, not_samples=skipped,
+            other_files=others, not_samples=skipped, median_side=_median_side(root, images),
         )  # fmt: skip
     unpaired = sum(r.mask is None for r in images)
     if unpaired == len(images):
@@ -167,6 +168,7 @@ def _detect(root: Path, task: Task, mask_suffix: str | None) -> Detected:
     return Detected(
         root, task, layout, len(images), {}, suffix, unpaired,
         other_files=others, not_samples=skipped, void_values=void_hints(root, images),
+        median_side=_median_side(root, images),
     )  # fmt: skip
 
 
@@ -273,11 +275,60 @@ def root_text(root: Path, base: Path) -> str:
 
 
 def dataset_entry(detected: Detected, *, root: str) -> dict[str, Any]:
-    """The ``datasets.<name>`` mapping: root, task and the layout found (pinned)."""
+    """The ``datasets.<name>`` mapping: root, task, the layout found (pinned) and recipe sizes
+    that fit the folder (:func:`suggested_recipes`)."""
     entry: dict[str, Any] = {"root": root, "task": detected.task, "layout": detected.layout}
     if detected.mask_suffix:
         entry["mask_suffix"] = detected.mask_suffix
+    entry.update(suggested_recipes(detected))
     return entry
+
+
+#: Images decoded to find a typical size (spread over the listing).
+SIZE_PROBES = 32
+
+
+def _median_side(root: Path, images: list[SampleRef]) -> int | None:
+    """The median shorter side of up to ``SIZE_PROBES`` images spread over ``images``."""
+    step = max(1, len(images) // SIZE_PROBES)
+    sides = []
+    for ref in images[::step][:SIZE_PROBES]:
+        try:
+            img = read_image(root / ref.image)
+        except ImageReadError:  # reported by ingest; the size comes from the others
+            continue
+        sides.append(min(img.shape[:2]))
+    return int(np.median(sides)) if sides else None
+
+
+def suggested_recipes(detected: Detected) -> dict[str, dict[str, int]]:
+    """``score`` / ``train`` recipe sizes for this folder, so a first run starts sensibly:
+
+    * ``image_size``: the typical shorter side, a multiple of 8, within 16..224
+      (classification) or 32..256 (segmentation; larger images are resized down);
+    * ``batch_size``: classification 64 up to 64 px, else 32; segmentation 16 below 192 px,
+      else 8;
+    * train ``epochs`` from the sample count (classification 30 below 2,000 images, 20 below
+      20,000, else 12; segmentation 40 below 1,000, 30 below 5,000, else 20). Scoring keeps its
+      task's short training: models that train long memorise wrong labels and hide them.
+
+    Empty when no image could be decoded (the task's defaults apply).
+    """
+    if detected.median_side is None:
+        return {}
+    n = detected.images
+    if detected.task == "segmentation":
+        size = min(256, max(32, 8 * round(detected.median_side / 8)))
+        batch = 16 if size < 192 else 8
+        epochs = 40 if n < 1000 else 30 if n < 5000 else 20
+    else:
+        size = min(224, max(16, 8 * round(detected.median_side / 8)))
+        batch = 64 if size <= 64 else 32
+        epochs = 30 if n < 2000 else 20 if n < 20000 else 12
+    return {
+        "score": {"image_size": size, "batch_size": batch},
+        "train": {"image_size": size, "batch_size": batch, "epochs": epochs},
+    }
 
 
 def add_dataset(

@@ -222,3 +222,36 @@ def test_empty_flow_mapping_becomes_a_block() -> None:
     out = add_dataset("datasets: {}  # none yet\nworkers: 2\n", "a", ENTRY)
     assert out.splitlines()[:2] == ["datasets:  # none yet", "  a:"]
     assert out.endswith("workers: 2\n")
+
+
+@pytest.mark.parametrize(
+    ("shape", "count", "expected"),
+    [
+        ((104, 120), 40, {"score": {"image_size": 104, "batch_size": 32},
+                          "train": {"image_size": 104, "batch_size": 32, "epochs": 30}}),
+        ((8, 8), 2200, {"score": {"image_size": 16, "batch_size": 64},
+                        "train": {"image_size": 16, "batch_size": 64, "epochs": 20}}),
+        ((600, 800), 40, {"score": {"image_size": 224, "batch_size": 32},
+                          "train": {"image_size": 224, "batch_size": 32, "epochs": 30}}),
+    ],
+    ids=["typical-side", "tiny-many", "large"],
+)  # fmt: skip
+def test_init_writes_recipe_sizes_that_fit_the_folder(
+    tmp_path: Path, shape: tuple[int, int], count: int, expected: dict
+) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        folder = tmp_path / ("a" if i % 2 else "b")
+        folder.mkdir(exist_ok=True)
+        cv2.imwrite(str(folder / f"{i:04d}.png"), rng.integers(0, 255, shape, np.uint8))
+    entry = dataset_entry(detect_dataset(tmp_path, task="classification"), root=str(tmp_path))
+    assert {k: entry[k] for k in ("score", "train")} == expected
+    parse_params({"datasets": {"new": entry}})  # a valid recipe
+
+
+def test_init_without_a_decodable_image_writes_no_recipe(tmp_path: Path) -> None:
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "x.png").write_bytes(b"not a png at all")
+    entry = dataset_entry(detect_dataset(tmp_path, task="classification"), root=str(tmp_path))
+    assert "score" not in entry and "train" not in entry
