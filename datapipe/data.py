@@ -21,11 +21,12 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from datapipe.config import DatasetParams
 from datapipe.io import read_image, read_mask, to_unit_float
 from datapipe.io.convert import Scaling
+from datapipe.workers import worker_init_fn
 
 #: ``(image path, mask path or None)`` relative to the data root.
 Item = tuple[str, str | None]
@@ -180,6 +181,25 @@ class SwappableBatches:
 
     def __len__(self) -> int:
         return len(self.batches)
+
+
+def swappable_loader(
+    dataset: Dataset[Any], *, workers: int, pin_memory: bool
+) -> tuple[DataLoader[Any], SwappableBatches]:
+    """The one DataLoader configuration of scoring and training: batches swapped in per pass
+    (:class:`SwappableBatches`), persistent workers that prefetch 4 batches each and die with
+    the stage (``datapipe.workers``), pinned memory for CUDA."""
+    batches = SwappableBatches()
+    loader = DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=workers > 0,
+        worker_init_fn=worker_init_fn(),
+    )
+    return loader, batches
 
 
 #: A dataset key: an index, ``(index, size)`` or ``(index, size, epoch)`` (size None = default).

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader
+from torch.utils.data import BatchSampler
 
 from datapipe.augment import Augment, build_pipeline, check_pipeline
 from datapipe.augment.batch import (
@@ -36,9 +36,9 @@ from datapipe.data import (
     AugmentedSet,
     AugmentFn,
     SampleSpec,
-    SwappableBatches,
     manifest_items,
     sample_spec,
+    swappable_loader,
 )
 from datapipe.distributed import Dist
 from datapipe.errors import DatapipeError
@@ -49,7 +49,6 @@ from datapipe.losses import CompositeLoss, criterion
 from datapipe.metrics import classification_metrics, confusion_matrix, segmentation_metrics
 from datapipe.models import build_classifier, build_segmenter
 from datapipe.progress import progress
-from datapipe.workers import worker_init_fn
 
 log = logging.getLogger("datapipe")
 Task = Literal["classification", "segmentation"]
@@ -263,15 +262,8 @@ class Feeder:
 
     def __init__(self, dataset: AugmentedSet, run: RunSettings) -> None:
         self.dataset = dataset
-        self._batches = SwappableBatches()
-        self._loader = DataLoader(
-            dataset,
-            batch_sampler=self._batches,
-            num_workers=run.workers,
-            pin_memory=run.device.type == "cuda",
-            prefetch_factor=4 if run.workers else None,
-            persistent_workers=run.workers > 0,
-            worker_init_fn=worker_init_fn(),  # workers die with the stage
+        self._loader, self._batches = swappable_loader(
+            dataset, workers=run.workers, pin_memory=run.device.type == "cuda"
         )
 
     def __call__(

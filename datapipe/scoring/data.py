@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datapipe.data import Item, SampleSpec, SwappableBatches
+from datapipe.data import Item, SampleSpec, swappable_loader
 from datapipe.progress import progress
 from datapipe.workers import worker_init_fn
 
@@ -81,15 +81,8 @@ class Streaming:
         pin_memory: bool = False,
     ) -> None:
         self.dataset = _DiskSet(items, spec, labels)
-        self._sampler = SwappableBatches()
-        self._loader = DataLoader(
-            self.dataset,
-            batch_sampler=self._sampler,
-            num_workers=workers,
-            pin_memory=pin_memory,
-            prefetch_factor=4 if workers else None,
-            persistent_workers=workers > 0,
-            worker_init_fn=worker_init_fn(),  # workers die with the stage
+        self._loader, self._sampler = swappable_loader(
+            self.dataset, workers=workers, pin_memory=pin_memory
         )
 
     def __len__(self) -> int:
