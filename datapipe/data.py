@@ -163,6 +163,23 @@ def manifest_items(table: pd.DataFrame) -> list[Item]:
     ]
 
 
+def class_counts(
+    labels: np.ndarray, stats: Mapping[str, Any], classes: list[str], *, task: str
+) -> np.ndarray:
+    """Samples per class (classification: ``labels``, negative ones skipped) or labelled pixels
+    per class (segmentation: stats.json's ``pixel_counts``), for class weights from counts;
+    the score and train stages both weigh by these.
+
+    Shapes:
+        ``labels`` ``(N,)`` int class indices -> ``(K,)`` float64.
+    """
+    if task == "segmentation":
+        pixels = stats.get("pixel_counts", {})
+        return np.array([float(pixels.get(c, 0)) for c in classes])
+    labels = np.asarray(labels, np.int64)
+    return np.bincount(labels[labels >= 0], minlength=len(classes)).astype(np.float64)
+
+
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """A 32-bit seed that depends only on ``(seed, epoch, index)``."""
     key = np.array([seed, epoch, index], np.int64).tobytes()

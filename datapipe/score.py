@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from datapipe.config import DatasetParams, FitParams, ScoreParams
-from datapipe.data import manifest_items, sample_spec
+from datapipe.data import class_counts, manifest_items, sample_spec
 from datapipe.difficulty import hard_and_easy
 from datapipe.distributed import Dist
 from datapipe.errors import DatapipeError
@@ -114,7 +114,7 @@ def score(
         device,
         params,
         ignore=dataset.ignore_index if segmentation else -100,
-        class_counts=_class_counts(segmentation, labels[rows], stats, classes),
+        class_counts=class_counts(labels[rows], stats, classes, task=dataset.task),
         key=f"score.{dataset.task}",
     )
     everyone = np.ones(len(rows), bool)
@@ -257,16 +257,6 @@ def _settings(
         class_counts=tuple(float(c) for c in class_counts),
         key=key,
     )
-
-
-def _class_counts(
-    segmentation: bool, labels: np.ndarray, stats: Mapping[str, Any], classes: list[str]
-) -> np.ndarray:
-    """Scored samples per class, or labelled pixels per class (stats.json), for class weights."""
-    if segmentation:
-        pixels = stats.get("pixel_counts", {})
-        return np.array([float(pixels.get(c, 0)) for c in classes])
-    return np.bincount(labels, minlength=len(classes)).astype(np.float64)
 
 
 def _base_frame(manifest: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:

@@ -36,6 +36,7 @@ from datapipe.data import (
     AugmentedSet,
     AugmentFn,
     SampleSpec,
+    class_counts,
     manifest_items,
     sample_spec,
     swappable_loader,
@@ -385,18 +386,6 @@ def split_set(
     return AugmentedSet(manifest_items(rows), spec, labels, augment=augment, seed=seed), rows
 
 
-def class_counts(
-    rows: pd.DataFrame, stats: Mapping[str, Any], classes: list[str], task: Task
-) -> np.ndarray:
-    """Training samples per class (classification) or labelled pixels per class
-    (segmentation, from stats.json) for automatic class weights."""
-    if task == "segmentation":
-        pixels = stats.get("pixel_counts", {})
-        return np.array([float(pixels.get(c, 0)) for c in classes])
-    index = rows["final_label_index"].to_numpy(np.int64)
-    return np.bincount(index[index >= 0], minlength=len(classes)).astype(np.float64)
-
-
 def build_model(
     task: Task, recipe: TrainTaskParams, *, in_channels: int, num_classes: int
 ) -> nn.Module:
@@ -449,6 +438,8 @@ def train_inputs(
         task=dataset.task, classes=classes, train=train, val=val if len(val) else None,
         weights=rows["weight"].to_numpy(np.float64),
         difficulty=rows["difficulty"].to_numpy(np.float64),
-        class_counts=class_counts(rows, stats, classes, dataset.task),
+        class_counts=class_counts(
+            rows["final_label_index"].to_numpy(np.int64), stats, classes, task=dataset.task
+        ),
         ignore_index=dataset.ignore_index,
     )  # fmt: skip

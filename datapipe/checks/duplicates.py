@@ -58,7 +58,7 @@ def perceptual_pairs(samples: pd.DataFrame, *, max_distance: int) -> np.ndarray:
     unique, inverse = np.unique(hashes, return_inverse=True)
     near = near_duplicate_pairs(unique, max_distance=max_distance)[:, :2]
     rows_of = pd.Series(positions).groupby(inverse).agg(list).to_list()
-    found = [_rows_pairs(rows_of[u], rows_of[u]) for u in range(len(unique))]
+    found = [_rows_pairs(rows, rows) for rows in rows_of if len(rows) > 1]  # equal hashes
     found += [_rows_pairs(rows_of[u], rows_of[v]) for u, v in near]
     pairs = np.concatenate([np.empty((0, 2), np.int64), *found])
     return np.unique(np.sort(pairs, axis=1), axis=0)

@@ -70,18 +70,14 @@ def measure(ref: SampleFiles, settings: FeatureSettings) -> dict[str, object]:
     return out
 
 
-@dataclass(frozen=True)
-class _Views:
-    img: np.ndarray  # finite, in a dtype OpenCV takes
-    nonfinite: int  # NaN / inf values replaced in ``img``
-    scaling: Scaling
-    grey: np.ndarray  # (H, W), the image's dtype
-    thumb: np.ndarray  # grey, longer side <= THUMBNAIL, the image's dtype
-    unit: np.ndarray  # thumb through to_unit_float
+def image_features(img: np.ndarray, settings: FeatureSettings) -> dict[str, object]:
+    """Intensity statistics and the perceptual hash of one ``(H, W, C)`` image.
 
-
-def _views(img: np.ndarray, settings: FeatureSettings) -> _Views:
-    """The grey, thumbnail and unit-scale versions every measurement starts from."""
+    One grey version at full resolution feeds the sharpness measure; its ``THUMBNAIL``-pixel
+    area-averaged copy, scaled with ``to_unit_float``, feeds brightness, its 1st / 99th
+    percentiles (shadow, highlight), contrast, entropy and the pHash. Blank and saturation look
+    at the native pixels.
+    """
     nonfinite = int(np.count_nonzero(~np.isfinite(img))) if img.dtype.kind == "f" else 0
     if nonfinite:
         img = np.nan_to_num(img, nan=0.0, posinf=1.0, neginf=0.0)
@@ -91,19 +87,6 @@ def _views(img: np.ndarray, settings: FeatureSettings) -> _Views:
     grey = _grey(img)
     thumb = _thumbnail(grey)
     unit = to_unit_float(thumb, bit_depth=scaling, percentiles=settings.percentiles)
-    return _Views(img, nonfinite, scaling, grey, thumb, unit)
-
-
-def image_features(img: np.ndarray, settings: FeatureSettings) -> dict[str, object]:
-    """Intensity statistics and the perceptual hash of one ``(H, W, C)`` image.
-
-    One grey version at full resolution feeds the sharpness measure; its ``THUMBNAIL``-pixel
-    area-averaged copy, scaled with ``to_unit_float``, feeds brightness, its 1st / 99th
-    percentiles (shadow, highlight), contrast, entropy and the pHash. Blank and saturation look
-    at the native pixels.
-    """
-    v = _views(img, settings)
-    unit = v.unit
     levels = np.bincount(
         (unit * (_HIST_BINS - 1) + 0.5).astype(np.uint8).ravel(), minlength=_HIST_BINS
     )
@@ -117,11 +100,11 @@ def image_features(img: np.ndarray, settings: FeatureSettings) -> dict[str, obje
         "highlight": float(highlight),
         "shadow": float(shadow),
         "contrast": float(unit.std()),
-        "value_range": _value_range(v.img),
+        "value_range": _value_range(img),
         "entropy": float(-(p * np.log2(p)).sum() / np.log2(_HIST_BINS)),
-        "sharpness": _sharpness(v.grey, v.thumb),
-        "saturated": _saturated_share(v.img, v.scaling),
-        "nonfinite": v.nonfinite,
+        "sharpness": _sharpness(grey, thumb),
+        "saturated": _saturated_share(img, scaling),
+        "nonfinite": nonfinite,
         "thumb": verification_thumbnail(unit),
     }
 

@@ -299,7 +299,7 @@ def _resume(
 ) -> list[int]:
     """Restore a matching checkpoint into the given containers; the folds it had finished."""
     state = checkpoint.load() if checkpoint is not None else None
-    if state is None or not state["done"]:
+    if checkpoint is None or state is None or not state["done"]:
         return []
     if probs is not None:
         probs[:] = state["probs"]
@@ -310,7 +310,7 @@ def _resume(
     losses.update(state["losses"])
     if sink is not None and state["sink"] is not None:
         sink.truncate(int(state["sink"]))  # shards of the interrupted fold go
-    log.info("resuming after fold(s) %s (%s)", state["done"], checkpoint.path if checkpoint else "")
+    log.info("resuming after fold(s) %s (%s)", state["done"], checkpoint.path)
     return list(state["done"])
 
 
