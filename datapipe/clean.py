@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from datapipe import tasks
 from datapipe.checks import CHECKS, DatasetFacts
 from datapipe.checks.duplicates import (
     DuplicateEvidence,
@@ -223,7 +224,7 @@ def clean(
         desc=f"hash {name}",
     )
     samples = add_duplicate_groups(samples, evidence.pairs)
-    if dataset.task == "segmentation":  # video frames: duplicates whose objects moved
+    if tasks.get(dataset.task).dense:  # video frames: duplicates whose objects moved
         samples["mask_agreement"] = mask_agreement(
             samples, settings.root, ignore_index=dataset.ignore_index, colors=settings.mask_colors
         )

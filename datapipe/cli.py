@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from datapipe import tasks
 from datapipe.config import load_params
 from datapipe.curate import review_sheet
 from datapipe.errors import DatapipeError
@@ -375,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("dir", type=Path, metavar="DIR", help="the data root (never modified)")
     init.add_argument("--name", help="the dataset's key (default: the folder's name)")
     init.add_argument(
-        "--task", choices=("auto", "classification", "segmentation"), default="auto",
+        "--task", choices=("auto", *tasks.TASKS), default="auto",
         help="auto (default): the task whose layout the folder fits; refused if both fit",
     )  # fmt: skip
     init.add_argument(

@@ -32,9 +32,10 @@ from pydantic import (
     model_validator,
 )
 
+from datapipe import tasks
 from datapipe.errors import ConfigError
+from datapipe.tasks import Task
 
-Task = Literal["classification", "segmentation"]
 Layout = Literal["auto", "folders", "labels_csv", "images_masks", "pairs_csv"]
 BitDepthParam = Literal["auto", "percentile", 8, 10, 12, 14, 16]
 RGB = tuple[
@@ -155,7 +156,8 @@ class DatasetParams(_Strict):
     def _colors_for_masks(
         cls, v: dict[int, RGB] | None, info: ValidationInfo
     ) -> dict[int, RGB] | None:
-        if v is not None and info.data.get("task") == "classification":
+        task = info.data.get("task")
+        if v is not None and task in tasks.TASKS and not tasks.get(task).dense:
             raise ValueError("mask_colors maps mask colours to classes: segmentation only")
         return v
 
@@ -588,7 +590,7 @@ def parse_params(raw: Any, *, source: str = "params.yaml") -> Params:
             params.train_recipe(name)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
-    for task in ("classification", "segmentation"):
+    for task in tasks.TASKS:
         for stage in ("score", "train"):
             for key, problem in _task_problems(getattr(getattr(params, stage), task), task):
                 raise ConfigError(f"{source}: {stage}.{task}.{key}: {problem}")
@@ -602,10 +604,7 @@ def parse_params(raw: Any, *, source: str = "params.yaml") -> Params:
 
 #: Model names per task (``datapipe.models``' factories; a test keeps them equal, so loading
 #: params needs no torch).
-MODEL_NAMES: dict[str, tuple[str, ...]] = {
-    "classification": ("auto", "small_cnn", "resnet18", "resnet34", "resnet50"),
-    "segmentation": ("auto", "unet", "lraspp_mobilenet_v3", "deeplabv3_mobilenet_v3"),
-}
+MODEL_NAMES: dict[str, tuple[str, ...]] = {name: t.models for name, t in tasks.TASKS.items()}
 
 
 def _task_problems(recipe: _Fit, task: str) -> list[tuple[str, str]]:
@@ -616,19 +615,10 @@ def _task_problems(recipe: _Fit, task: str) -> list[tuple[str, str]]:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         found.append(("model", f"unknown {task} model {recipe.model!r}{hint}; known: "
                       f"{list(MODEL_NAMES[task])}"))  # fmt: skip
-    if task == "classification" and "loss_dice" in recipe.loss.terms:
-        found.append(("loss.terms.loss_dice", "Dice is a segmentation loss; use loss_ce or "
-                      "loss_focal for classification"))  # fmt: skip
+    found += tasks.get(task).recipe_problems(recipe)
     if isinstance(recipe, FitParams) and recipe.schedule == "plateau":
         found.append(("schedule", "plateau steps on a validation metric, which out-of-fold "
                       "scoring has none of; use cosine or step"))  # fmt: skip
-    if (
-        isinstance(recipe, TrainTaskParams)
-        and task == "segmentation"
-        and recipe.mix.mixup_alpha > 0
-    ):
-        found.append(("mix.mixup_alpha", "mixup is refused for segmentation (it would blend "
-                      "two masks into labels no pixel has); use mix.cutmix_alpha"))  # fmt: skip
     return found
 
 

@@ -22,11 +22,15 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from datapipe import tasks
 from datapipe.config import CurateParams
 from datapipe.errors import DatapipeError
+from datapipe.tasks import TaskModule
 
 Action = Literal["keep", "drop", "relabel", "downweight", "exclude"]
 ACTIONS: tuple[Action, ...] = ("keep", "relabel", "downweight", "drop", "exclude")
+#: the actions whose samples train (with their weight)
+TRAINING_ACTIONS: tuple[Action, ...] = ("keep", "relabel", "downweight")
 DECISIONS = ("keep", "drop", "relabel")
 CURATED_COLUMNS = (
     "sample_id", "image", "split", "fold", "given_label", "action", "final_label",
@@ -50,7 +54,7 @@ def curate(
     scores: pd.DataFrame,
     *,
     classes: Sequence[str],
-    task: Literal["classification", "segmentation"],
+    task: str | TaskModule,
     policy: CurateParams,
     review: pd.DataFrame | None = None,
     review_name: str = "review",
@@ -62,6 +66,7 @@ def curate(
     classification, ``prob_<class>``); ``review`` the reviewer's sheet (see
     :func:`validate_review`).
     """
+    task = tasks.get(task)
     label_action = _resolve_policy(policy, task)
     out = scores[[c for c in ("sample_id", "image", "mask", "split", "fold") if c in scores]]
     out = out.copy()
@@ -112,12 +117,12 @@ def curate(
     return CurateResult(out, curation_summary(out, classes, task), _metrics(out, review_name))
 
 
-def _resolve_policy(policy: CurateParams, task: str) -> str:
+def _resolve_policy(policy: CurateParams, task: TaskModule) -> str:
     if policy.label_issues == "auto":
-        return "relabel" if task == "classification" else "downweight"
-    if policy.label_issues == "relabel" and task == "segmentation":
+        return task.label_issue_action
+    if policy.label_issues == "relabel" and not task.image_labels:
         raise DatapipeError(
-            "curate.label_issues: relabel needs a suggested class, which a segmentation mask "
+            f"curate.label_issues: relabel needs a suggested class, which a {task.name} mask "
             "does not have; use drop, downweight or keep (or fix masks by hand and review)"
         )
     return policy.label_issues
@@ -138,8 +143,8 @@ def _confident_suggestion(
     return suggested.where(ok)
 
 
-def _indices(labels: pd.Series, classes: Sequence[str], task: str) -> np.ndarray:
-    if task == "segmentation":
+def _indices(labels: pd.Series, classes: Sequence[str], task: TaskModule) -> np.ndarray:
+    if not task.image_labels:
         return np.full(len(labels), -1, np.int64)
     lookup = {name: i for i, name in enumerate(classes)}
     return np.array([lookup.get(x, -1) if isinstance(x, str) else -1 for x in labels], np.int64)
@@ -154,12 +159,12 @@ def _weights(action: np.ndarray, quality: np.ndarray, min_weight: float) -> np.n
 
 
 def _difficulty(
-    scores: pd.DataFrame, out: pd.DataFrame, classes: Sequence[str], task: str
+    scores: pd.DataFrame, out: pd.DataFrame, classes: Sequence[str], task: TaskModule
 ) -> np.ndarray:
-    """1 - p(final label) for classification (a relabelled sample is easy for its new label);
-    the score stage's difficulty for segmentation."""
+    """1 - p(final label) for image labels (a relabelled sample is easy for its new label);
+    the score stage's difficulty otherwise (masks)."""
     difficulty = out["difficulty"].to_numpy(np.float64).copy()
-    if task == "classification":
+    if task.image_labels:
         for name in classes:
             column = f"prob_{name}"
             hit = ((out["final_label"] == name) & (out["action"] == "relabel")).to_numpy(bool)
@@ -168,10 +173,14 @@ def _difficulty(
     return difficulty
 
 
-def curation_summary(curated: pd.DataFrame, classes: Sequence[str], task: str) -> pd.DataFrame:
-    """One row per class (the given label; one ``all`` row for segmentation) with a count per
+def curation_summary(
+    curated: pd.DataFrame, classes: Sequence[str], task: str | TaskModule
+) -> pd.DataFrame:
+    """One row per class (the given label; one ``all`` row for masks) with a count per
     action, plus ``relabelled_in`` (samples relabelled into the class) and ``total``."""
-    key = curated["given_label"] if task == "classification" else pd.Series("all", curated.index)
+    key = (
+        curated["given_label"] if tasks.get(task).image_labels else pd.Series("all", curated.index)
+    )
     counts = pd.crosstab(key.fillna("(none)"), curated["action"])
     counts = counts.reindex(columns=list(ACTIONS), fill_value=0)
     order = [c for c in classes if c in counts.index]
@@ -200,7 +209,7 @@ def validate_review(
     *,
     sample_ids: Sequence[str],
     classes: Sequence[str],
-    task: str,
+    task: str | TaskModule,
     name: str = "review",
 ) -> pd.DataFrame:
     """Check a reviewer's sheet and return its decided rows (``REVIEW_COLUMNS``).
@@ -235,9 +244,9 @@ def validate_review(
             )
         seen[sample_id] = position
         if decision == "relabel":
-            if task == "segmentation":
+            if not tasks.get(task).image_labels:
                 raise DatapipeError(
-                    f"{where}: relabel is for classification; fix the mask by hand and keep it"
+                    f"{where}: relabel is for image labels; fix the mask by hand and keep it"
                 )
             if label not in names:
                 raise DatapipeError(

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from datapipe import tasks
 from datapipe.config import DatasetParams
 from datapipe.io import read_image, read_mask, to_unit_float
 from datapipe.io.convert import Scaling
@@ -144,7 +145,7 @@ def sample_spec(dataset: DatasetParams, stats: Mapping[str, Any], *, size: int) 
         std=stats["std"],
         size=size,
     )
-    if dataset.task != "segmentation":
+    if not tasks.get(dataset.task).dense:
         return SampleSpec(image)
     mask = MaskSpec(
         class_values=list(stats.get("class_values", [])),
@@ -161,23 +162,6 @@ def manifest_items(table: pd.DataFrame) -> list[Item]:
         (str(image), None if pd.isna(mask) else str(mask))
         for image, mask in zip(table["image"], masks, strict=True)
     ]
-
-
-def class_counts(
-    labels: np.ndarray, stats: Mapping[str, Any], classes: list[str], *, task: str
-) -> np.ndarray:
-    """Samples per class (classification: ``labels``, negative ones skipped) or labelled pixels
-    per class (segmentation: stats.json's ``pixel_counts``), for class weights from counts;
-    the score and train stages both weigh by these.
-
-    Shapes:
-        ``labels`` ``(N,)`` int class indices -> ``(K,)`` float64.
-    """
-    if task == "segmentation":
-        pixels = stats.get("pixel_counts", {})
-        return np.array([float(pixels.get(c, 0)) for c in classes])
-    labels = np.asarray(labels, np.int64)
-    return np.bincount(labels[labels >= 0], minlength=len(classes)).astype(np.float64)
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from datapipe import tasks
 from datapipe.config import DatasetParams
 from datapipe.errors import ConfigError, ImageReadError
 from datapipe.io.convert import Scaling, infer_bit_depth, to_unit_float, unit_scale
@@ -222,7 +223,8 @@ def ingest(dataset: DatasetParams, *, name: str, workers: int) -> IngestResult:
         )
     )
     df = _table(refs, probes)
-    if dataset.task == "classification":
+    task = tasks.get(dataset.task)
+    if task.image_labels:
         classes = _label_classes(df, dataset)
         df["label_index"] = df["label"].map({c: i for i, c in enumerate(classes)}).astype("Int64")
         strata: list[Any] = df["label"].tolist()
@@ -240,9 +242,7 @@ def ingest(dataset: DatasetParams, *, name: str, workers: int) -> IngestResult:
         df, probes, dataset, name=name, layout=layout, classes=classes, class_values=class_values
     )
     stats["not_samples"] = {kind: len(paths) for kind, paths in skipped.items()}
-    columns = list(MANIFEST_COLUMNS) + (
-        list(SEGMENTATION_COLUMNS) if dataset.task == "segmentation" else []
-    )
+    columns = list(MANIFEST_COLUMNS) + (list(SEGMENTATION_COLUMNS) if task.dense else [])
     return IngestResult(manifest=df[columns], stats=stats)
 
 
@@ -381,7 +381,7 @@ def _stats(
         "splits": {s: int(n) for s, n in df["split"].value_counts().sort_index().items()},
         "folds": {str(f): int(n) for f, n in df["fold"].value_counts().sort_index().items()},
     }
-    if dataset.task == "classification":
+    if tasks.get(dataset.task).image_labels:
         counts = df.groupby(["split", "label"]).size()
         stats["class_counts"] = {c: int(df["label"].eq(c).sum()) for c in classes}
         stats["class_counts_by_split"] = {

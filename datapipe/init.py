@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
+from datapipe import tasks
 from datapipe.config import DatasetParams, load_yaml, parse_params
 from datapipe.errors import ConfigError, DatapipeError, ImageReadError
 from datapipe.ingest import MaskBorder, Probe, void_suspects
@@ -35,8 +36,11 @@ from datapipe.manifest import (
     scan,
 )
 
-InitTask = Literal["auto", "classification", "segmentation"]
-TASKS: tuple[Task, ...] = ("segmentation", "classification")  # the order auto tries them in
+InitTask = Task | Literal["auto"]
+#: the order ``auto`` tries the tasks in: mask layouts first (their folders look like classes)
+TRY_ORDER: tuple[Task, ...] = tuple(
+    sorted(tasks.TASKS, key=lambda name: not tasks.get(name).dense)  # type: ignore[arg-type]
+)
 
 _TOP_KEY = re.compile(r"^datasets\s*:(?P<rest>.*?)\s*$")
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -69,7 +73,7 @@ class Detected:
                 f", ... {len(self.class_counts) - 10} more" if len(self.class_counts) > 10 else ""
             )
             text += f" in {len(self.class_counts)} classes: {shown}{more}"
-        if self.task == "segmentation":
+        if tasks.get(self.task).dense:
             suffix = f" (mask_suffix {self.mask_suffix!r})" if self.mask_suffix else ""
             text += f", {self.images - self.unpaired} with a mask{suffix}"
             text += "; classes come from the mask values at ingest"
@@ -110,7 +114,7 @@ def detect_dataset(
         return _detect(root, task, mask_suffix)
     fits: list[Detected] = []
     reasons: list[str] = []
-    for candidate in TASKS:
+    for candidate in TRY_ORDER:
         try:
             fits.append(_detect(root, candidate, mask_suffix))
         except ConfigError as exc:
@@ -118,10 +122,11 @@ def detect_dataset(
     if len(fits) == 2 and _is_segmentation_folders(fits[1], fits[0]):
         fits = fits[:1]
     if len(fits) == 1 and (near := _near_segmentation(fits[0])):
+        dense = TRY_ORDER[0]
         raise ConfigError(
-            f"{root}: looks like a segmentation layout ({near}), but "
-            f"{reasons[0].removeprefix('segmentation: ')}; fix that, or pass --task "
-            f"classification if {', '.join(f'{c}/' for c in fits[0].class_counts)} really are "
+            f"{root}: looks like a {dense} layout ({near}), but "
+            f"{reasons[0].removeprefix(f'{dense}: ')}; fix that, or pass --task "
+            f"{fits[0].task} if {', '.join(f'{c}/' for c in fits[0].class_counts)} really are "
             "classes"
         )
     if not fits:
@@ -129,8 +134,8 @@ def detect_dataset(
     if len(fits) == 2:
         seg, cls = fits
         raise ConfigError(
-            f"{root}: fits both segmentation (layout {seg.layout}) and classification "
-            f"(layout {cls.layout}); pass --task segmentation or --task classification"
+            f"{root}: fits both {seg.task} (layout {seg.layout}) and {cls.task} "
+            f"(layout {cls.layout}); pass --task {seg.task} or --task {cls.task}"
         )
     return fits[0]
 
@@ -148,12 +153,11 @@ def _detect(root: Path, task: Task, mask_suffix: str | None) -> Detected:
     images = [r for r in refs if listed or is_image_name(r.image)]
     others = tuple(r.image for r in refs if not (listed or is_image_name(r.image)))
     skipped = describe_not_samples(not_samples(root, layout, refs), layout)
-    if task == "classification":
+    if tasks.get(task).image_labels:
         counts = Counter(str(r.label) for r in images)
         if len(counts) < 2:
             raise ConfigError(
-                f"{root}: classification needs at least 2 classes; found {sorted(counts)} "
-                f"(layout {layout})"
+                f"{root}: {task} needs at least 2 classes; found {sorted(counts)} (layout {layout})"
             )
         return Detected(
             root, task, layout, len(images), dict(sorted(counts.items())),
@@ -207,7 +211,7 @@ def _near_segmentation(cls: Detected) -> str:
     root = cls.root
     has_csv = (root / PAIRS_CSV).is_file()
     has_dirs = (root / "images").is_dir() and (root / "masks").is_dir()
-    if cls.task != "classification" or cls.layout != "folders":
+    if not tasks.get(cls.task).image_labels or cls.layout != "folders":
         return ""
     if not (has_csv or (has_dirs and set(cls.class_counts) <= {"images", "masks"})):
         return ""
@@ -226,7 +230,7 @@ def _is_segmentation_folders(cls: Detected, seg: Detected) -> bool:
     if seg.layout == "images_masks":
         own = {"images", "masks"}
     else:
-        refs = scan(seg.root, task="segmentation", layout=seg.layout)[1]
+        refs = scan(seg.root, task=seg.task, layout=seg.layout)[1]
         paths = [p for r in refs for p in (r.image, r.mask) if p]
         own = {PurePosixPath(p).parts[0] for p in paths if len(PurePosixPath(p).parts) > 1}
     return set(cls.class_counts) <= own
@@ -303,31 +307,20 @@ def _median_side(root: Path, images: list[SampleRef]) -> int | None:
 
 def suggested_recipes(detected: Detected) -> dict[str, dict[str, int]]:
     """``score`` / ``train`` recipe sizes for this folder, so a first run starts sensibly:
-
-    * ``image_size``: the typical shorter side, a multiple of 8, within 16..224
-      (classification) or 32..256 (segmentation; larger images are resized down);
-    * ``batch_size``: classification 64 up to 64 px, else 32; segmentation 16 below 192 px,
-      else 8;
-    * train ``epochs`` from the sample count (classification 30 below 2,000 images, 20 below
-      20,000, else 12; segmentation 40 below 1,000, 30 below 5,000, else 20). Scoring keeps its
-      task's short training: models that train long memorise wrong labels and hide them.
+    image and batch size from the typical shorter side, train epochs from the sample count
+    (each task module's ``suggested_recipe`` says its rule). Scoring keeps its task's short
+    training: models that train long memorise wrong labels and hide them.
 
     Empty when no image could be decoded (the task's defaults apply).
     """
     if detected.median_side is None:
         return {}
-    n = detected.images
-    if detected.task == "segmentation":
-        size = min(256, max(32, 8 * round(detected.median_side / 8)))
-        batch = 16 if size < 192 else 8
-        epochs = 40 if n < 1000 else 30 if n < 5000 else 20
-    else:
-        size = min(224, max(16, 8 * round(detected.median_side / 8)))
-        batch = 64 if size <= 64 else 32
-        epochs = 30 if n < 2000 else 20 if n < 20000 else 12
+    sizes = tasks.get(detected.task).suggested_recipe(
+        median_side=detected.median_side, samples=detected.images
+    )
     return {
-        "score": {"image_size": size, "batch_size": batch},
-        "train": {"image_size": size, "batch_size": batch, "epochs": epochs},
+        "score": {k: sizes[k] for k in ("image_size", "batch_size")},
+        "train": {k: sizes[k] for k in ("image_size", "batch_size", "epochs")},
     }
 
 

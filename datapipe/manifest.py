@@ -37,11 +37,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from datapipe import tasks
 from datapipe.errors import ConfigError
 from datapipe.io.image import IMAGE_SUFFIXES, link_problem
 from datapipe.io.tables import check_columns
+from datapipe.tasks import Task
 
-Task = Literal["classification", "segmentation"]
 Layout = Literal["folders", "labels_csv", "images_masks", "pairs_csv"]
 
 log = logging.getLogger(__name__)
@@ -146,33 +147,39 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def detect_layout(root: Path, task: Task) -> Layout:
-    """The layout of ``root`` for ``task``; :class:`ConfigError` when none or two fit."""
+    """The layout of ``root`` for ``task`` (its module decides among its layouts);
+    :class:`ConfigError` when none or two fit."""
     if not root.is_dir():
         raise ConfigError(f"{root}: data root is not a folder")
-    if task == "classification":
-        class_dirs = _class_dirs(root)
-        if (root / LABELS_CSV).is_file():
-            listed = {
-                str(PurePosixPath(p))
-                for p in _read_csv(root / LABELS_CSV, ("image", "label"))["image"]
-            }
-            unlisted = [
-                d.name
-                for d in class_dirs
-                if any(_rel(p, root) not in listed for p in list_images(d))
-            ]
-            if unlisted:
-                raise ConfigError(
-                    f"{root}: ambiguous layout: {LABELS_CSV} and class folders with images it "
-                    f"does not list ({', '.join(unlisted[:5])}); set layout: labels_csv or folders"
-                )
-            return "labels_csv"
-        if class_dirs:
-            return "folders"
-        raise ConfigError(
-            f"{root}: no classification layout found: expected class folders "
-            f"(root/<class>/*.png) or {LABELS_CSV} (image,label)"
-        )
+    return tasks.get(task).detect_layout(root)  # type: ignore[return-value]
+
+
+def detect_labelled_layout(root: Path) -> Layout:
+    """Class folders or ``labels.csv`` (image labels)."""
+    class_dirs = _class_dirs(root)
+    if (root / LABELS_CSV).is_file():
+        listed = {
+            str(PurePosixPath(p)) for p in _read_csv(root / LABELS_CSV, ("image", "label"))["image"]
+        }
+        unlisted = [
+            d.name for d in class_dirs if any(_rel(p, root) not in listed for p in list_images(d))
+        ]
+        if unlisted:
+            raise ConfigError(
+                f"{root}: ambiguous layout: {LABELS_CSV} and class folders with images it "
+                f"does not list ({', '.join(unlisted[:5])}); set layout: labels_csv or folders"
+            )
+        return "labels_csv"
+    if class_dirs:
+        return "folders"
+    raise ConfigError(
+        f"{root}: no classification layout found: expected class folders "
+        f"(root/<class>/*.png) or {LABELS_CSV} (image,label)"
+    )
+
+
+def detect_paired_layout(root: Path) -> Layout:
+    """``images/`` + ``masks/`` or ``pairs.csv`` (image, mask pairs)."""
     has_dirs = (root / "images").is_dir() and (root / "masks").is_dir()
     if (root / PAIRS_CSV).is_file():
         if has_dirs:
@@ -205,9 +212,7 @@ def scan(
     warning unless ``classes`` (the dataset's ``classes:`` entry) says which are meant.
     """
     resolved: Layout = detect_layout(root, task) if layout == "auto" else layout
-    expected = {"folders": "classification", "labels_csv": "classification"}.get(
-        resolved, "segmentation"
-    )
+    expected = tasks.of_layout(resolved).name
     if expected != task:
         raise ConfigError(f"layout {resolved!r} is for {expected}, but task is {task!r}")
     match resolved:

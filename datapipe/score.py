@@ -24,13 +24,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from datapipe import tasks
 from datapipe.config import DatasetParams, FitParams, ScoreParams
-from datapipe.data import class_counts, manifest_items, sample_spec
+from datapipe.data import manifest_items, sample_spec
 from datapipe.difficulty import hard_and_easy
 from datapipe.distributed import Dist
 from datapipe.errors import DatapipeError
 from datapipe.label_issues import classification_label_issues
-from datapipe.models import build_classifier, build_segmenter
 from datapipe.scoring.data import make_source
 from datapipe.scoring.oof import FoldCheckpoint, OOFResult, TrainSettings, out_of_fold
 from datapipe.scoring.segmentation import (
@@ -61,6 +61,37 @@ class ScoreResult:
     issue_maps: dict[str, np.ndarray] = field(default_factory=dict)  # sample_id -> uint8 map
 
 
+@dataclass
+class ScoreJob:
+    """One dataset's out-of-fold run, prepared by :func:`score` for its task's
+    :meth:`~datapipe.tasks.base.TaskModule.score`: call :meth:`run` (with a sink for tasks
+    whose held-out predictions go to disk), then turn :class:`OOFResult` into a result."""
+
+    manifest: pd.DataFrame
+    rows: np.ndarray  # the scored manifest positions
+    issues: pd.DataFrame
+    dataset: DatasetParams
+    params: ScoreParams
+    classes: list[str]
+    source: Any
+    labels: np.ndarray  # (len(rows),) int64
+    folds: np.ndarray
+    make_model: Any
+    settings: TrainSettings
+    name: str
+    dist: Dist
+    scratch: Path | None
+    checkpoint: FoldCheckpoint | None
+
+    def run(self, sink: Any = None) -> OOFResult:
+        return out_of_fold(
+            self.source, None if sink is not None else self.labels, self.folds,
+            np.ones(len(self.rows), bool), num_classes=len(self.classes),
+            make_model=self.make_model, settings=self.settings, desc=f"score {self.name}",
+            sink=sink, dist=self.dist, checkpoint=self.checkpoint,
+        )  # fmt: skip
+
+
 def score(
     manifest: pd.DataFrame,
     stats: Mapping[str, Any],
@@ -84,22 +115,17 @@ def score(
     run starts over).
     """
     dist = dist or Dist()
+    task = tasks.get(dataset.task)
     classes = [str(c) for c in stats.get("classes", [])]
     include = _included(manifest, classes, dataset.folds)
-    segmentation = dataset.task == "segmentation"
-    fit = params.segmentation if segmentation else params.classification
-    spec = sample_spec(dataset, stats, size=fit.image_size)
-    labels = (
-        np.zeros(len(manifest), np.int64)
-        if segmentation
-        else manifest["label_index"].fillna(0).to_numpy(np.int64)
-    )
+    fit: FitParams = getattr(params, task.name)
+    labels = task.sample_labels(manifest)
     items = manifest_items(manifest)
     # decode only what is scored; positions map back through `rows`
     rows = np.flatnonzero(include)
     source = make_source(
         [items[i] for i in rows],
-        spec,
+        sample_spec(dataset, stats, size=fit.image_size),
         labels[rows],
         workers=workers,
         max_bytes=int(params.max_cache_gb * 2**30),
@@ -107,85 +133,73 @@ def score(
         pin_memory=device.type == "cuda",
         desc=f"score {name}: decode",
     )
-    folds = manifest["fold"].to_numpy(np.int64)[rows]
     channels = len(stats["mean"])
     settings = _settings(
         fit,
         device,
         params,
-        ignore=dataset.ignore_index if segmentation else -100,
-        class_counts=class_counts(labels[rows], stats, classes, task=dataset.task),
-        key=f"score.{dataset.task}",
+        ignore=dataset.ignore_index if task.dense else -100,
+        class_counts=task.class_counts(labels[rows], stats, classes),
+        key=f"score.{task.name}",
     )
-    everyone = np.ones(len(rows), bool)
     checkpoint = (
         FoldCheckpoint(state, _fingerprint(manifest, rows, labels, stats, fit, settings))
         if state is not None and not dist.active
         else None
     )
-    if not segmentation:
-        oof = out_of_fold(
-            source,
-            labels[rows],
-            folds,
-            everyone,
-            num_classes=len(classes),
-            make_model=lambda: build_classifier(
-                fit.model,  # type: ignore[arg-type]  # validated by the factory
-                in_channels=channels,
-                num_classes=len(classes),
-                image_size=fit.image_size,
-                weights=fit.weights,
-            ),
-            settings=settings,
-            desc=f"score {name}",
-            dist=dist,
-            checkpoint=checkpoint,
-        )
-        if not dist.is_main:
-            return None
-        if checkpoint is not None:
-            checkpoint.clear()
-        return _classification_result(manifest, rows, oof, classes, issues, params, dataset)
-    if scratch is None and dist.active:
+    job = ScoreJob(
+        manifest, rows, issues, dataset, params, classes, source, labels[rows],
+        manifest["fold"].to_numpy(np.int64)[rows],
+        lambda: task.build_model(
+            fit, in_channels=channels, num_classes=len(classes), key=f"score.{task.name}"
+        ),
+        settings, name, dist, scratch, checkpoint,
+    )  # fmt: skip
+    result = task.score(job)
+    if result is not None and checkpoint is not None:
+        checkpoint.clear()
+    return result
+
+
+def score_classification(job: ScoreJob) -> ScoreResult | None:
+    """Held-out probabilities in memory, then cleanlab + training dynamics and the hard/easy
+    sort."""
+    oof = job.run()
+    if not job.dist.is_main:
+        return None
+    return _classification_result(
+        job.manifest, job.rows, oof, job.classes, job.issues, job.params, job.dataset
+    )
+
+
+def score_segmentation_job(job: ScoreJob) -> ScoreResult | None:
+    """Held-out probabilities to float16 shards on disk, then the streaming pixel scorer."""
+    dist, params = job.dist, job.params
+    if job.scratch is None and dist.active:
         raise DatapipeError("under torchrun the probability shards need a shared scratch folder")
-    shards = Path(tempfile.mkdtemp(prefix="oof_probs_")) if scratch is None else scratch
-    resuming = checkpoint is not None and checkpoint.load() is not None
-    if dist.is_main and scratch is not None and not resuming:  # an earlier run's shards go
+    shards = Path(tempfile.mkdtemp(prefix="oof_probs_")) if job.scratch is None else job.scratch
+    resuming = job.checkpoint is not None and job.checkpoint.load() is not None
+    if dist.is_main and job.scratch is not None and not resuming:  # an earlier run's shards go
         shutil.rmtree(shards, ignore_errors=True)
     dist.barrier()
     try:
-        oof = out_of_fold(
-            source,
-            None,
-            folds,
-            everyone,
-            num_classes=len(classes),
-            make_model=lambda: build_segmenter(
-                fit.model, in_channels=channels, num_classes=len(classes), weights=fit.weights
-            ),
-            settings=settings,
-            desc=f"score {name}",
-            sink=ShardWriter(shards, rank=dist.rank),
-            dist=dist,
-            checkpoint=checkpoint,
-        )
+        oof = job.run(sink=ShardWriter(shards, rank=dist.rank))
         dist.barrier()
         if not dist.is_main:
             return None
         result = score_segmentation(
             shards,
-            num_classes=len(classes),
-            ignore_index=dataset.ignore_index,
+            num_classes=len(job.classes),
+            ignore_index=job.dataset.ignore_index,
             issue_fraction=params.seg_issue_fraction,
             hard_pixel_fraction=params.hard_pixel_fraction,
         )
     finally:
         if not params.keep_probs and dist.is_main:
             shutil.rmtree(shards, ignore_errors=True)
-    if checkpoint is not None:
-        checkpoint.clear()
-    return _segmentation_result(manifest, rows, oof.fold_accuracy, result, classes)
+    return _segmentation_result(
+        job.manifest, job.rows, oof.fold_accuracy, result, job.classes, job.dataset
+    )
 
 
 def _fingerprint(
@@ -336,7 +350,7 @@ def _classification_result(
     flagged = scored["is_label_issue"].to_numpy(bool)
     pred = probs.argmax(1)
     metrics = {
-        "task": "classification",
+        "task": dataset.task,
         "scored": len(rows),
         "oof_accuracy": float((pred == labels).mean()),
         "fold_accuracy": {str(k): v for k, v in oof.fold_accuracy.items()},
@@ -364,6 +378,7 @@ def _segmentation_result(
     fold_accuracy: dict[int, float],
     result: SegmentationScores,
     classes: list[str],
+    dataset: DatasetParams,
 ) -> ScoreResult:
     per_image = result.per_image
     scored = per_image.set_axis(manifest.index[rows[per_image.index.to_numpy()]])
@@ -396,7 +411,7 @@ def _segmentation_result(
     )
     flagged = scored["is_label_issue"].to_numpy(bool)
     metrics = {
-        "task": "segmentation",
+        "task": dataset.task,
         "scored": len(rows),
         "oof_miou": miou,
         "oof_iou": {

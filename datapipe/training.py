@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler
 
+from datapipe import tasks
 from datapipe.augment import Augment, build_pipeline, check_pipeline
 from datapipe.augment.batch import (
     MixPolicy,
@@ -31,12 +32,12 @@ from datapipe.augment.batch import (
     multi_crop,
 )
 from datapipe.config import DatasetParams, TrainTaskParams
+from datapipe.curate import TRAINING_ACTIONS
 from datapipe.curriculum import CurriculumSampler
 from datapipe.data import (
     AugmentedSet,
     AugmentFn,
     SampleSpec,
-    class_counts,
     manifest_items,
     sample_spec,
     swappable_loader,
@@ -47,12 +48,11 @@ from datapipe.io import atomic_path
 from datapipe.loop import Hooks, Optimisation, RunSettings, Trainer, fit
 from datapipe.loop import predict as run_model
 from datapipe.losses import CompositeLoss, criterion
-from datapipe.metrics import classification_metrics, confusion_matrix, segmentation_metrics
-from datapipe.models import build_classifier, build_segmenter
+from datapipe.metrics import confusion_matrix
 from datapipe.progress import progress
+from datapipe.tasks import Task, TaskModule
 
 log = logging.getLogger("datapipe")
-Task = Literal["classification", "segmentation"]
 LogFn = Callable[[int, dict[str, float]], None]
 TransformFn = Callable[[torch.Tensor, torch.Tensor, int, int], tuple[torch.Tensor, ...]]
 
@@ -63,10 +63,10 @@ class TrainInputs:
 
     ``weights`` ``(N,)`` are the curation weights of ``train``'s samples (0 never sampled);
     ``difficulty`` ``(N,)`` in [0, 1] drives the curriculum; ``class_counts`` ``(K,)`` the
-    automatic class weights.
+    automatic class weights. ``task`` may be given by name.
     """
 
-    task: Task
+    task: TaskModule
     classes: list[str]
     train: AugmentedSet
     val: AugmentedSet | None
@@ -74,6 +74,9 @@ class TrainInputs:
     difficulty: np.ndarray
     class_counts: np.ndarray
     ignore_index: int = 255
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "task", tasks.get(self.task))
 
 
 @dataclass
@@ -83,8 +86,8 @@ class TrainResult:
     resumed_from: int | None  # the epoch a checkpoint ended with, when resumed
 
 
-def main_metric(task: Task) -> str:
-    return "miou" if task == "segmentation" else "accuracy"
+def main_metric(task: Task | TaskModule) -> str:
+    return tasks.get(task).headline
 
 
 def train_model(
@@ -151,7 +154,7 @@ def train_model(
             sample_weight=_weights(inputs, recipe, run.device),
             on_epoch=on_epoch,
         ),
-        lr_key=f"train.{inputs.task}.lr",
+        lr_key=f"train.{inputs.task.name}.lr",
     )
     for _ in ticks:  # the closing progress line
         pass
@@ -179,7 +182,7 @@ def _mixer(recipe: TrainTaskParams, inputs: TrainInputs) -> TransformFn | None:
         if step == 0 or epoch not in rngs:
             rngs.clear()
             rngs[epoch] = np.random.default_rng([recipe.seed, epoch, 1])
-        return mix_batch(x, y, task=inputs.task, policy=policy, rng=rngs[epoch],
+        return mix_batch(x, y, dense=inputs.task.dense, policy=policy, rng=rngs[epoch],
                          num_classes=len(inputs.classes))  # fmt: skip
 
     return mix
@@ -242,14 +245,15 @@ def _steps_per_epoch(sampler: CurriculumSampler, recipe: TrainTaskParams) -> lis
 
 def _criterion(inputs: TrainInputs, recipe: TrainTaskParams) -> CompositeLoss:
     return criterion(
-        recipe.loss, task=inputs.task, classes=inputs.classes, class_counts=inputs.class_counts,
-        ignore_index=inputs.ignore_index, key=f"train.{inputs.task}.loss",
+        recipe.loss, dense=inputs.task.dense, classes=inputs.classes,
+        class_counts=inputs.class_counts, ignore_index=inputs.ignore_index,
+        key=f"train.{inputs.task.name}.loss",
     )  # fmt: skip
 
 
-def _mix_policy(recipe: TrainTaskParams, task: Task) -> MixPolicy | None:
+def _mix_policy(recipe: TrainTaskParams, task: TaskModule) -> MixPolicy | None:
     m = recipe.mix
-    mixup = m.mixup_alpha if task == "classification" else 0.0
+    mixup = 0.0 if task.dense else m.mixup_alpha  # refused for masks when params load
     if mixup == 0 and m.cutmix_alpha == 0:
         return None
     return MixPolicy(
@@ -287,8 +291,8 @@ def _validate(
     return scalar_metrics(cm, inputs.classes, inputs.task)
 
 
-def scalar_metrics(cm: np.ndarray, classes: list[str], task: Task) -> dict[str, float]:
-    full = (segmentation_metrics if task == "segmentation" else classification_metrics)(cm, classes)
+def scalar_metrics(cm: np.ndarray, classes: list[str], task: Task | TaskModule) -> dict[str, float]:
+    full = tasks.get(task).metrics(cm, classes)
     return {k: float(v) for k, v in full.items() if isinstance(v, int | float)}
 
 
@@ -296,7 +300,7 @@ def predict(
     model: nn.Module,
     data: AugmentedSet | Feeder,
     *,
-    task: Task,
+    task: Task | TaskModule,
     batch_size: int,
     run: RunSettings,
     tta: Literal["none", "flip", "five_crop", "ten_crop"] = "none",
@@ -310,14 +314,14 @@ def predict(
         model.to(run.device),
         feed(batches),
         run,
-        probs=lambda net, x: _tta_probs(net, x, task=task, tta=tta),
+        probs=lambda net, x: _tta_probs(net, x, dense=tasks.get(task).dense, tta=tta),
     )
 
 
-def _tta_probs(model: nn.Module, x: torch.Tensor, *, task: Task, tta: str) -> torch.Tensor:
+def _tta_probs(model: nn.Module, x: torch.Tensor, *, dense: bool, tta: str) -> torch.Tensor:
     if tta in ("five_crop", "ten_crop"):
-        if task == "segmentation":
-            raise DatapipeError("train.segmentation.tta: crops are for classification; use flip")
+        if dense:
+            raise DatapipeError("tta: crops are for image labels, not masks; use flip")
         size = max(8, round(x.shape[-1] * 0.875))
         kind: Literal["five", "ten"] = "five" if tta == "five_crop" else "ten"
         crops = multi_crop(x, size=size, kind=kind)
@@ -326,7 +330,7 @@ def _tta_probs(model: nn.Module, x: torch.Tensor, *, task: Task, tta: str) -> to
     probs = model(x).float().softmax(1)
     if tta == "flip":
         flipped = model(x.flip(-1)).float().softmax(1)
-        probs = (probs + (flipped.flip(-1) if task == "segmentation" else flipped)) / 2
+        probs = (probs + (flipped.flip(-1) if dense else flipped)) / 2
     return probs
 
 
@@ -334,7 +338,7 @@ def evaluate(
     model: nn.Module,
     data: AugmentedSet | Feeder,
     *,
-    task: Task,
+    task: Task | TaskModule,
     classes: list[str],
     batch_size: int,
     run: RunSettings,
@@ -343,7 +347,7 @@ def evaluate(
 ) -> np.ndarray:
     """The ``(K, K)`` confusion matrix of ``model`` on ``dataset`` (summed over ranks)."""
     cm = np.zeros((len(classes), len(classes)), np.int64)
-    ignore = ignore_index if task == "segmentation" else None
+    ignore = ignore_index if tasks.get(task).dense else None
     for _, probs, y in predict(model, data, task=task, batch_size=batch_size, run=run, tta=tta):
         cm += confusion_matrix(y, probs.argmax(1), num_classes=len(classes), ignore_index=ignore)
     return run.dist.sum_(cm)
@@ -368,8 +372,6 @@ def _load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
 
 # --- inputs, models and the saved bundle ---------------------------------------------------
 
-USABLE = ("keep", "relabel", "downweight")
-
 
 def split_set(
     curated: pd.DataFrame,
@@ -380,23 +382,19 @@ def split_set(
     seed: int = 0,
 ) -> tuple[AugmentedSet, pd.DataFrame]:
     """The usable rows of ``split`` (not dropped, not excluded) as a dataset, with the rows."""
-    rows = curated[(curated["split"] == split) & curated["action"].isin(USABLE)]
+    rows = curated[(curated["split"] == split) & curated["action"].isin(TRAINING_ACTIONS)]
     rows = rows.reset_index(drop=True)
     labels = rows["final_label_index"].fillna(-1).to_numpy(np.int64)
     return AugmentedSet(manifest_items(rows), spec, labels, augment=augment, seed=seed), rows
 
 
 def build_model(
-    task: Task, recipe: TrainTaskParams, *, in_channels: int, num_classes: int
+    task: Task | TaskModule, recipe: TrainTaskParams, *, in_channels: int, num_classes: int
 ) -> nn.Module:
-    if task == "segmentation":
-        return build_segmenter(recipe.model, in_channels=in_channels, num_classes=num_classes,
-                               weights=recipe.weights, key=f"train.{task}")  # fmt: skip
-    return build_classifier(
-        recipe.model,  # type: ignore[arg-type]  # validated by the factory
-        in_channels=in_channels, num_classes=num_classes, image_size=recipe.image_size,
-        weights=recipe.weights, key=f"train.{task}",
-    )  # fmt: skip
+    module = tasks.get(task)
+    return module.build_model(
+        recipe, in_channels=in_channels, num_classes=num_classes, key=f"train.{module.name}"
+    )
 
 
 def save_model(path: Path, model: nn.Module, meta: Mapping[str, Any]) -> Path:
@@ -435,11 +433,11 @@ def train_inputs(
         raise DatapipeError("fewer than 2 usable training samples in curated.parquet")
     classes = [str(c) for c in stats["classes"]]
     return TrainInputs(
-        task=dataset.task, classes=classes, train=train, val=val if len(val) else None,
+        task=tasks.get(dataset.task), classes=classes, train=train, val=val if len(val) else None,
         weights=rows["weight"].to_numpy(np.float64),
         difficulty=rows["difficulty"].to_numpy(np.float64),
-        class_counts=class_counts(
-            rows["final_label_index"].to_numpy(np.int64), stats, classes, task=dataset.task
+        class_counts=tasks.get(dataset.task).class_counts(
+            rows["final_label_index"].to_numpy(np.int64), stats, classes
         ),
         ignore_index=dataset.ignore_index,
     )  # fmt: skip

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from datapipe import tasks
 from datapipe.config import DatasetParams, Params
 from datapipe.data import sample_spec
 from datapipe.distributed import init_distributed
 from datapipe.errors import DatapipeError
 from datapipe.io import read_table, write_table
-from datapipe.metrics import classification_metrics, confusion_rows, segmentation_metrics
+from datapipe.metrics import confusion_rows
 from datapipe.training import RunSettings, evaluate, load_model, split_set
 from stages.common import run_stage, write_metrics
 
@@ -44,9 +45,9 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
         run=RunSettings(device, params.train.amp, min(params.resolved_workers(), 4)),
         ignore_index=dataset.ignore_index, tta=recipe.tta,
     )  # fmt: skip
-    score = segmentation_metrics if dataset.task == "segmentation" else classification_metrics
-    metrics = score(cm, classes) | {"tta": recipe.tta, "test_samples": len(test)}
-    headline = "miou" if dataset.task == "segmentation" else "accuracy"
+    task = tasks.get(dataset.task)
+    metrics = task.metrics(cm, classes) | {"tta": recipe.tta, "test_samples": len(test)}
+    headline = task.headline
     log.info("%s: test %s %.3f on %d samples", name, headline, metrics[headline], len(test))
     return [
         *write_metrics(out, "eval", metrics, headline=HEADLINE),

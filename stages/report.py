@@ -37,7 +37,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
         )
     thumbs = thumbnailer(
         Path(dataset.root), params.report, issue_maps=files.issue_maps,
-        class_values=inputs.stats.get("class_values", []) if dataset.task == "segmentation" else [],
+        class_values=inputs.stats.get("class_values", []) if inputs.kind.dense else [],
         ignore_index=dataset.ignore_index, mask_colors=dataset.mask_colors,
     )  # fmt: skip
     history = read_history(files.history)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from datapipe import tasks
 from datapipe.config import DatasetParams, Params
 from stages.common import REVIEWS, run_stage, write_json
 
@@ -33,7 +34,7 @@ def _data(params: Params, name: str) -> Resolved:
 
 def _score(params: Params, name: str) -> Resolved:
     task = params.dataset(name).task
-    other = {"classification", "segmentation"} - {task}  # the other task's recipe is not read
+    other = set(tasks.TASKS) - {task}  # the other tasks' recipes are not read
     section = params.score_params(name).model_dump(mode="json", exclude=other)
     return {"dataset": _data(params, name), "score": section}
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 
+from datapipe import tasks
 from datapipe.config import DatasetParams, Params
 from datapipe.distributed import init_distributed, shutdown
 from datapipe.errors import DatapipeError
@@ -25,10 +26,10 @@ from stages.common import run_stage, write_metrics
 
 log = logging.getLogger("datapipe")
 #: issue_maps/README.txt: the folder is never empty (DVC warns on an empty output folder)
-ISSUE_MAPS_README = {
-    "segmentation": "One <sample_id>.png per flagged mask: the pixels whose given class the "
+ISSUE_MAPS_README = {  # by whether the task's targets are masks
+    True: "One <sample_id>.png per flagged mask: the pixels whose given class the "
     "out-of-fold model doubts (read by the report).\n",
-    "classification": "No issue maps: they are drawn for segmentation masks only; this "
+    False: "No issue maps: they are drawn for masks only; this "
     "dataset's label issues are in ../reports/label_issues.csv.\n",
 }
 #: what metrics/score.json holds (dvc metrics show); reports/score_metrics.json has it all
@@ -73,7 +74,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     maps_dir = out / "issue_maps"
     shutil.rmtree(maps_dir, ignore_errors=True)  # ours: maps of an earlier run go
     maps_dir.mkdir(parents=True)
-    write_text_atomic(maps_dir / "README.txt", ISSUE_MAPS_README[dataset.task])
+    write_text_atomic(maps_dir / "README.txt", ISSUE_MAPS_README[tasks.get(dataset.task).dense])
     for sample_id, issue_map in result.issue_maps.items():
         path = maps_dir / f"{sample_id}.png"
         with atomic_path(path) as tmp:

@@ -47,7 +47,9 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     torch.manual_seed(recipe.seed)
     model = build_model(inputs.task, recipe, in_channels=int(stats["channels"]),
                         num_classes=len(inputs.classes))  # fmt: skip
-    section = f"datasets.{name}.train" if "lr_mult" in dataset.train else f"train.{inputs.task}"
+    section = (
+        f"datasets.{name}.train" if "lr_mult" in dataset.train else f"train.{inputs.task.name}"
+    )
     check_lr_mult(model, recipe.lr_mult, key=f"{section}.lr_mult")  # before any epoch
     state = out / "train_state" / "checkpoint.pt"
     if settings.resume == "never":
@@ -66,8 +68,9 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     if not dist.is_main:
         return []
     pipeline = build_pipeline(recipe.augment, ignore_index=dataset.ignore_index)
-    meta = {"task": inputs.task, "classes": inputs.classes, "in_channels": int(stats["channels"]),
-            "recipe": recipe.model_dump(mode="json"), "augment": to_dict(pipeline)}  # fmt: skip
+    meta = {"task": inputs.task.name, "classes": inputs.classes,
+            "in_channels": int(stats["channels"]), "recipe": recipe.model_dump(mode="json"),
+            "augment": to_dict(pipeline)}  # fmt: skip
     last = {k: v for k, v in result.history[-1].items() if k != "epoch"}
     shutil.rmtree(out / "train_state", ignore_errors=True)  # finished: nothing to resume
     return [

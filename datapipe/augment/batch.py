@@ -3,12 +3,10 @@
 * **mixup / cutmix** with soft targets (Zhang et al. 2018; Yun et al. 2019, as timm's ``Mixup``):
   :func:`draw_mix` draws what to do (``MixDraw``), :func:`apply_mix` does it, purely.
   Cutmix for segmentation pastes the box from the partner's image *and* mask; masks stay
-  integer class indices. :class:`MixCollate` applies either with a probability.
+  integer class indices. :func:`mix_batch` applies either with a probability.
 * **multi-scale training** (YOLOv3's "random shapes"): :class:`MultiScaleBatchSampler` draws
   one square size per batch (or per ``every`` batches) and yields ``(index, size)`` pairs,
   so the dataset resizes each sample to its batch's size.
-* **padding collate** for variable-size images: :func:`pad_collate` pads to the batch
-  maximum (masks with ``ignore_index``), :func:`unpad` crops predictions back.
 * **five-crop / ten-crop** evaluation and TTA: :func:`multi_crop` and :func:`average_crops`.
 
 Pure torch/numpy; randomness is always an argument (a seed or ``np.random.Generator``).
@@ -17,17 +15,15 @@ Pure torch/numpy; randomness is always an argument (a seed or ``np.random.Genera
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import numpy as np
 import torch
-from torch.utils.data import default_collate, get_worker_info
 from torchvision.transforms.v2 import functional as tvf
 
 MixMode = Literal["mixup", "cutmix"]
-Task = Literal["classification", "segmentation"]
 CropKind = Literal["five", "ten"]
 
 _CROPS_PER_KIND: dict[str, int] = {"five": 5, "ten": 10}
@@ -163,35 +159,33 @@ def apply_mix(
     targets: torch.Tensor,
     draw: MixDraw,
     *,
-    task: Task,
+    dense: bool = False,
     num_classes: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mix a batch as ``draw`` says; inputs are not modified.
 
-    ``classification``: ``targets`` are labels (B,) (``num_classes`` needed) or soft targets
-    (B, K) (e.g. from :func:`one_hot` with smoothing); returns soft targets
+    Image labels (``dense`` False): ``targets`` are labels (B,) (``num_classes`` needed) or
+    soft targets (B, K) (e.g. from :func:`one_hot` with smoothing); returns soft targets
     ``lam * y + (1 - lam) * y[permutation]``. Mixup needs floating images.
-    ``segmentation``: cutmix only (mixup would invent labels); the box is pasted from the
+    Masks (``dense``): cutmix only (mixup would invent labels); the box is pasted from the
     partner's image and mask alike; masks keep their dtype and values (``ignore_index``
     included).
 
     Shapes: images (B, C, H, W); targets (B,) int or (B, K) float -> (B, K) float for
-    classification, (B, H, W) int -> (B, H, W) same dtype for segmentation.
+    labels, (B, H, W) int -> (B, H, W) same dtype for masks.
     """
     _check_draw(images, draw)
-    if task == "classification":
-        soft = _soft_targets(targets, batch=images.shape[0], num_classes=num_classes)
-        if draw.mode == "mixup" and not images.dtype.is_floating_point:
-            raise ValueError(f"expected floating images for mixup, got {images.dtype}")
-        return _mix_classification(images, soft, draw)
-    if task == "segmentation":
+    if dense:
         _check_masks(images, targets)
         if draw.mode != "cutmix":
             raise ValueError(
-                f"expected mode 'cutmix' for segmentation (mixup blends masks), got {draw.mode!r}"
+                f"expected mode 'cutmix' for masks (mixup blends masks), got {draw.mode!r}"
             )
         return _cutmix_images(images, draw), _cutmix_images(targets, draw)
-    raise ValueError(f"expected task 'classification' or 'segmentation', got {task!r}")
+    soft = _soft_targets(targets, batch=images.shape[0], num_classes=num_classes)
+    if draw.mode == "mixup" and not images.dtype.is_floating_point:
+        raise ValueError(f"expected floating images for mixup, got {images.dtype}")
+    return _mix_classification(images, soft, draw)
 
 
 def _check_draw(images: torch.Tensor, draw: MixDraw) -> None:
@@ -327,7 +321,7 @@ def mix_batch(
     images: torch.Tensor,
     targets: torch.Tensor,
     *,
-    task: Task,
+    dense: bool = False,
     policy: MixPolicy,
     rng: np.random.Generator,
     num_classes: int | None = None,
@@ -338,15 +332,15 @@ def mix_batch(
 
     Shapes: as :func:`apply_mix`.
     """
-    if task == "segmentation" and policy.mixup_alpha > 0:
+    if dense and policy.mixup_alpha > 0:
         raise ValueError(
-            f"expected mixup_alpha = 0 for segmentation (cutmix only), got {policy.mixup_alpha}"
+            f"expected mixup_alpha = 0 for masks (cutmix only), got {policy.mixup_alpha}"
         )
-    if task == "segmentation" and smoothing:
-        raise ValueError(f"expected smoothing = 0 for segmentation, got {smoothing}")
+    if dense and smoothing:
+        raise ValueError(f"expected smoothing = 0 for masks, got {smoothing}")
     if images.ndim != 4:
         raise ValueError(f"expected images (B, C, H, W), got shape {tuple(images.shape)}")
-    if task == "classification" and targets.ndim == 1 and not targets.dtype.is_floating_point:
+    if not dense and targets.ndim == 1 and not targets.dtype.is_floating_point:
         if num_classes is None:
             raise ValueError("expected num_classes for integer labels, got None")
         targets = one_hot(targets, num_classes, smoothing=smoothing)
@@ -354,79 +348,7 @@ def mix_batch(
     draw = draw_policy(batch, height=height, width=width, policy=policy, rng=rng)
     if draw is None:  # not this batch: the identity draw still validates and converts targets
         draw = MixDraw("cutmix", 1.0, tuple(range(batch)), Box(0, 0, 0, 0))
-    return apply_mix(images, targets, draw, task=task, num_classes=num_classes)
-
-
-class MixCollate:
-    """A ``collate_fn`` that collates with ``collate`` then applies :func:`mix_batch`.
-
-    ``collate`` must return a sequence whose first two items are images (B, C, H, W) and
-    targets, e.g. ``default_collate`` on ``(image, label)`` items or :func:`pad_collate`;
-    the other items pass through. The generator is seeded by ``(seed, epoch, worker)``:
-    each DataLoader worker draws its own stream. Call :meth:`set_epoch` before each epoch;
-    with ``persistent_workers=True`` the workers keep their copy, so prefer calling
-    :func:`mix_batch` in the training loop there.
-    """
-
-    def __init__(
-        self,
-        *,
-        task: Task,
-        policy: MixPolicy,
-        num_classes: int | None = None,
-        smoothing: float = 0.0,
-        seed: int = 0,
-        collate: Callable[[list[Any]], Any] = default_collate,
-    ) -> None:
-        if task not in ("classification", "segmentation"):
-            raise ValueError(f"expected task 'classification' or 'segmentation', got {task!r}")
-        if task == "classification" and num_classes is None:
-            raise ValueError("expected num_classes for classification, got None")
-        if task == "segmentation" and policy.mixup_alpha > 0:
-            raise ValueError(
-                f"expected mixup_alpha = 0 for segmentation (cutmix only), got {policy.mixup_alpha}"
-            )
-        if seed < 0:
-            raise ValueError(f"expected seed >= 0, got {seed}")
-        self.task: Task = task
-        self.policy = policy
-        self.num_classes = num_classes
-        self.smoothing = smoothing
-        self.seed = seed
-        self.collate = collate
-        self.epoch = 0
-        self._rng: np.random.Generator | None = None
-        self._rng_key: tuple[int, int, int] | None = None
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _generator(self) -> np.random.Generator:
-        info = get_worker_info()
-        key = (self.seed, self.epoch, 0 if info is None else info.id + 1)
-        if self._rng is None or self._rng_key != key:
-            self._rng, self._rng_key = np.random.default_rng(list(key)), key
-        return self._rng
-
-    def __call__(self, batch: list[Any]) -> Any:
-        out = self.collate(batch)
-        if not isinstance(out, tuple | list) or len(out) < 2:
-            raise ValueError(
-                f"expected the collate to return (images, targets, ...), got {type(out).__name__}"
-            )
-        images, targets = mix_batch(
-            out[0],
-            out[1],
-            task=self.task,
-            policy=self.policy,
-            rng=self._generator(),
-            num_classes=self.num_classes,
-            smoothing=self.smoothing,
-        )
-        items = [images, targets, *out[2:]]
-        if isinstance(out, list):
-            return items
-        return type(out)(*items) if hasattr(out, "_fields") else tuple(items)
+    return apply_mix(images, targets, draw, dense=dense, num_classes=num_classes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -534,119 +456,6 @@ class MultiScaleBatchSampler:
                 produced, batch = produced + 1, []
         if batch and not self.drop_last:
             yield [(i, sizes[produced]) for i in batch]
-
-
-# --------------------------------------------------------------------------------------------
-# padding collate
-
-
-class PaddedBatch(NamedTuple):
-    """:func:`pad_collate`'s output.
-
-    Shapes: images (B, C, H, W); targets (B, H, W) masks or collated labels; sizes (B, 2)
-    int64 original (H, W); extras: the remaining item fields, each default-collated.
-    """
-
-    images: torch.Tensor
-    targets: Any
-    sizes: torch.Tensor
-    extras: tuple[Any, ...]
-
-
-def pad_collate(
-    batch: Sequence[Sequence[Any]],
-    *,
-    ignore_index: int = 255,
-    pad_value: float = 0.0,
-    size_divisor: int = 1,
-) -> PaddedBatch:
-    """Collate variable-size ``(image, target, *extras)`` items by padding, not resizing.
-
-    Pads bottom/right to the batch's largest H and W, rounded up to ``size_divisor``:
-    images with ``pad_value``, masks with ``ignore_index`` (so the loss skips padding).
-    A target that is a tensor of the image's (H, W) is a mask; anything else (a class
-    label...) is default-collated, as are the extras.
-
-    Shapes: image (C, H_i, W_i), mask (H_i, W_i) integer -> PaddedBatch with images
-    (B, C, H, W), targets (B, H, W) same dtype, sizes (B, 2).
-    """
-    if size_divisor < 1:
-        raise ValueError(f"expected size_divisor >= 1, got {size_divisor}")
-    if not batch:
-        raise ValueError("expected a non-empty batch, got 0 items")
-    images = [_as_image(item) for item in batch]
-    channels, dtype = images[0].shape[0], images[0].dtype
-    for image in images:
-        if image.shape[0] != channels or image.dtype != dtype:
-            raise ValueError(
-                f"expected all images {channels} channels of {dtype}, "
-                f"got {image.shape[0]} of {image.dtype}"
-            )
-    sizes = torch.tensor([tuple(image.shape[1:]) for image in images], dtype=torch.int64)
-    height = _round_up(int(sizes[:, 0].max()), size_divisor)
-    width = _round_up(int(sizes[:, 1].max()), size_divisor)
-    out = images[0].new_full((len(images), channels, height, width), pad_value)
-    for i, image in enumerate(images):
-        out[i, :, : image.shape[1], : image.shape[2]] = image
-    targets = _collate_targets([item[1] for item in batch], images, ignore_index, height, width)
-    n_fields = len(batch[0])
-    if any(len(item) != n_fields for item in batch):
-        raise ValueError(f"expected every item to have {n_fields} fields, got mixed lengths")
-    extras = tuple(default_collate([item[f] for item in batch]) for f in range(2, n_fields))
-    return PaddedBatch(out, targets, sizes, extras)
-
-
-def _as_image(item: Sequence[Any]) -> torch.Tensor:
-    if not isinstance(item, tuple | list) or len(item) < 2:
-        raise ValueError(f"expected items (image, target, ...), got {type(item).__name__}")
-    image = torch.as_tensor(item[0])
-    if image.ndim != 3:
-        raise ValueError(f"expected image (C, H, W), got shape {tuple(image.shape)}")
-    return image
-
-
-def _round_up(value: int, divisor: int) -> int:
-    return -(-value // divisor) * divisor
-
-
-def _is_mask(target: Any, image: torch.Tensor) -> bool:
-    return isinstance(target, torch.Tensor | np.ndarray) and tuple(target.shape) == tuple(
-        image.shape[1:]
-    )
-
-
-def _collate_targets(
-    targets: list[Any], images: list[torch.Tensor], ignore_index: int, height: int, width: int
-) -> Any:
-    is_mask = [_is_mask(t, image) for t, image in zip(targets, images, strict=True)]
-    if not any(is_mask):
-        return default_collate(targets)
-    if not all(is_mask):
-        raise ValueError("expected every target to be a mask (H, W) or none, got a mix")
-    masks = [torch.as_tensor(t) for t in targets]
-    dtype = masks[0].dtype
-    if dtype.is_floating_point or dtype == torch.bool or any(m.dtype != dtype for m in masks):
-        raise ValueError(f"expected integer masks of one dtype, got {[m.dtype for m in masks]}")
-    info = torch.iinfo(dtype)
-    if not info.min <= ignore_index <= info.max:
-        raise ValueError(f"expected ignore_index within {dtype}'s range, got {ignore_index}")
-    out = masks[0].new_full((len(masks), height, width), ignore_index)
-    for i, mask in enumerate(masks):
-        out[i, : mask.shape[0], : mask.shape[1]] = mask
-    return out
-
-
-def unpad(outputs: torch.Tensor, sizes: torch.Tensor) -> list[torch.Tensor]:
-    """Crop padded per-pixel outputs back to each image's original size.
-
-    Shapes: outputs (B, ..., H, W), sizes (B, 2) -> B tensors (..., H_i, W_i).
-    """
-    if outputs.ndim < 3 or sizes.shape != (outputs.shape[0], 2):
-        raise ValueError(
-            f"expected outputs (B, ..., H, W) and sizes (B, 2), "
-            f"got {tuple(outputs.shape)} and {tuple(sizes.shape)}"
-        )
-    return [outputs[i, ..., :h, :w] for i, (h, w) in enumerate(sizes.tolist())]
 
 
 # --------------------------------------------------------------------------------------------

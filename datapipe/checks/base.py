@@ -15,7 +15,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from datapipe import tasks
 from datapipe.config import CleanParams
+from datapipe.tasks import Task, TaskModule
 
 Severity = Literal["error", "warning", "info"]
 RESULT_COLUMNS = ("score", "flagged", "detail")
@@ -25,12 +27,17 @@ RESULT_COLUMNS = ("score", "flagged", "detail")
 class DatasetFacts:
     """What "normal" means for this dataset, decided once before the checks run."""
 
-    task: Literal["classification", "segmentation"]
+    task: Task
     channels: int | None  # the majority channel count
     dtype: str | None  # the majority dtype
     dtype_share: Mapping[str, float]  # share of readable images per dtype
     class_values: Sequence[int]
     ignore_index: int
+
+    @property
+    def kind(self) -> TaskModule:
+        """The task's module: what a sample's target is."""
+        return tasks.get(self.task)
 
 
 CheckFn = Callable[[pd.DataFrame, DatasetFacts, CleanParams], pd.DataFrame]

@@ -389,7 +389,7 @@ def _read(path: Path, colors: Mapping[int, tuple[int, int, int]] | None) -> np.n
 
 
 def _conflicting(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:
-    if facts.task != "classification":
+    if not facts.kind.image_labels:
         if "mask_agreement" in samples:
             return _disagreeing_masks(samples, t)
         return _different_masks(samples)

@@ -26,7 +26,7 @@ def _unreadable(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> p
 
 
 def _mask_unreadable(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:
-    if facts.task != "segmentation":
+    if not facts.kind.dense:
         return no_result()
     bad = samples["mask_read_error"].notna()
     return result(samples.index, (~bad).astype(float), bad, samples["mask_read_error"].fillna(""))
@@ -53,7 +53,7 @@ def _dtype_mismatch(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) 
 
 
 def _size_mismatch(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:
-    if facts.task != "segmentation":
+    if not facts.kind.dense:
         return no_result()
     rows = samples[readable(samples) & samples["mask_height"].notna()]
     bad = (rows["mask_height"] != rows["height"]) | (rows["mask_width"] != rows["width"])
@@ -67,7 +67,7 @@ def _size_mismatch(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -
 
 
 def _mask_values(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:
-    if facts.task != "segmentation":
+    if not facts.kind.dense:
         return no_result()
     rows = samples[samples["mask_pixels"].notna()]
     bad_share = rows["mask_bad_pixels"] / rows["mask_pixels"]
@@ -91,7 +91,7 @@ def _nonfinite(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd
 
 
 def _empty_mask(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:
-    if facts.task != "segmentation":
+    if not facts.kind.dense:
         return no_result()
     rows = samples[samples["mask_pixels"].notna()]
     share = rows["mask_foreground_pixels"] / rows["mask_pixels"]

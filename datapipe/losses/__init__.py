@@ -15,7 +15,7 @@ from datapipe.losses.focal import FocalLoss, focal_loss
 from datapipe.losses.ohem import PixelOhem, SampleOhem, ohem_pixel_mask, ohem_sample_mask
 from datapipe.losses.reduction import Reduction, reduce_loss
 from datapipe.losses.sigmoid_focal import SigmoidFocalLoss, sigmoid_focal_loss
-from datapipe.losses.terms import TERMS, Task
+from datapipe.losses.terms import TERMS
 
 __all__ = [
     "TERMS",
@@ -28,7 +28,6 @@ __all__ = [
     "Reduction",
     "SampleOhem",
     "SigmoidFocalLoss",
-    "Task",
     "build_loss",
     "class_weights",
     "criterion",

@@ -22,7 +22,7 @@ from datapipe.losses._weights import ClassWeight, as_class_weight, check_ignore_
 from datapipe.losses.cross_entropy import _cross_entropy
 from datapipe.losses.focal import check_gamma
 from datapipe.losses.ohem import PixelOhem, SampleOhem, pixel_mask, sample_mask
-from datapipe.losses.terms import TERMS, Task, TermOptions, check_ohem, check_terms
+from datapipe.losses.terms import TERMS, TermOptions, check_ohem, check_terms
 
 
 class CompositeLoss(nn.Module):
@@ -39,7 +39,7 @@ class CompositeLoss(nn.Module):
         self,
         terms: Mapping[str, float],
         *,
-        task: Task,
+        dense: bool,
         num_classes: int,
         class_weight: ClassWeight | None = None,
         ignore_index: int | None = 255,
@@ -55,9 +55,9 @@ class CompositeLoss(nn.Module):
             raise ValueError(f"expected label_smoothing in [0, 1], got {label_smoothing}")
         check_gamma(focal_gamma)
         check_ignore_index(ignore_index, num_classes)
-        self.terms = check_terms(terms, task)
-        check_ohem(ohem, task)
-        self.task = task
+        self.terms = check_terms(terms, dense)
+        check_ohem(ohem, dense)
+        self.dense = dense
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.ohem = ohem
@@ -88,7 +88,7 @@ class CompositeLoss(nn.Module):
         return total, {name: value.detach() for name, value in parts.items()}
 
     def _check_logits(self, logits: Tensor) -> None:
-        ndim = 2 if self.task == "classification" else 4
+        ndim = 4 if self.dense else 2
         if isinstance(logits, Tensor) and (logits.ndim, logits.shape[1]) == (
             ndim,
             self.num_classes,
@@ -96,7 +96,7 @@ class CompositeLoss(nn.Module):
             return
         got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         want = "(N, K)" if ndim == 2 else "(N, K, H, W)"
-        raise ValueError(f"expected {self.task} logits {want} with K={self.num_classes}, got {got}")
+        raise ValueError(f"expected logits {want} with K={self.num_classes}, got {got}")
 
     def _ohem_mask(self, inputs: LossInput) -> Tensor:
         match self.ohem:

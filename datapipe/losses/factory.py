@@ -13,13 +13,12 @@ from datapipe.losses._weights import ClassWeight
 from datapipe.losses.class_weights import class_weights
 from datapipe.losses.composite import CompositeLoss
 from datapipe.losses.ohem import PixelOhem, SampleOhem
-from datapipe.losses.terms import Task
 
 
 def build_loss(
     terms: Mapping[str, float],
     *,
-    task: Task,
+    dense: bool,
     num_classes: int,
     class_weight: ClassWeight | None = None,
     ignore_index: int | None = 255,
@@ -39,30 +38,30 @@ def build_loss(
     """
     return CompositeLoss(
         terms,
-        task=task,
+        dense=dense,
         num_classes=num_classes,
         class_weight=class_weight,
         ignore_index=ignore_index,
         avg_non_ignore=avg_non_ignore,
         label_smoothing=label_smoothing,
-        ohem=_ohem(task, ohem_thresh, ohem_min_kept, ohem_keep_ratio),
+        ohem=_ohem(dense, ohem_thresh, ohem_min_kept, ohem_keep_ratio),
         focal_gamma=focal_gamma,
     )
 
 
 def _ohem(
-    task: Task, thresh: float | None, min_kept: int | None, keep_ratio: float | None
+    dense: bool, thresh: float | None, min_kept: int | None, keep_ratio: float | None
 ) -> PixelOhem | SampleOhem | None:
     pixel = thresh is not None or min_kept is not None
-    if task == "classification" and pixel:
+    if not dense and pixel:
         raise ValueError(
-            "expected ohem_keep_ratio (not ohem_thresh / ohem_min_kept) for task="
-            f"'classification', got ohem_thresh={thresh}, ohem_min_kept={min_kept}"
+            "expected ohem_keep_ratio (not ohem_thresh / ohem_min_kept) for image labels, "
+            f"got ohem_thresh={thresh}, ohem_min_kept={min_kept}"
         )
-    if task == "segmentation" and keep_ratio is not None:
+    if dense and keep_ratio is not None:
         raise ValueError(
-            "expected ohem_thresh / ohem_min_kept (not ohem_keep_ratio) for task="
-            f"'segmentation', got ohem_keep_ratio={keep_ratio}"
+            "expected ohem_thresh / ohem_min_kept (not ohem_keep_ratio) for dense targets, "
+            f"got ohem_keep_ratio={keep_ratio}"
         )
     if pixel:
         return PixelOhem(thresh=thresh, min_kept=min_kept or 0)
@@ -72,7 +71,7 @@ def _ohem(
 def criterion(
     loss: LossParams,
     *,
-    task: Task,
+    dense: bool,
     classes: Sequence[str],
     class_counts: np.ndarray | Sequence[float] | None,
     ignore_index: int,
@@ -80,7 +79,8 @@ def criterion(
 ) -> CompositeLoss:
     """The loss a ``loss:`` params section describes, for the score and train stages alike:
     class weights from a list or from ``class_counts`` (samples or labelled pixels per class),
-    ``ignore_index`` for segmentation. Errors name ``key`` (e.g. ``train.segmentation.loss``).
+    ``ignore_index`` for dense (per-pixel) targets. Errors name ``key`` (e.g.
+    ``train.segmentation.loss``).
     """
     weight: list[float] | None
     if isinstance(loss.class_weight, list):
@@ -102,10 +102,10 @@ def criterion(
     try:
         return build_loss(
             loss.terms,
-            task=task,
+            dense=dense,
             num_classes=len(classes),
             class_weight=weight,
-            ignore_index=ignore_index if task == "segmentation" else None,
+            ignore_index=ignore_index if dense else None,
             avg_non_ignore=loss.avg_non_ignore,
             label_smoothing=loss.label_smoothing,
             ohem_thresh=loss.ohem_thresh,

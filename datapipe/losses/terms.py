@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 from torch import Tensor
 
@@ -19,9 +18,6 @@ from datapipe.losses.cross_entropy import _cross_entropy
 from datapipe.losses.dice import _dice
 from datapipe.losses.focal import _focal
 from datapipe.losses.ohem import PixelOhem, SampleOhem
-
-Task = Literal["classification", "segmentation"]
-TASKS: tuple[Task, ...] = ("classification", "segmentation")
 
 
 @dataclass(frozen=True)
@@ -39,10 +35,9 @@ TERMS: dict[str, Callable[[LossInput, TermOptions], Tensor]] = {
 }
 
 
-def check_terms(terms: Mapping[str, float], task: Task) -> dict[str, float]:
-    """``terms`` as a dict, once every name is known and every weight finite and >= 0."""
-    if task not in TASKS:
-        raise ValueError(f"expected task in {TASKS}, got {task!r}")
+def check_terms(terms: Mapping[str, float], dense: bool) -> dict[str, float]:
+    """``terms`` as a dict, once every name is known and every weight finite and >= 0 (Dice
+    only for ``dense``, per-pixel, targets)."""
     if not terms:
         raise ValueError(f"expected at least one loss term from {sorted(TERMS)}, got none")
     for name, weight in terms.items():
@@ -50,12 +45,12 @@ def check_terms(terms: Mapping[str, float], task: Task) -> dict[str, float]:
             raise ValueError(f"expected loss names in {sorted(TERMS)}, got unknown {name!r}")
         if not (math.isfinite(weight) and weight >= 0):
             raise ValueError(f"expected a finite weight >= 0 for {name!r}, got {weight}")
-    if task == "classification" and "loss_dice" in terms:
-        raise ValueError("expected loss_dice only with task='segmentation', got 'classification'")
+    if not dense and "loss_dice" in terms:
+        raise ValueError("expected loss_dice only with dense (per-pixel) targets, got image labels")
     return dict(terms)
 
 
-def check_ohem(ohem: PixelOhem | SampleOhem | None, task: Task) -> None:
-    wanted = PixelOhem if task == "segmentation" else SampleOhem
+def check_ohem(ohem: PixelOhem | SampleOhem | None, dense: bool) -> None:
+    wanted = PixelOhem if dense else SampleOhem
     if ohem is not None and not isinstance(ohem, wanted):
-        raise ValueError(f"expected {wanted.__name__} OHEM for task={task!r}, got {ohem!r}")
+        raise ValueError(f"expected {wanted.__name__} OHEM for dense={dense}, got {ohem!r}")

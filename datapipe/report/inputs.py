@@ -14,8 +14,10 @@ from typing import Any
 
 import pandas as pd
 
+from datapipe import tasks
 from datapipe.errors import DatapipeError
 from datapipe.io import read_table
+from datapipe.tasks import TaskModule
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,16 @@ class ReportInputs:
     missing: dict[str, Path] = field(default_factory=dict)
 
     @property
+    def kind(self) -> TaskModule:
+        """The task's module (stats.json's ``task``)."""
+        try:
+            return tasks.get(self.task)
+        except KeyError as exc:
+            raise DatapipeError(
+                f"stats.json of {self.name}: {exc.args[0]}; re-run ingest"
+            ) from None
+
+    @property
     def classes(self) -> list[str]:
         return [str(c) for c in self.stats.get("classes", [])]
 
@@ -126,9 +138,7 @@ def load_inputs(files: RunFiles, *, name: str) -> ReportInputs:
     """Read every input of one run; a missing optional one is recorded in ``missing``."""
     stats = read_json(files.stats)
     manifest = read_table(files.manifest, required=("sample_id", "image", "split"))
-    found = ReportInputs(
-        name=name, task=str(stats.get("task", "classification")), stats=stats, manifest=manifest
-    )
+    found = ReportInputs(name=name, task=str(stats.get("task", "")), stats=stats, manifest=manifest)
     tables = {
         "data_issues": (files.data_issues, ("sample_id", "image", "check", "severity")),
         "scores": (files.scores, ("sample_id",)),

@@ -169,7 +169,7 @@ def overview(inputs: ReportInputs, ctx: Context) -> Section:
         "channels": stats.get("channels", ""),
     }
     parts = [key_values(facts), "<h3>Samples per class and split</h3>", _class_split(inputs)]
-    if inputs.task == "segmentation":
+    if inputs.kind.dense:
         parts.append(legend(inputs.classes))
     parts.append('<h3>Images</h3><div class="hists">')
     parts.append(bars(_filled(m, "dtype"), title="dtype"))
@@ -213,7 +213,7 @@ def _bits(m: pd.DataFrame) -> pd.Series:
 
 def _class_split(inputs: ReportInputs) -> str:
     m = inputs.manifest
-    if inputs.task == "classification" and "label" in m:
+    if inputs.kind.image_labels and "label" in m:
         counts = pd.crosstab(m["label"].astype("string").fillna("(none)"), m["split"])
     elif "mask_classes" in m:
         names = dict(zip(inputs.stats.get("class_values", []), inputs.classes, strict=False))
@@ -234,7 +234,7 @@ def _class_split(inputs: ReportInputs) -> str:
     wanted = [c for c in inputs.classes if c in counts.index]
     counts = counts.reindex(wanted + [c for c in counts.index if c not in wanted])
     pixels = inputs.stats.get("pixel_counts")
-    if inputs.task == "segmentation" and isinstance(pixels, dict):
+    if inputs.kind.dense and isinstance(pixels, dict):
         values = dict(zip(inputs.classes, inputs.stats.get("class_values", []), strict=False))
         counts["pixels"] = [pixels.get(str(values.get(c, c)), pixels.get(c)) for c in counts.index]
     return table(counts.reset_index())
@@ -420,7 +420,7 @@ def _grouped(rows: Iterable[dict[str, Any]], key: str) -> dict[str, list[dict[st
 
 
 def _view(inputs: ReportInputs) -> View:
-    return "mask" if inputs.task == "segmentation" else "image"
+    return "mask" if inputs.kind.dense else "image"
 
 
 def _issue_card(
@@ -561,7 +561,7 @@ def label_issues(inputs: ReportInputs, ctx: Context) -> Section:
     shown = issues.head(ctx.options.max_cards)
     manifest = _by_id(inputs.manifest, shown["sample_id"])
     curated = _by_id(inputs.curated, shown["sample_id"]) if inputs.curated is not None else {}
-    card = _seg_label_card if inputs.task == "segmentation" else _cls_label_card
+    card = _cls_label_card if inputs.kind.image_labels else _mask_label_card
     items, about = [], []
     for r in _records(shown):
         sample = manifest.get(str(r["sample_id"]), {})
@@ -582,8 +582,8 @@ def label_issues(inputs: ReportInputs, ctx: Context) -> Section:
 def _label_card_classes(
     row: Mapping[str, Any], sample: Mapping[str, Any], inputs: ReportInputs
 ) -> list[str]:
-    """A label issue is about its given and suggested class (segmentation: its mask's)."""
-    if inputs.task == "segmentation":
+    """A label issue is about its given and suggested class (a mask's: the classes in it)."""
+    if not inputs.kind.image_labels:
         return _sample_classes(sample, inputs)
     return [str(v) for v in (row.get("given_label"), row.get("suggested_label")) if _given(v)]
 
@@ -592,7 +592,7 @@ def _confusion_tables(inputs: ReportInputs) -> str:
     rows = inputs.oof_confusion
     if rows is None or rows.empty:
         return not_available("out-of-fold confusion", inputs.missing.get("oof_confusion", ""))
-    pixels = inputs.task == "segmentation"
+    pixels = inputs.kind.dense
     pairs = confused_pairs(rows, classes=inputs.classes, pixels=pixels)
     parts = ["<h3>Most confused class pairs (out of fold)</h3>"]
     parts.append(
@@ -656,7 +656,7 @@ def _cls_label_card(
     )
 
 
-def _seg_label_card(
+def _mask_label_card(
     row: dict[str, Any],
     sample: dict[str, Any],
     curated: dict[str, Any],

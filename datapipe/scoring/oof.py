@@ -30,7 +30,7 @@ from datapipe.distributed import Dist
 from datapipe.errors import DatapipeError
 from datapipe.io import atomic_path
 from datapipe.loop import Batch, Hooks, Optimisation, RunSettings, Trainer, fit, predict
-from datapipe.losses import Task, criterion
+from datapipe.losses import criterion
 from datapipe.progress import progress
 from datapipe.scoring.data import InMemory, Source
 
@@ -329,11 +329,10 @@ def _train(
     """One fold's model, trained with :func:`datapipe.loop.fit` on ``train`` (row positions)."""
     dist = run.dist
     steps = len(_batches(dist.shard(train, pad=True), settings.batch_size))
-    segmentation = dynamics is None
-    task: Task = "segmentation" if segmentation else "classification"
+    dense = dynamics is None  # held-out pixel maps go to a sink; labels keep dynamics
     loss = criterion(
         settings.loss,
-        task=task,
+        dense=dense,
         classes=[str(c) for c in range(num_classes)],
         class_counts=settings.class_counts,
         ignore_index=settings.ignore_index,

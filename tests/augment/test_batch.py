@@ -1,22 +1,19 @@
 from __future__ import annotations
 
 import ast
-import functools
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 
 from datapipe.augment import batch as B
 from datapipe.augment.batch import (
     Box,
-    MixCollate,
     MixDraw,
     MixPolicy,
     MultiScaleBatchSampler,
-    PaddedBatch,
     apply_mix,
     average_crops,
     draw_batch_sizes,
@@ -25,9 +22,7 @@ from datapipe.augment.batch import (
     mix_batch,
     multi_crop,
     one_hot,
-    pad_collate,
     size_range,
-    unpad,
 )
 
 
@@ -101,7 +96,7 @@ def test_mixup_known_answer() -> None:
     images = torch.arange(3.0).reshape(3, 1, 1, 1).expand(3, 1, 2, 2)
     labels = torch.tensor([0, 1, 2])
     draw = MixDraw("mixup", 0.7, (1, 2, 0))
-    mixed, soft = apply_mix(images, labels, draw, task="classification", num_classes=3)
+    mixed, soft = apply_mix(images, labels, draw, num_classes=3)
     torch.testing.assert_close(mixed[:, 0, 0, 0], torch.tensor([0.3, 1.3, 1.4]))
     expected = torch.tensor([[0.7, 0.3, 0.0], [0.0, 0.7, 0.3], [0.3, 0.0, 0.7]])
     torch.testing.assert_close(soft, expected)
@@ -114,7 +109,7 @@ def test_mixed_targets_sum_to_one(mode: B.MixMode, batch_size: int) -> None:
     images = torch.rand(batch_size, 3, 8, 8)
     for seed in range(10):
         draw = draw_mix(batch_size, alpha=0.5, mode=mode, height=8, width=8, rng=rng(seed))
-        _, soft = apply_mix(images, labels, draw, task="classification", num_classes=4)
+        _, soft = apply_mix(images, labels, draw, num_classes=4)
         torch.testing.assert_close(soft.sum(1), torch.ones(batch_size))
         own = soft[torch.arange(batch_size), labels]
         assert torch.all(own >= draw.lam - 1e-6)
@@ -123,9 +118,7 @@ def test_mixed_targets_sum_to_one(mode: B.MixMode, batch_size: int) -> None:
 def test_cutmix_classification_pastes_the_box_and_weights_by_area() -> None:
     images = torch.stack([torch.zeros(1, 4, 4), torch.ones(1, 4, 4)])
     draw = MixDraw("cutmix", 0.75, (1, 0), Box(top=1, bottom=3, left=0, right=2))
-    mixed, soft = apply_mix(
-        images, torch.tensor([0, 1]), draw, task="classification", num_classes=2
-    )
+    mixed, soft = apply_mix(images, torch.tensor([0, 1]), draw, num_classes=2)
     expected0 = torch.zeros(4, 4)
     expected0[1:3, 0:2] = 1
     torch.testing.assert_close(mixed[0, 0], expected0)
@@ -137,7 +130,7 @@ def test_cutmix_classification_pastes_the_box_and_weights_by_area() -> None:
 def test_soft_input_targets_are_mixed_as_given() -> None:
     soft_in = one_hot(torch.tensor([0, 1]), 2, smoothing=0.1)
     draw = MixDraw("mixup", 0.6, (1, 0))
-    _, soft = apply_mix(torch.rand(2, 1, 2, 2), soft_in, draw, task="classification")
+    _, soft = apply_mix(torch.rand(2, 1, 2, 2), soft_in, draw)
     torch.testing.assert_close(soft, torch.tensor([[0.59, 0.41], [0.41, 0.59]]))
 
 
@@ -145,7 +138,7 @@ def test_soft_input_targets_are_mixed_as_given() -> None:
 def test_single_sample_batch_is_a_no_op(mode: B.MixMode) -> None:
     images = torch.rand(1, 3, 5, 5)
     draw = draw_mix(1, alpha=1.0, mode=mode, height=5, width=5, rng=rng(3))
-    mixed, soft = apply_mix(images, torch.tensor([2]), draw, task="classification", num_classes=3)
+    mixed, soft = apply_mix(images, torch.tensor([2]), draw, num_classes=3)
     assert torch.equal(mixed, images)
     assert torch.equal(soft, torch.tensor([[0.0, 0.0, 1.0]]))
 
@@ -162,9 +155,7 @@ def test_single_sample_batch_is_a_no_op(mode: B.MixMode) -> None:
 )
 def test_apply_rejects_inconsistent_draws(draw: MixDraw, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        apply_mix(
-            torch.rand(2, 1, 4, 4), torch.tensor([0, 1]), draw, task="classification", num_classes=2
-        )
+        apply_mix(torch.rand(2, 1, 4, 4), torch.tensor([0, 1]), draw, num_classes=2)
 
 
 def test_mixup_rejects_integer_images() -> None:
@@ -174,7 +165,6 @@ def test_mixup_rejects_integer_images() -> None:
             images,
             torch.tensor([0, 1]),
             MixDraw("mixup", 0.5, (1, 0)),
-            task="classification",
             num_classes=2,
         )
 
@@ -197,7 +187,7 @@ def test_segmentation_cutmix_cuts_images_and_masks_together() -> None:
     images, masks = stripes(3, 6, 8)
     box = Box(top=1, bottom=4, left=0, right=5)
     draw = MixDraw("cutmix", 1 - box.area / 48, (2, 0, 1), box)
-    out_images, out_masks = apply_mix(images, masks, draw, task="segmentation")
+    out_images, out_masks = apply_mix(images, masks, draw, dense=True)
     inside = torch.zeros(6, 8, dtype=torch.bool)
     inside[1:4, 0:5] = True
     for b, partner in enumerate(draw.permutation):
@@ -214,22 +204,8 @@ def test_segmentation_cutmix_cuts_images_and_masks_together() -> None:
 
 def test_segmentation_rejects_mixup() -> None:
     images, masks = stripes(2, 4, 4)
-    with pytest.raises(ValueError, match="expected mode 'cutmix' for segmentation"):
-        apply_mix(images, masks, MixDraw("mixup", 0.5, (1, 0)), task="segmentation")
-
-
-def test_segmentation_masks_must_match_images() -> None:
-    images, masks = stripes(2, 4, 4)
-    with pytest.raises(ValueError, match=r"expected masks of shape \(2, 4, 4\), got \(2, 4, 3\)"):
-        apply_mix(
-            images,
-            masks[:, :, :3],
-            MixDraw("cutmix", 1.0, (1, 0), Box(0, 0, 0, 0)),
-            task="segmentation",
-        )
-
-
-# --- policy, mix_batch, MixCollate -----------------------------------------------------------
+    with pytest.raises(ValueError, match="expected mode 'cutmix' for masks"):
+        apply_mix(images, masks, MixDraw("mixup", 0.5, (1, 0)), dense=True)
 
 
 def test_policy_with_prob_zero_leaves_images_and_smooths_labels() -> None:
@@ -237,7 +213,6 @@ def test_policy_with_prob_zero_leaves_images_and_smooths_labels() -> None:
     out, soft = mix_batch(
         images,
         torch.tensor([0, 1, 1]),
-        task="classification",
         policy=MixPolicy(prob=0.0),
         rng=rng(),
         num_classes=2,
@@ -267,51 +242,6 @@ def test_policy_picks_modes(policy: MixPolicy, modes: set[str]) -> None:
 def test_policy_rejects_both_alphas_zero() -> None:
     with pytest.raises(ValueError, match="expected mixup_alpha > 0 or cutmix_alpha > 0"):
         MixPolicy(mixup_alpha=0.0, cutmix_alpha=0.0)
-
-
-def test_mix_collate_classification_odd_batch_keeps_extras() -> None:
-    items = [(torch.full((3, 4, 4), float(i)), i % 3, i) for i in range(5)]
-    collate = MixCollate(task="classification", policy=MixPolicy(), num_classes=3, seed=4)
-    images, soft, index = collate(items)
-    assert images.shape == (5, 3, 4, 4)
-    torch.testing.assert_close(soft.sum(1), torch.ones(5))
-    assert index.tolist() == [0, 1, 2, 3, 4]
-
-
-def test_mix_collate_is_deterministic_per_epoch() -> None:
-    items = [(torch.rand(1, 8, 8), i % 2) for i in range(4)]
-
-    def run(epoch: int) -> torch.Tensor:
-        collate = MixCollate(task="classification", policy=MixPolicy(), num_classes=2, seed=9)
-        collate.set_epoch(epoch)
-        return torch.stack([collate(items)[1] for _ in range(3)])
-
-    assert torch.equal(run(0), run(0))
-    assert not torch.equal(run(0), run(1))
-
-
-def test_mix_collate_segmentation_over_pad_collate() -> None:
-    items = [
-        (torch.rand(1, 4 + i, 6), torch.full((4 + i, 6), i, dtype=torch.int64)) for i in range(3)
-    ]
-    collate = MixCollate(
-        task="segmentation",
-        policy=MixPolicy(mixup_alpha=0.0),
-        collate=functools.partial(pad_collate, ignore_index=255),
-    )
-    out = collate(items)
-    assert isinstance(out, PaddedBatch)
-    assert out.targets.dtype == torch.int64
-    assert set(out.targets.unique().tolist()) <= {0, 1, 2, 255}
-    assert out.sizes.tolist() == [[4, 6], [5, 6], [6, 6]]
-
-
-def test_mix_collate_rejects_mixup_for_segmentation() -> None:
-    with pytest.raises(ValueError, match="expected mixup_alpha = 0 for segmentation"):
-        MixCollate(task="segmentation", policy=MixPolicy())
-
-
-# --- multi-scale ---------------------------------------------------------------------------
 
 
 def test_size_range_yolov3() -> None:
@@ -391,68 +321,6 @@ class _ResizingDataset(torch.utils.data.Dataset[torch.Tensor]):
     def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
         index, size = key
         return torch.full((1, size, size), float(index))
-
-
-def test_sampler_drives_a_dataloader() -> None:
-    sampler = MultiScaleBatchSampler(range(9), batch_size=4, sizes=[8, 16, 24], seed=2)
-    loader = DataLoader(_ResizingDataset(), batch_sampler=sampler)
-    expected_sizes = [b[0][1] for b in sampler]
-    got = list(loader)
-    assert [tuple(x.shape) for x in got] == [
-        (n, 1, s, s) for n, s in zip([4, 4, 1], expected_sizes, strict=True)
-    ]
-    assert torch.cat([x[:, 0, 0, 0] for x in got]).tolist() == [float(i) for i in range(9)]
-
-
-# --- pad_collate ---------------------------------------------------------------------------
-
-
-def test_pad_collate_pads_masks_with_ignore_index_and_images_with_pad_value() -> None:
-    items = [
-        (torch.ones(3, 5, 7), torch.zeros(5, 7, dtype=torch.int64), 10),
-        (torch.ones(3, 9, 4), torch.ones(9, 4, dtype=torch.int64), 11),
-    ]
-    out = pad_collate(items, ignore_index=255, pad_value=-1.0, size_divisor=8)
-    assert out.images.shape == (2, 3, 16, 8)
-    assert out.targets.shape == (2, 16, 8)
-    assert out.sizes.tolist() == [[5, 7], [9, 4]]
-    assert out.extras[0].tolist() == [10, 11]
-    for b, (h, w) in enumerate(out.sizes.tolist()):
-        valid = torch.zeros(16, 8, dtype=torch.bool)
-        valid[:h, :w] = True
-        assert torch.all(out.images[b][:, valid] == 1)
-        assert torch.all(out.images[b][:, ~valid] == -1)
-        assert torch.all(out.targets[b][valid] == b)
-        assert torch.all(out.targets[b][~valid] == 255)
-    assert out.targets.dtype == torch.int64
-
-
-def test_pad_collate_class_labels() -> None:
-    out = pad_collate([(torch.zeros(1, 2, 3), 4), (torch.zeros(1, 3, 2), 1)])
-    assert out.images.shape == (2, 1, 3, 3)
-    assert out.targets.tolist() == [4, 1]
-    assert out.extras == ()
-
-
-def test_pad_collate_rejects_ignore_index_outside_mask_dtype() -> None:
-    items = [(torch.zeros(1, 2, 2), torch.zeros(2, 2, dtype=torch.uint8))]
-    with pytest.raises(
-        ValueError, match=r"expected ignore_index within torch\.uint8's range, got -1"
-    ):
-        pad_collate(items, ignore_index=-1)
-
-
-def test_unpad_crops_back_to_original_sizes() -> None:
-    items = [(torch.rand(2, 3, 5), 0), (torch.rand(2, 4, 2), 0)]
-    out = pad_collate(items)
-    restored = unpad(out.images, out.sizes)
-    assert [torch.equal(r, item[0]) for r, item in zip(restored, items, strict=True)] == [
-        True,
-        True,
-    ]
-
-
-# --- multi-crop ----------------------------------------------------------------------------
 
 
 def test_five_crop_known_content() -> None:

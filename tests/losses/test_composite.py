@@ -35,7 +35,7 @@ STANDALONE: dict[str, Callable[..., torch.Tensor]] = {
 
 def _seg_loss(terms: dict[str, float], **kwargs: object):
     options = {"label_smoothing": 0.1, "focal_gamma": 1.5, **kwargs}
-    return build_loss(terms, task="segmentation", num_classes=3, class_weight=CW, **options)  # type: ignore[arg-type]
+    return build_loss(terms, dense=True, num_classes=3, class_weight=CW, **options)  # type: ignore[arg-type]
 
 
 def test_every_term_has_a_standalone_oracle() -> None:
@@ -76,7 +76,7 @@ def test_sample_ohem_keeps_the_hardest_samples(cls: Batch) -> None:
     logits, target = cls
     loss = build_loss(
         {"loss_ce": 1.0, "loss_bce": 1.0},
-        task="classification",
+        dense=False,
         num_classes=4,
         ignore_index=None,
         ohem_keep_ratio=0.5,
@@ -93,7 +93,7 @@ def test_soft_classification_targets_from_mixup(cls: Batch) -> None:
     one_hot = torch.nn.functional.one_hot(target, 4).double()
     mixed = 0.7 * one_hot + 0.3 * one_hot.roll(1, dims=0)
     loss = build_loss(
-        {"loss_ce": 1.0, "loss_focal": 2.0}, task="classification", num_classes=4, ignore_index=-1
+        {"loss_ce": 1.0, "loss_focal": 2.0}, dense=False, num_classes=4, ignore_index=-1
     )
     total, _ = loss(logits, mixed)
     expected = cross_entropy(logits, mixed) + 2.0 * focal_loss(logits, mixed, gamma=2.0)
@@ -125,21 +125,20 @@ def test_unknown_term_names_itself_and_the_valid_ones() -> None:
     with pytest.raises(
         ValueError, match=r"loss_bce.*loss_ce.*loss_dice.*loss_focal.*'loss_lovasz'"
     ):
-        build_loss({"loss_ce": 1.0, "loss_lovasz": 1.0}, task="segmentation", num_classes=3)
+        build_loss({"loss_ce": 1.0, "loss_lovasz": 1.0}, dense=True, num_classes=3)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"task": "classification", "terms": {"loss_dice": 1.0}}, "loss_dice only with"),
-        ({"task": "classification", "ohem_thresh": 0.7}, "ohem_keep_ratio"),
-        ({"task": "segmentation", "ohem_keep_ratio": 0.5}, "ohem_thresh / ohem_min_kept"),
-        ({"task": "classification", "num_classes": 300}, r"outside \[0, 300\)"),
-        ({"task": "segmentation", "terms": {"loss_ce": -1.0}}, "weight >= 0 for 'loss_ce'"),
-        ({"task": "segmentation", "terms": {}}, "at least one loss term"),
-        ({"task": "detection"}, "expected task in"),
-        ({"task": "segmentation", "class_weight": [1.0, 2.0]}, r"class_weight of shape \(3,\)"),
-        ({"task": "segmentation", "ohem_min_kept": 0}, "min_kept > 0"),
+        ({"dense": False, "terms": {"loss_dice": 1.0}}, "loss_dice only with"),
+        ({"dense": False, "ohem_thresh": 0.7}, "ohem_keep_ratio"),
+        ({"dense": True, "ohem_keep_ratio": 0.5}, "ohem_thresh / ohem_min_kept"),
+        ({"dense": False, "num_classes": 300}, r"outside \[0, 300\)"),
+        ({"dense": True, "terms": {"loss_ce": -1.0}}, "weight >= 0 for 'loss_ce'"),
+        ({"dense": True, "terms": {}}, "at least one loss term"),
+        ({"dense": True, "class_weight": [1.0, 2.0]}, r"class_weight of shape \(3,\)"),
+        ({"dense": True, "ohem_min_kept": 0}, "min_kept > 0"),
     ],
     ids=[
         "dice-classification",
@@ -148,7 +147,6 @@ def test_unknown_term_names_itself_and_the_valid_ones() -> None:
         "ignore-index-is-a-class",
         "negative-weight",
         "no-terms",
-        "unknown-task",
         "class-weight-length",
         "ohem-nothing-kept",
     ],
@@ -170,7 +168,7 @@ def test_bad_options_are_refused(kwargs: dict, match: str) -> None:
     ids=["segmentation-logits", "wrong-k", "wrong-batch", "out-of-range-class"],
 )
 def test_bad_batches_are_refused(logits, target, match: str) -> None:
-    loss = build_loss({"loss_ce": 1.0}, task="classification", num_classes=3)
+    loss = build_loss({"loss_ce": 1.0}, dense=False, num_classes=3)
     with pytest.raises(ValueError, match=match):
         loss(logits, target)
 
