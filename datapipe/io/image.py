@@ -4,13 +4,17 @@ Nothing here converts bit depth: a 16-bit PNG comes back as ``uint16``, a 12-bit
 TIFF as ``uint16`` with values up to 4095, a float TIFF as ``float32``. The one conversion to
 float lives in :mod:`datapipe.io.convert`.
 
-Backends are picked per format: OpenCV for PNG / BMP (fast, keeps 16 bits with
-``IMREAD_UNCHANGED``; its BGR order is turned into RGB here), libjpeg-turbo through simplejpeg
+Backends are picked per format, each the fastest decoder measured to return the same array
+(``bench/io_throughput.py``): libpng through imagecodecs for 8/16-bit grey / RGB / RGBA PNG,
+OpenCV for other PNGs and BMP (keeps 16 bits with ``IMREAD_UNCHANGED``; its BGR order is turned
+into RGB here), :mod:`datapipe.io.plain_tiff` for one-page chunky TIFFs (a direct read when
+uncompressed, libtiff for LZW / zstd, libdeflate for Deflate), libjpeg-turbo through simplejpeg
 for 8-bit grey and colour JPEG (the same library and settings as OpenCV's, bit-identical
 pixels, and it reports libjpeg's corrupt-data warnings, which OpenCV only prints on stderr
 while it pads the damage with grey), OpenCV for other JPEGs (CMYK, 12-bit), tifffile
-(+ imagecodecs for LZW / Deflate / JPEG / zstd) for TIFF, which understands planar, tiled,
-BigTIFF, multi-page and ImageJ hyperstacks. Every failure becomes
+(+ imagecodecs for LZW / Deflate / JPEG / zstd) for every other TIFF, which understands planar,
+BigTIFF, multi-page and ImageJ / OME hyperstacks. A fast decoder that fails hands the file to
+the general one, so damage is reported as before. Every failure becomes
 :class:`~datapipe.errors.ImageReadError` naming the file and the cause (``corrupt JPEG: 20
 extraneous bytes before marker 0xd9``); a truncated JPEG is caught before decoding.
 
@@ -30,6 +34,7 @@ import errno
 import io
 import logging
 import math
+import os
 import re
 import threading
 from collections.abc import Iterator, Mapping
@@ -38,11 +43,13 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 import cv2
+import imagecodecs
 import numpy as np
 import simplejpeg
 import tifffile
 
 from datapipe.errors import ImageReadError
+from datapipe.io import plain_tiff
 
 ImageFormat = Literal["png", "jpeg", "bmp", "tiff"]
 
@@ -105,6 +112,7 @@ _AXIS_NAMES = {"Z": "depth (Z)", "T": "time (T)", "R": "tile (R)", "H": "lifetim
 
 _PNG_COLOR_TYPE_RGB = 2
 _PNG_COLOR_TYPE_PALETTE = 3
+_PNG_COLOR_TYPES_LIBPNG = frozenset({0, 2, 6})  # grey, RGB, RGBA
 
 
 def sniff_format(head: bytes) -> ImageFormat | None:
@@ -227,10 +235,13 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
         head = fh.read(HEAD_BYTES)
         fmt = _sniff_checked(head, path)
         if fmt == "tiff":
+            fast = _plain_tiff_from_file(fh, head, path, max_pixels)
+            if fast is not None:
+                return fast
             # tifffile reads strips straight into the output array: no copy of the file bytes.
             fh.seek(0)
             return _decode(fh, path, fmt, max_pixels)
-        data = head + fh.read()
+        data = plain_tiff.read_all(fh)
     return _decode(data, path, fmt, max_pixels)
 
 
@@ -239,7 +250,10 @@ def decode_image(
 ) -> np.ndarray:
     """:func:`read_image` on bytes already in memory (``path`` is only used in errors)."""
     fmt = _sniff_checked(data[:HEAD_BYTES], path)
-    return _decode(io.BytesIO(data) if fmt == "tiff" else data, path, fmt, max_pixels)
+    if fmt == "tiff":
+        fast = _plain_tiff_from_bytes(data, path, max_pixels)
+        return fast if fast is not None else _decode(io.BytesIO(data), path, fmt, max_pixels)
+    return _decode(data, path, fmt, max_pixels)
 
 
 def _sniff_checked(head: bytes, path: str | Path) -> ImageFormat:
@@ -349,6 +363,11 @@ def _decode_cv2(data: bytes, path: str | Path, fmt: ImageFormat, max_pixels: int
     _check_budget(path, size, max_pixels, channels=channels, itemsize=itemsize)
     if fmt == "png":
         _check_png_complete(data, path)
+        if _png_plain(data):
+            try:
+                return _decode_png_libpng(data)
+            except Exception:  # damaged: OpenCV's decode below gives today's error
+                pass
     if fmt == "jpeg":
         if not _jpeg_complete(data):
             # libjpeg pads a cut-off scan with grey and only warns; refuse instead.
@@ -387,6 +406,23 @@ def _decode_jpeg(data: bytes, path: str | Path, *, grey: bool) -> np.ndarray:
     except ValueError as exc:
         raise ImageReadError(path, f"corrupt JPEG: {_jpeg_reason(str(exc))}") from None
     return np.asarray(img)
+
+
+def _png_plain(data: bytes) -> bool:
+    """An 8/16-bit grey, RGB or RGBA PNG, not interlaced, without a transparency chunk: the
+    files imagecodecs' libpng decodes to exactly OpenCV's pixels in RGB(A) order (it keeps
+    grey+alpha as 2 channels and ignores ``tRNS``, where OpenCV makes 4 channels)."""
+    if len(data) < 33 or data[12:16] != b"IHDR" or data[28] != 0:
+        return False
+    if data[24] not in (8, 16) or data[25] not in _PNG_COLOR_TYPES_LIBPNG:
+        return False
+    first_idat = data.find(b"IDAT", 33)
+    return data.find(b"tRNS", 33, first_idat if first_idat > 0 else len(data)) < 0
+
+
+def _decode_png_libpng(data: bytes) -> np.ndarray:
+    img = imagecodecs.png_decode(data)
+    return img[:, :, None] if img.ndim == 2 else img
 
 
 def _jpeg_reason(message: str) -> str:
@@ -586,6 +622,45 @@ class _TiffWarnings(logging.Filter):
 
 _TIFF_WARNINGS = _TiffWarnings()
 logging.getLogger("tifffile").addFilter(_TIFF_WARNINGS)
+
+
+def _plain_tiff_from_file(
+    fh: BinaryIO, head: bytes, path: str | Path, max_pixels: int
+) -> np.ndarray | None:
+    """A plain TIFF (:mod:`datapipe.io.plain_tiff`) decoded without tifffile, or ``None``."""
+    size = os.fstat(fh.fileno()).st_size
+
+    def fetch(offset: int, n: int) -> bytes:
+        if offset + n <= len(head):
+            return head[offset : offset + n]
+        fh.seek(offset)
+        return fh.read(n)
+
+    info = plain_tiff.probe(head, fetch, size)
+    if info is None:
+        return None
+    _check_plain_budget(path, info, max_pixels)
+    try:
+        return plain_tiff.decode(info, fh, None)
+    except Exception:  # damaged: tifffile (the caller's fallback) names the trouble
+        return None
+
+
+def _plain_tiff_from_bytes(data: bytes, path: str | Path, max_pixels: int) -> np.ndarray | None:
+    info = plain_tiff.probe(data[:HEAD_BYTES], lambda at, n: data[at : at + n], len(data))
+    if info is None:
+        return None
+    _check_plain_budget(path, info, max_pixels)
+    try:
+        return plain_tiff.decode(info, None, data)
+    except Exception:
+        return None
+
+
+def _check_plain_budget(path: str | Path, info: plain_tiff.PlainTiff, max_pixels: int) -> None:
+    size = (info.width, info.height)
+    _check_budget(path, size, max_pixels, channels=1, itemsize=1)
+    _check_budget(path, size, max_pixels, channels=info.samples, itemsize=info.dtype.itemsize)
 
 
 def _decode_tiff(source: BinaryIO, path: str | Path, max_pixels: int) -> np.ndarray:

@@ -1,0 +1,114 @@
+"""The task registry: complete modules only, one literal, and no task names outside tasks/."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import get_args
+
+import numpy as np
+import pytest
+
+from datapipe import tasks
+from datapipe.tasks import TASKS, Task, TaskModule, register
+from datapipe.tasks.classification import Classification
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_literal_and_the_registry_name_the_same_tasks() -> None:
+    assert set(get_args(Task)) == set(TASKS) == {"classification", "segmentation"}
+    assert all(TASKS[name].name == name for name in TASKS)
+
+
+def test_a_module_missing_a_method_is_refused_at_registration() -> None:
+    class NoMetrics(TaskModule):
+        name = "no_metrics"
+        layouts = ("folders",)
+        models = ("auto",)
+        image_labels = True
+        dense = False
+        headline = "accuracy"
+        label_issue_action = "relabel"
+
+        def recipe_problems(self, recipe):  # type: ignore[no-untyped-def]
+            return []
+
+    with pytest.raises(TypeError, match=r"NoMetrics does not implement.*'metrics'"):
+        register(NoMetrics)
+
+
+def test_a_module_missing_an_attribute_is_refused_at_registration() -> None:
+    class NoHeadline(TaskModule):  # every method, one class attribute short
+        name = "no_headline"
+        layouts = ("folders",)
+        models = ("auto",)
+        image_labels = True
+        dense = False
+        label_issue_action = "relabel"
+
+    for method in sorted(NoHeadline.__abstractmethods__):
+        setattr(NoHeadline, method, getattr(Classification, method))
+    NoHeadline.__abstractmethods__ = frozenset()
+    assert NoHeadline.missing() == ["headline"]
+    with pytest.raises(TypeError, match=r"NoHeadline does not implement \['headline'\]"):
+        register(NoHeadline)
+
+
+def test_get_names_the_known_tasks_for_an_unknown_one() -> None:
+    with pytest.raises(KeyError, match=r"unknown task 'detection'; known: \['classification'"):
+        tasks.get("detection")
+    assert tasks.get(TASKS["segmentation"]) is TASKS["segmentation"]
+
+
+def test_every_layout_belongs_to_exactly_one_task() -> None:
+    owners = [name for name, t in TASKS.items() for _ in t.layouts]
+    layouts = [layout for t in TASKS.values() for layout in t.layouts]
+    assert len(layouts) == len(set(layouts))
+    assert {tasks.of_layout(layout).name for layout in layouts} == set(owners)
+
+
+def test_class_counts_per_task() -> None:
+    labels = np.array([0, 2, 2, -1])
+    cls = TASKS["classification"].class_counts(labels, {}, ["a", "b", "c"])
+    assert cls.tolist() == [1.0, 0.0, 2.0]
+    seg = TASKS["segmentation"].class_counts(
+        labels, {"pixel_counts": {"a": 7, "c": 3}}, ["a", "b", "c"]
+    )
+    assert seg.tolist() == [7.0, 0.0, 3.0]
+
+
+def _task_name_literals(path: Path) -> list[int]:
+    """Lines of ``path`` holding a string constant that is a task name (docstrings aside)."""
+    names = set(TASKS)
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and node.value in names and id(node) not in docstrings
+    ]
+
+
+def test_no_code_outside_tasks_names_a_task() -> None:
+    """Outside datapipe/tasks/, code asks the task's module, never compares its name."""
+    found = {
+        str(path.relative_to(ROOT)): lines
+        for folder in ("datapipe", "stages")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if "tasks" not in path.relative_to(ROOT).parts and (lines := _task_name_literals(path))
+    }
+    assert found == {}
+
+
+def test_the_literal_finder_finds_a_comparison(tmp_path: Path) -> None:
+    code = tmp_path / "m.py"
+    code.write_text('"""about segmentation"""\nx = 1\nif x == "segmentation":\n    pass\n')
+    assert _task_name_literals(code) == [3]
