@@ -8,12 +8,14 @@ import functools
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from datapipe import tasks
+from datapipe.runs import RunStats
 from datapipe.checks import CHECKS, DatasetFacts
 from datapipe.checks.duplicates import (
     DuplicateEvidence,
@@ -52,25 +54,29 @@ class CleanResult:
     metrics: dict[str, Any]
 
 
-def dataset_facts(stats: dict[str, Any], dataset: DatasetParams) -> DatasetFacts:
-    dtypes = stats.get("dtypes") or {}
+def dataset_facts(stats: RunStats | Mapping[str, Any], dataset: DatasetParams) -> DatasetFacts:
+    stats = RunStats.coerce(stats)
+    dtypes = stats.dtypes
     return DatasetFacts(
         task=dataset.task,
-        channels=stats.get("channels"),
+        channels=stats.channels,
         dtype=max(dtypes, key=lambda d: dtypes[d]) if dtypes else None,
         dtype_share={str(d): n / sum(dtypes.values()) for d, n in dtypes.items()},
-        class_values=list(stats.get("class_values", [])),
+        class_values=list(stats.class_values),
         ignore_index=dataset.ignore_index,
     )
 
 
-def feature_settings(stats: dict[str, Any], dataset: DatasetParams) -> FeatureSettings:
+def feature_settings(
+    stats: RunStats | Mapping[str, Any], dataset: DatasetParams
+) -> FeatureSettings:
+    stats = RunStats.coerce(stats)
     return FeatureSettings(
         root=Path(dataset.root),
-        scaling=dict(stats.get("bit_depth", {})),
+        scaling=dict(stats.bit_depth),
         percentiles=dataset.percentiles,
         max_pixels=dataset.max_pixels,
-        class_values=list(stats.get("class_values", [])),
+        class_values=list(stats.class_values),
         ignore_index=dataset.ignore_index,
         mask_colors=dict(dataset.mask_colors) if dataset.mask_colors else None,
     )
@@ -201,7 +207,7 @@ def exclusion_reasons(issues: pd.DataFrame, params: CleanParams) -> pd.Series:
 
 def clean(
     manifest: pd.DataFrame,
-    stats: dict[str, Any],
+    stats: RunStats | Mapping[str, Any],
     dataset: DatasetParams,
     params: CleanParams,
     *,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from datapipe import tasks
 from datapipe.config import load_params
+from datapipe.runs import RunFiles, read_stats
 from datapipe.curate import review_sheet
 from datapipe.errors import DatapipeError
 from datapipe.init import add_dataset, dataset_entry, default_name, detect_dataset, root_text
@@ -234,10 +235,9 @@ def _dvc_ignored(project: Path, paths: list[Path]) -> set[Path]:
 
 
 def _review_export(args: argparse.Namespace) -> int:
-    run = args.runs / args.dataset
-    issues = _text_table(run / "reports" / "label_issues.csv", required=("sample_id",))
-    curated_path = run / "curated.parquet"
-    curated = read_table(curated_path) if curated_path.exists() else None
+    files = RunFiles.under(args.runs / args.dataset)
+    issues = _text_table(files.label_issues, required=("sample_id",))
+    curated = read_table(files.curated) if files.curated.exists() else None
     path = args.reviews / f"{args.dataset}.csv"
     existing = _existing_reviews(path)
     sheet = review_sheet(issues, curated, existing)
@@ -265,19 +265,19 @@ def _existing_reviews(path: Path) -> pd.DataFrame | None:
 
 
 def _review_import(args: argparse.Namespace) -> int:
-    run = args.runs / args.dataset
-    scores = read_table(run / "scores.parquet", required=("sample_id",))
-    manifest = read_table(run / "manifest.parquet", required=("sample_id", "image"))
-    stats = _run_stats(run / "stats.json")
+    files = RunFiles.under(args.runs / args.dataset)
+    scores = read_table(files.scores, required=("sample_id",))
+    manifest = read_table(files.manifest, required=("sample_id", "image"))
+    stats = read_stats(files.stats)
     target = args.reviews / f"{args.dataset}.csv"
     result = import_review(
         read_sheet(args.file),
         manifest=manifest,
         scores=scores,
-        classes=[str(c) for c in stats["classes"]],
-        task=str(stats["task"]),
+        classes=stats.classes,
+        task=stats.task,
         existing=_existing_reviews(target),
-        root=Path(stats["root"]) if stats.get("root") else None,
+        root=Path(stats.root) if stats.root else None,
         name=str(args.file),
         target=str(target),
     )
@@ -291,24 +291,12 @@ def _review_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_stats(path: Path) -> dict[str, Any]:
-    try:
-        stats = json.loads(path.read_text())
-        if not isinstance(stats, dict) or "classes" not in stats or "task" not in stats:
-            raise KeyError("classes / task")
-    except FileNotFoundError:
-        raise DatapipeError(f"{path}: not found (has the ingest stage run?)") from None
-    except (OSError, KeyError, json.JSONDecodeError) as exc:
-        raise DatapipeError(f"{path}: cannot read classes and task ({exc})") from None
-    return stats
-
-
 # --- report --------------------------------------------------------------------------------
 
 
 def _report(args: argparse.Namespace) -> int:
     _known_dataset(args.dataset, params=args.params, runs=args.runs)
-    path: Path = args.runs / args.dataset / "reports" / "report.html"
+    path: Path = RunFiles.under(args.runs / args.dataset).report
     if not path.is_file():
         print(
             f"{path}: no report yet; build it with: dvc repro report@{args.dataset}",

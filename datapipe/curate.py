@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -48,6 +49,13 @@ class CurateResult:
     curated: pd.DataFrame  # CURATED_COLUMNS (+ mask for segmentation), one row per sample
     summary: pd.DataFrame  # per class: a count per action
     metrics: dict[str, Any]
+
+    def describe(self, name: str) -> str:
+        m = self.metrics
+        return (
+            f"{name}: keep {m['keep']}, relabel {m['relabel']}, downweight {m['downweight']}, "
+            f"drop {m['drop']}, exclude {m['exclude']} ({m['reviewed']} reviewed)"
+        )
 
 
 def curate(
@@ -115,6 +123,34 @@ def curate(
     out["source"], out["reason"], out["note"] = source, reason, note
     out = out[[c for c in CURATED_COLUMNS if c in out] + (["mask"] if "mask" in out else [])]
     return CurateResult(out, curation_summary(out, classes, task), _metrics(out, review_name))
+
+
+def curate_run(
+    scores: pd.DataFrame,
+    clean_manifest: pd.DataFrame,
+    *,
+    classes: Sequence[str],
+    task: str | TaskModule,
+    policy: CurateParams,
+    review_path: Path,
+) -> CurateResult:
+    """The curate stage's work: clean's exclusion reasons joined to the scores, the review
+    sheet at ``review_path`` validated when there is one, then :func:`curate`."""
+    scores = scores.merge(
+        clean_manifest[["sample_id", "exclude_reason"]], on="sample_id", how="left"
+    )
+    from datapipe.review import read_sheet  # review builds on this module
+
+    review = None
+    if review_path.exists():
+        review = validate_review(
+            read_sheet(review_path), sample_ids=scores["sample_id"].tolist(), classes=classes,
+            task=task, name=str(review_path),
+        )  # fmt: skip
+    return curate(
+        scores, classes=classes, task=task, policy=policy, review=review,
+        review_name=str(review_path) if review is not None else "",
+    )  # fmt: skip
 
 
 def _resolve_policy(policy: CurateParams, task: TaskModule) -> str:

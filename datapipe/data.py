@@ -25,8 +25,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from datapipe import tasks
 from datapipe.config import DatasetParams
+from datapipe.errors import DatapipeError
 from datapipe.io import read_image, read_mask, to_unit_float
 from datapipe.io.convert import Scaling
+from datapipe.runs import RunStats
 from datapipe.workers import worker_init_fn
 
 #: ``(image path, mask path or None)`` relative to the data root.
@@ -135,20 +137,25 @@ class SampleSpec:
         return image, index_mask(mask_path, self.mask, self.image.root)
 
 
-def sample_spec(dataset: DatasetParams, stats: Mapping[str, Any], *, size: int) -> SampleSpec:
+def sample_spec(
+    dataset: DatasetParams, stats: RunStats | Mapping[str, Any], *, size: int
+) -> SampleSpec:
     """The decode recipe of a dataset from its params and ``stats.json``."""
+    stats = RunStats.coerce(stats)
+    if not stats.mean or len(stats.mean) != len(stats.std):
+        raise DatapipeError("stats.json: no per-channel mean / std to normalise; re-run ingest")
     image = ImageSpec(
         root=Path(dataset.root),
-        scaling=dict(stats.get("bit_depth", {})),
+        scaling=dict(stats.bit_depth),
         percentiles=dataset.percentiles,
-        mean=stats["mean"],
-        std=stats["std"],
+        mean=stats.mean,
+        std=stats.std,
         size=size,
     )
     if not tasks.get(dataset.task).dense:
         return SampleSpec(image)
     mask = MaskSpec(
-        class_values=list(stats.get("class_values", [])),
+        class_values=list(stats.class_values),
         ignore_index=dataset.ignore_index,
         colors=dict(dataset.mask_colors) if dataset.mask_colors else None,
     )

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 
@@ -91,13 +92,15 @@ def segmentation_metrics(cm: np.ndarray, classes: Sequence[str]) -> dict[str, An
 
 def confusion_rows(
     cm: np.ndarray, classes: Sequence[str], *, max_rows: int = 20_000
-) -> list[dict[str, str]]:
+) -> pd.DataFrame:
     """``actual, predicted`` rows for DVC's confusion template, whose cell proportions equal
     ``cm``'s (scaled down to about ``max_rows`` rows for pixel counts)."""
     total = int(cm.sum())
     scale = min(1.0, max_rows / total) if total else 1.0
-    rows = []
-    for i, actual in enumerate(classes):
-        for j, predicted in enumerate(classes):
-            rows += [{"actual": actual, "predicted": predicted}] * round(float(cm[i, j]) * scale)
-    return rows
+    counts = np.round(np.asarray(cm, np.float64) * scale).astype(np.int64)
+    actual, predicted = np.nonzero(counts)
+    names = np.asarray(list(classes), dtype=object)
+    reps = counts[actual, predicted]
+    return pd.DataFrame(
+        {"actual": np.repeat(names[actual], reps), "predicted": np.repeat(names[predicted], reps)}
+    )

@@ -30,13 +30,15 @@ from datapipe.data import manifest_items, sample_spec
 from datapipe.difficulty import hard_and_easy
 from datapipe.distributed import Dist
 from datapipe.errors import DatapipeError
+from datapipe.io import atomic_path, write_table, write_text_atomic
 from datapipe.label_issues import classification_label_issues
+from datapipe.metrics import confusion_rows, segmentation_metrics
+from datapipe.runs import RunFiles, RunStats
 from datapipe.scoring.data import make_source
 from datapipe.scoring.oof import FoldCheckpoint, OOFResult, TrainSettings, out_of_fold
 from datapipe.scoring.segmentation import (
     SegmentationScores,
     ShardWriter,
-    mean_iou,
     score_segmentation,
 )
 
@@ -47,8 +49,13 @@ LABEL_ISSUE_REPORT = (
     "self_confidence", "aum", "reasons",
 )  # fmt: skip
 HARD_EXAMPLE_REPORT = ("sample_id", "image", "class", "role", "difficulty", "loss", "prob")
-#: rows of the pixel confusion "plot" table of a segmentation set (proportions are exact)
-CONFUSION_ROWS = 20_000
+#: issue_maps/README.txt, by whether the task's targets are masks
+ISSUE_MAPS_README = {
+    True: "One <sample_id>.png per flagged mask: the pixels whose given class the "
+    "out-of-fold model doubts (read by the report).\n",
+    False: "No issue maps: they are drawn for masks only; this "
+    "dataset's label issues are in ../reports/label_issues.csv.\n",
+}
 
 
 @dataclass
@@ -59,6 +66,33 @@ class ScoreResult:
     confusion_rows: pd.DataFrame  # actual, predicted (for dvc plots' confusion template)
     metrics: dict[str, Any]
     issue_maps: dict[str, np.ndarray] = field(default_factory=dict)  # sample_id -> uint8 map
+
+    def summary(self, name: str) -> str:
+        m = self.metrics
+        kind, value = (
+            ("accuracy", m["oof_accuracy"]) if "oof_accuracy" in m else ("mIoU", m["oof_miou"])
+        )
+        issues = m["label_issues"]
+        return f"{name}: {m['scored']} scored, OOF {kind} {value:.3f}, {issues} label issues"
+
+    def write(self, files: RunFiles, *, dense: bool) -> list[Path]:
+        """The score stage's outputs but the metrics files: the tables and ``issue_maps/``
+        (this run's maps only; a README says what the folder holds, so it is never empty)."""
+        shutil.rmtree(files.issue_maps, ignore_errors=True)  # ours: an earlier run's maps go
+        files.issue_maps.mkdir(parents=True)
+        write_text_atomic(files.issue_maps / "README.txt", ISSUE_MAPS_README[dense])
+        for sample_id, issue_map in self.issue_maps.items():
+            path = files.issue_maps / f"{sample_id}.png"
+            with atomic_path(path) as tmp:
+                if not cv2.imwrite(str(tmp), issue_map):
+                    raise DatapipeError(f"{path}: cannot write the issue map")
+        return [
+            write_table(self.scores, files.scores),
+            write_table(self.label_issues, files.label_issues, required=LABEL_ISSUE_REPORT),
+            write_table(self.hard_examples, files.hard_examples, required=HARD_EXAMPLE_REPORT),
+            write_table(self.confusion_rows, files.oof_confusion),
+            files.issue_maps,
+        ]
 
 
 @dataclass
@@ -94,7 +128,7 @@ class ScoreJob:
 
 def score(
     manifest: pd.DataFrame,
-    stats: Mapping[str, Any],
+    stats: RunStats | Mapping[str, Any],
     issues: pd.DataFrame,
     dataset: DatasetParams,
     params: ScoreParams,
@@ -115,8 +149,9 @@ def score(
     run starts over).
     """
     dist = dist or Dist()
+    stats = RunStats.coerce(stats)
     task = tasks.get(dataset.task)
-    classes = [str(c) for c in stats.get("classes", [])]
+    classes = list(stats.classes)
     include = _included(manifest, classes, dataset.folds)
     fit: FitParams = getattr(params, task.name)
     labels = task.sample_labels(manifest)
@@ -133,7 +168,7 @@ def score(
         pin_memory=device.type == "cuda",
         desc=f"score {name}: decode",
     )
-    channels = len(stats["mean"])
+    channels = len(stats.mean)
     settings = _settings(
         fit,
         device,
@@ -206,7 +241,7 @@ def _fingerprint(
     manifest: pd.DataFrame,
     rows: np.ndarray,
     labels: np.ndarray,
-    stats: Mapping[str, Any],
+    stats: RunStats,
     fit: FitParams,
     settings: TrainSettings,
 ) -> str:
@@ -219,7 +254,7 @@ def _fingerprint(
         "masks": picked["mask_sha256"].tolist() if "mask_sha256" in picked else None,
         "labels": labels[rows].tolist(),
         "folds": picked["fold"].astype(int).tolist(),
-        "stats": {k: stats.get(k) for k in ("mean", "std", "bit_depth", "classes")},
+        "stats": stats.model_dump(include={"mean", "std", "bit_depth", "classes"}),
         "recipe": fit.model_dump(mode="json"),
         "settings": asdict(settings),
     }
@@ -362,12 +397,13 @@ def _classification_result(
         "rare_classes": [classes[c] for c in np.flatnonzero(rare)],
         **{k: int(v) for k, v in sort.counts.items()},
     }
-    confusion_rows = pd.DataFrame({"actual": names[labels], "predicted": names[pred]})
+    k = len(classes)
+    confusion = np.bincount(labels * k + pred, minlength=k * k).reshape(k, k)
     return ScoreResult(
         scores=scores,
         label_issues=_issue_report(scores, worst="label_quality"),
         hard_examples=hard.drop(columns="index")[list(HARD_EXAMPLE_REPORT)],
-        confusion_rows=confusion_rows,
+        confusion_rows=confusion_rows(confusion, classes),
         metrics=metrics,
     )
 
@@ -398,26 +434,14 @@ def _segmentation_result(
     hard = hard.sort_values(
         ["role", "difficulty", "pixel_fraction"], ascending=[False, True, False], kind="stable"
     )
-    miou, iou = mean_iou(result.confusion)
-    total = result.confusion.sum()
-    reps = np.round(result.confusion * (CONFUSION_ROWS / max(1, total))).astype(np.int64)
-    actual, predicted = np.nonzero(reps)
-    counts = reps[actual, predicted]
-    confusion_rows = pd.DataFrame(
-        {
-            "actual": np.repeat(names[actual], counts),
-            "predicted": np.repeat(names[predicted], counts),
-        }
-    )
+    pixels = segmentation_metrics(result.confusion, classes)
     flagged = scored["is_label_issue"].to_numpy(bool)
     metrics = {
         "task": dataset.task,
         "scored": len(rows),
-        "oof_miou": miou,
-        "oof_iou": {
-            c: (None if np.isnan(v) else float(v)) for c, v in zip(classes, iou, strict=True)
-        },
-        "oof_pixel_accuracy": float(np.trace(result.confusion) / max(1, total)),
+        "oof_miou": pixels["miou"],
+        "oof_iou": pixels["iou"],
+        "oof_pixel_accuracy": pixels["pixel_accuracy"],
         "fold_pixel_accuracy": {str(k): v for k, v in fold_accuracy.items()},
         "label_issues": int(flagged.sum()),
         "estimated_noise_rate": float(flagged.mean()),
@@ -437,7 +461,7 @@ def _segmentation_result(
         scores=scores,
         label_issues=report,
         hard_examples=hard,
-        confusion_rows=confusion_rows,
+        confusion_rows=confusion_rows(result.confusion, classes),
         metrics=metrics,
         issue_maps=maps,
     )

@@ -10,6 +10,7 @@ uninterrupted run would have: on the CPU the final weights are bit-identical.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from datapipe.augment.batch import (
     mix_batch,
     multi_crop,
 )
-from datapipe.config import DatasetParams, TrainTaskParams
+from datapipe.config import DatasetParams, TrainParams, TrainTaskParams
 from datapipe.curate import TRAINING_ACTIONS
 from datapipe.curriculum import CurriculumSampler
 from datapipe.data import (
@@ -42,14 +43,17 @@ from datapipe.data import (
     sample_spec,
     swappable_loader,
 )
-from datapipe.distributed import Dist
+from datapipe.distributed import Dist, init_distributed, shutdown
 from datapipe.errors import DatapipeError
 from datapipe.io import atomic_path
+from datapipe.live import live_log
 from datapipe.loop import Hooks, Optimisation, RunSettings, Trainer, fit
 from datapipe.loop import predict as run_model
 from datapipe.losses import CompositeLoss, criterion
 from datapipe.metrics import confusion_matrix
+from datapipe.models import check_lr_mult
 from datapipe.progress import progress
+from datapipe.runs import RunFiles, RunStats
 from datapipe.tasks import Task, TaskModule
 
 log = logging.getLogger("datapipe")
@@ -397,6 +401,61 @@ def build_model(
     )
 
 
+def train_dataset(
+    curated: pd.DataFrame,
+    stats: RunStats,
+    dataset: DatasetParams,
+    recipe: TrainTaskParams,
+    settings: TrainParams,
+    *,
+    files: RunFiles,
+    workers: int,
+    section: str,
+    name: str,
+) -> tuple[TrainInputs, TrainResult] | None:
+    """The train stage's work: inputs, model, (distributed) training with DVCLive curves and a
+    resumable checkpoint under ``files.train_state``; None on ranks other than 0.
+    ``section`` is the params path of the recipe, for errors."""
+    inputs = train_inputs(curated, stats, dataset, recipe)
+    dist, device = init_distributed(settings.device, key="train.device")
+    torch.manual_seed(recipe.seed)
+    model = build_model(
+        inputs.task, recipe, in_channels=stats.image_channels(), num_classes=len(inputs.classes)
+    )
+    check_lr_mult(model, recipe.lr_mult, key=f"{section}.lr_mult")  # before any epoch
+    state = files.train_state / "checkpoint.pt"
+    if settings.resume == "never":
+        state.unlink(missing_ok=True)
+    try:
+        with live_log(files.dvclive, enabled=dist.is_main) as log_epoch:
+            result = train_model(
+                model, inputs, recipe, RunSettings(device, settings.amp, min(workers, 4), dist),
+                checkpoint=state, fingerprint=run_fingerprint(recipe, curated, stats),
+                log=log_epoch, desc=f"train {name}",
+            )  # fmt: skip
+    finally:
+        shutdown()
+    return (inputs, result) if dist.is_main else None
+
+
+def model_meta(
+    inputs: TrainInputs, recipe: TrainTaskParams, stats: RunStats, augment: dict[str, Any]
+) -> dict[str, Any]:
+    """What ``model.pt`` carries beside the weights: enough to rebuild the model and its
+    inputs (:func:`load_model`)."""
+    return {"task": inputs.task.name, "classes": inputs.classes, "in_channels": stats.image_channels(),
+            "recipe": recipe.model_dump(mode="json"), "augment": augment}  # fmt: skip
+
+
+def run_fingerprint(recipe: TrainTaskParams, curated: pd.DataFrame, stats: RunStats) -> str:
+    """What a train checkpoint must match to be resumed: the recipe, the curated table, the
+    stats."""
+    digest = hashlib.sha256(recipe.model_dump_json().encode())
+    digest.update(pd.util.hash_pandas_object(curated, index=False).to_numpy().tobytes())
+    digest.update(stats.model_dump_json().encode())
+    return digest.hexdigest()
+
+
 def save_model(path: Path, model: nn.Module, meta: Mapping[str, Any]) -> Path:
     """``model.pt``: the state dict and what is needed to rebuild the model and its inputs."""
     with atomic_path(path) as tmp:
@@ -418,12 +477,16 @@ def load_model(path: Path) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def train_inputs(
-    curated: pd.DataFrame, stats: Mapping[str, Any], dataset: DatasetParams, recipe: TrainTaskParams
+    curated: pd.DataFrame,
+    stats: RunStats | Mapping[str, Any],
+    dataset: DatasetParams,
+    recipe: TrainTaskParams,
 ) -> TrainInputs:
     """Train and val sets of the curated table: augmented training samples with their weights
     and difficulty, plain validation samples. The augmentation is checked against the data's
     channel count first."""
-    check_pipeline(recipe.augment, channels=int(stats["channels"]),
+    stats = RunStats.coerce(stats)
+    check_pipeline(recipe.augment, channels=stats.image_channels(),
                    ignore_index=dataset.ignore_index)  # fmt: skip
     augment = Augment(build_pipeline(recipe.augment, ignore_index=dataset.ignore_index))
     spec = sample_spec(dataset, stats, size=recipe.image_size)
@@ -431,7 +494,7 @@ def train_inputs(
     val, _ = split_set(curated, "val", spec)
     if len(train) < 2:
         raise DatapipeError("fewer than 2 usable training samples in curated.parquet")
-    classes = [str(c) for c in stats["classes"]]
+    classes = list(stats.classes)
     return TrainInputs(
         task=tasks.get(dataset.task), classes=classes, train=train, val=val if len(val) else None,
         weights=rows["weight"].to_numpy(np.float64),

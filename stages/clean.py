@@ -3,7 +3,6 @@ clean_manifest.parquet, metrics/clean.json. Nothing under the data root is touch
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -11,9 +10,9 @@ from pathlib import Path
 
 from datapipe.clean import ISSUE_COLUMNS, clean
 from datapipe.config import DatasetParams, Params
-from datapipe.errors import DatapipeError
 from datapipe.ingest import MANIFEST_COLUMNS
 from datapipe.io import read_table, write_table
+from datapipe.runs import RunFiles, read_stats
 from stages.common import run_stage, write_metrics
 
 log = logging.getLogger("datapipe")
@@ -22,11 +21,9 @@ HEADLINE = ("excluded", "flagged_samples", "duplicate_groups", "leakage_moves")
 
 
 def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
-    manifest = read_table(out / "manifest.parquet", required=MANIFEST_COLUMNS)
-    try:
-        stats = json.loads((out / "stats.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DatapipeError(f"{out / 'stats.json'}: cannot read ({exc}); re-run ingest") from None
+    files = RunFiles.under(out)
+    manifest = read_table(files.manifest, required=MANIFEST_COLUMNS)
+    stats = read_stats(files.stats)
     result = clean(
         manifest, stats, dataset, params.clean, workers=params.resolved_workers(), name=name
     )
@@ -41,8 +38,8 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
         m["leakage_moves"],
     )
     return [
-        write_table(result.issues, out / "reports" / "data_issues.csv", required=ISSUE_COLUMNS),
-        write_table(result.manifest, out / "clean_manifest.parquet"),
+        write_table(result.issues, files.data_issues, required=ISSUE_COLUMNS),
+        write_table(result.manifest, files.clean_manifest),
         *write_metrics(out, "clean", m, headline=HEADLINE),
     ]
 

@@ -26,6 +26,7 @@ from typing import Any
 from datapipe.config import DatasetParams, Params, load_params
 from datapipe.errors import DatapipeError
 from datapipe.io.atomic import remove_stale_temps, write_text_atomic
+from datapipe.runs import RunFiles
 
 log = logging.getLogger("datapipe")
 
@@ -146,10 +147,6 @@ def write_json(path: Path, obj: Any) -> Path:
         raise DatapipeError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-#: Review sheets, one per dataset: reviews/<dataset>.csv (read by curate, hashed by resolve).
-REVIEWS = Path("reviews")
-
-
 def write_metrics(
     out: Path, stage: str, metrics: Mapping[str, Any], *, headline: Iterable[str]
 ) -> list[Path]:
@@ -161,9 +158,10 @@ def write_metrics(
     A headline key the stage did not produce (the other task's) is left out.
     """
     numbers = {k: metrics[k] for k in headline if k in metrics and is_number(metrics[k])}
+    files = RunFiles.under(out)
     return [
-        write_json(out / "metrics" / f"{stage}.json", numbers),
-        write_json(out / "reports" / f"{stage}_metrics.json", dict(metrics)),
+        write_json(files.metrics_of(stage), numbers),
+        write_json(files.metric_details_of(stage), dict(metrics)),
     ]
 
 

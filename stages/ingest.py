@@ -10,14 +10,17 @@ from pathlib import Path
 from datapipe.config import DatasetParams, Params
 from datapipe.ingest import ingest
 from datapipe.io import write_table
+from datapipe.runs import RunFiles, RunStats
 from stages.common import run_stage, write_json
 
 log = logging.getLogger("datapipe")
 
 
 def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
+    files = RunFiles.under(out)
     result = ingest(dataset, name=name, workers=params.resolved_workers())
     stats = result.stats
+    RunStats.coerce(stats, source="ingest's stats")  # what later stages read is complete
     log.info(
         "%s: %d samples, %d unreadable, splits %s, bit depth %s",
         name,
@@ -27,8 +30,8 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
         stats["bit_depth"],
     )
     return [
-        write_table(result.manifest, out / "manifest.parquet"),
-        write_json(out / "stats.json", stats),
+        write_table(result.manifest, files.manifest),
+        write_json(files.stats, stats),
     ]
 
 

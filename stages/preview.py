@@ -4,7 +4,6 @@ The pipeline is checked against the dataset's channel count first."""
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,21 +17,23 @@ from datapipe.config import DatasetParams, Params
 from datapipe.data import manifest_items, sample_spec
 from datapipe.errors import DatapipeError
 from datapipe.io import atomic_path, read_table
+from datapipe.runs import RunFiles, read_stats
 from stages.common import run_stage
 
 
 def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
+    files = RunFiles.under(out)
     manifest = read_table(
-        out / "clean_manifest.parquet", required=("image", "split", "excluded", "height", "width")
+        files.clean_manifest, required=("image", "split", "excluded", "height", "width")
     )
-    stats = json.loads((out / "stats.json").read_text())
+    stats = read_stats(files.stats)
     recipe = params.train_recipe(name)
     usable = manifest[(manifest["split"] == "train") & ~manifest["excluded"].astype(bool)]
     if usable.empty:
         raise DatapipeError("no usable training samples to preview")
     typical = (int(usable["height"].median()), int(usable["width"].median()))
     check_pipeline(
-        recipe.augment, channels=int(stats["channels"]), ignore_index=dataset.ignore_index,
+        recipe.augment, channels=stats.image_channels(), ignore_index=dataset.ignore_index,
         size=typical,
     )  # fmt: skip
     pick = np.random.default_rng(recipe.seed).permutation(len(usable))
@@ -44,7 +45,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
         views=params.train.preview_views,
         seed=recipe.seed,
     )
-    path = out / "reports" / "augment_preview.png"
+    path = files.augment_preview
     with atomic_path(path) as tmp:
         if not cv2.imwrite(str(tmp), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
             raise DatapipeError(f"{path}: OpenCV could not write the preview PNG")

@@ -29,7 +29,7 @@ log = logging.getLogger("datapipe")
 def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
     files = RunFiles.under(out)
     inputs = load_inputs(files, name=name)
-    have, shown = inputs.stats.get("channels"), params.report.channels
+    have, shown = inputs.stats.channels, params.report.channels
     if shown and have and max(shown) >= int(have):  # knowable only now, from stats.json
         raise ConfigError(
             f"report.channels: {shown} needs {max(shown) + 1} channels; {name}'s images have "
@@ -37,7 +37,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
         )
     thumbs = thumbnailer(
         Path(dataset.root), params.report, issue_maps=files.issue_maps,
-        class_values=inputs.stats.get("class_values", []) if inputs.kind.dense else [],
+        class_values=inputs.stats.class_values if inputs.kind.dense else [],
         ignore_index=dataset.ignore_index, mask_colors=dataset.mask_colors,
     )  # fmt: skip
     history = read_history(files.history)
@@ -47,7 +47,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
         inputs, options=params.report, thumbs=thumbs, previous=previous_run(history, numbers),
         numbers=numbers, generated=f"generated {now}",
     )  # fmt: skip
-    path = write_report(out / "reports" / "report.html", html)
+    path = write_report(files.report, html)
     if is_new(history, numbers):
         append_history(files.history, time=now, numbers=numbers)
     log.info("%s: report %.2f MB, %d thumbnails", name, path.stat().st_size / 1e6, len(thumbs))

@@ -50,4 +50,6 @@ def test_empty_confusion_gives_nan_not_an_error() -> None:
 def test_confusion_rows_keep_the_proportions() -> None:
     rows = confusion_rows(np.array([[300, 100], [0, 600]]), ["a", "b"], max_rows=100)
     assert len(rows) == 100
-    assert sum(r == {"actual": "a", "predicted": "b"} for r in rows) == 10
+    assert ((rows["actual"] == "a") & (rows["predicted"] == "b")).sum() == 10
+    assert ((rows["actual"] == "b") & (rows["predicted"] == "b")).sum() == 60
+    assert not ((rows["actual"] == "b") & (rows["predicted"] == "a")).any()

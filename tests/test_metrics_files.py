@@ -11,7 +11,8 @@ import pandas as pd
 
 from datapipe.config import CurateParams
 from datapipe.curate import curate
-from datapipe.report.inputs import RunFiles, load_inputs
+from datapipe.report.inputs import load_inputs
+from datapipe.runs import RunFiles
 from stages import clean, evaluate, score, train
 from stages import curate as curate_stage
 from stages.common import write_metrics
@@ -75,9 +76,13 @@ def test_curate_metrics_file_holds_every_headline_count(tmp_path: Path) -> None:
 def test_the_report_reads_the_detail_file_where_there_is_one(tmp_path: Path) -> None:
     files = RunFiles.under(tmp_path)
     pd.DataFrame({"sample_id": ["a"], "image": ["a.png"], "split": ["train"]}).to_parquet(
-        files.manifest
+        files.clean_manifest
     )
-    files.stats.write_text(json.dumps({"task": "classification", "classes": ["x"]}))
+    files.stats.write_text(
+        json.dumps(
+            {"task": "classification", "classes": ["x"], "channels": 1, "mean": [0.5], "std": [0.2]}
+        )
+    )
     write_metrics(tmp_path, "score", SCORE_LIKE, headline=score.HEADLINE)
     (tmp_path / "metrics" / "eval.json").write_text('{"accuracy": 0.5}')  # no detail: itself
     inputs = load_inputs(files, name="d")

@@ -17,52 +17,8 @@ import pandas as pd
 from datapipe import tasks
 from datapipe.errors import DatapipeError
 from datapipe.io import read_table
+from datapipe.runs import RunFiles, RunStats, read_stats
 from datapipe.tasks import TaskModule
-
-
-@dataclass(frozen=True)
-class RunFiles:
-    """Where each input lives; :meth:`under` gives the ``runs/<dataset>/`` layout of
-    ARCHITECTURE.md's data contracts."""
-
-    manifest: Path
-    stats: Path
-    data_issues: Path
-    scores: Path
-    label_issues: Path
-    hard_examples: Path
-    issue_maps: Path
-    curated: Path
-    curation_summary: Path
-    metrics: Path
-    metric_details: Path
-    oof_confusion: Path
-    eval_confusion: Path
-    dvclive: Path
-    augment_preview: Path
-    history: Path
-
-    @classmethod
-    def under(cls, run: Path) -> RunFiles:
-        reports = run / "reports"
-        return cls(
-            manifest=run / "clean_manifest.parquet",
-            stats=run / "stats.json",
-            data_issues=reports / "data_issues.csv",
-            scores=run / "scores.parquet",
-            label_issues=reports / "label_issues.csv",
-            hard_examples=reports / "hard_examples.csv",
-            issue_maps=run / "issue_maps",
-            curated=run / "curated.parquet",
-            curation_summary=reports / "curation_summary.csv",
-            metrics=run / "metrics",
-            metric_details=reports,
-            oof_confusion=run / "plots" / "oof_confusion.csv",
-            eval_confusion=run / "plots" / "eval_confusion.csv",
-            dvclive=run / "dvclive",
-            augment_preview=reports / "augment_preview.png",
-            history=run / "report_history.jsonl",
-        )
 
 
 #: The metrics/<name>.json files the report shows, in page order. They hold the headline
@@ -78,7 +34,7 @@ class ReportInputs:
 
     name: str
     task: str
-    stats: dict[str, Any]
+    stats: RunStats
     manifest: pd.DataFrame
     data_issues: pd.DataFrame | None = None
     scores: pd.DataFrame | None = None
@@ -94,6 +50,9 @@ class ReportInputs:
     augment_preview: Path | None = None
     missing: dict[str, Path] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.stats = RunStats.coerce(self.stats)
+
     @property
     def kind(self) -> TaskModule:
         """The task's module (stats.json's ``task``)."""
@@ -106,7 +65,7 @@ class ReportInputs:
 
     @property
     def classes(self) -> list[str]:
-        return [str(c) for c in self.stats.get("classes", [])]
+        return list(self.stats.classes)
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -136,9 +95,9 @@ def read_curves(root: Path) -> dict[str, pd.DataFrame]:
 
 def load_inputs(files: RunFiles, *, name: str) -> ReportInputs:
     """Read every input of one run; a missing optional one is recorded in ``missing``."""
-    stats = read_json(files.stats)
-    manifest = read_table(files.manifest, required=("sample_id", "image", "split"))
-    found = ReportInputs(name=name, task=str(stats.get("task", "")), stats=stats, manifest=manifest)
+    stats = read_stats(files.stats)
+    manifest = read_table(files.clean_manifest, required=("sample_id", "image", "split"))
+    found = ReportInputs(name=name, task=stats.task, stats=stats, manifest=manifest)
     tables = {
         "data_issues": (files.data_issues, ("sample_id", "image", "check", "severity")),
         "scores": (files.scores, ("sample_id",)),
@@ -155,8 +114,8 @@ def load_inputs(files: RunFiles, *, name: str) -> ReportInputs:
         else:
             found.missing[key] = path
     for metric in METRIC_FILES:
-        path = files.metrics / f"{metric}.json"
-        detail = files.metric_details / f"{metric}_metrics.json"
+        path = files.metrics_of(metric)
+        detail = files.metric_details_of(metric)
         if detail.is_file():
             found.metrics[metric] = read_json(detail)
         elif path.is_file():

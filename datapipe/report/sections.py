@@ -159,14 +159,14 @@ def overview(inputs: ReportInputs, ctx: Context) -> Section:
     facts = {
         "dataset": inputs.name,
         "task": inputs.task,
-        "root": stats.get("root", ""),
-        "layout": stats.get("layout", ""),
+        "root": stats.root,
+        "layout": stats.layout,
         "samples": len(m),
-        "readable": stats.get("readable", ""),
-        "read errors": stats.get("read_errors", ""),
+        "readable": stats.readable,
+        "read errors": stats.read_errors,
         "excluded by clean": excluded,
         "classes": len(inputs.classes),
-        "channels": stats.get("channels", ""),
+        "channels": stats.channels,
     }
     parts = [key_values(facts), "<h3>Samples per class and split</h3>", _class_split(inputs)]
     if inputs.kind.dense:
@@ -177,7 +177,7 @@ def overview(inputs: ReportInputs, ctx: Context) -> Section:
     parts.append(bars(_sizes(m), title="size (height × width)"))
     parts.append(bars(_filled(m, "channels"), title="channels"))
     parts.append("</div>")
-    scaling = stats.get("bit_depth") or {}
+    scaling = stats.bit_depth
     if scaling:
         text = ", ".join(f"{esc(k)} → {esc(v)}-bit" for k, v in scaling.items())
         parts.append(note(f"scaled to [0, 1] as: {text}", kind="info"))
@@ -216,7 +216,7 @@ def _class_split(inputs: ReportInputs) -> str:
     if inputs.kind.image_labels and "label" in m:
         counts = pd.crosstab(m["label"].astype("string").fillna("(none)"), m["split"])
     elif "mask_classes" in m:
-        names = dict(zip(inputs.stats.get("class_values", []), inputs.classes, strict=False))
+        names = dict(zip(inputs.stats.class_values, inputs.classes, strict=False))
         rows = [
             (names.get(int(v), f"value {v}"), split)
             for values, split in zip(m["mask_classes"], m["split"], strict=True)
@@ -233,9 +233,9 @@ def _class_split(inputs: ReportInputs) -> str:
     counts["total"] = counts.sum(axis=1)
     wanted = [c for c in inputs.classes if c in counts.index]
     counts = counts.reindex(wanted + [c for c in counts.index if c not in wanted])
-    pixels = inputs.stats.get("pixel_counts")
-    if inputs.kind.dense and isinstance(pixels, dict):
-        values = dict(zip(inputs.classes, inputs.stats.get("class_values", []), strict=False))
+    pixels = inputs.stats.pixel_counts
+    if inputs.kind.dense and pixels:
+        values = dict(zip(inputs.classes, inputs.stats.class_values, strict=False))
         counts["pixels"] = [pixels.get(str(values.get(c, c)), pixels.get(c)) for c in counts.index]
     return table(counts.reset_index())
 
@@ -379,7 +379,7 @@ def _sample_classes(sample: Mapping[str, Any], inputs: ReportInputs) -> list[str
     values = sample.get("mask_classes")
     if not isinstance(values, list | tuple | np.ndarray):
         return []
-    names = dict(zip(inputs.stats.get("class_values", []), inputs.classes, strict=False))
+    names = dict(zip(inputs.stats.class_values, inputs.classes, strict=False))
     return [names.get(int(v), str(v)) for v in values]
 
 

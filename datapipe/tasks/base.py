@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from torch import nn
 
+    from datapipe.runs import RunStats
     from datapipe.score import ScoreJob, ScoreResult
 
 #: The tasks datapipe knows; the one definition of the literal.
@@ -78,7 +79,7 @@ class TaskModule(ABC):
 
     @abstractmethod
     def class_counts(
-        self, labels: np.ndarray, stats: Mapping[str, Any], classes: Sequence[str]
+        self, labels: np.ndarray, stats: RunStats, classes: Sequence[str]
     ) -> np.ndarray:
         """Samples (or pixels) per class, ``(K,)`` float64, for class-balanced losses."""
 

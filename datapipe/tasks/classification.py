@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from torch import nn
 
+    from datapipe.runs import RunStats
     from datapipe.score import ScoreJob, ScoreResult
 
 
@@ -48,7 +49,7 @@ class Classification(TaskModule):
         return manifest["label_index"].fillna(0).to_numpy(np.int64)
 
     def class_counts(
-        self, labels: np.ndarray, stats: Mapping[str, Any], classes: Sequence[str]
+        self, labels: np.ndarray, stats: RunStats, classes: Sequence[str]
     ) -> np.ndarray:
         """Samples per class; negative labels (unusable rows) are skipped."""
         labels = np.asarray(labels, np.int64)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from torch import nn
 
+    from datapipe.runs import RunStats
     from datapipe.score import ScoreJob, ScoreResult
 
 
@@ -51,10 +52,10 @@ class Segmentation(TaskModule):
         return np.zeros(len(manifest), np.int64)  # the targets are the masks
 
     def class_counts(
-        self, labels: np.ndarray, stats: Mapping[str, Any], classes: Sequence[str]
+        self, labels: np.ndarray, stats: RunStats, classes: Sequence[str]
     ) -> np.ndarray:
         """Labelled pixels per class (stats.json's ``pixel_counts``)."""
-        pixels = stats.get("pixel_counts", {})
+        pixels = stats.pixel_counts
         return np.array([float(pixels.get(c, 0)) for c in classes])
 
     def build_model(

@@ -17,7 +17,8 @@ import pytest
 from datapipe.config import ReportParams
 from datapipe.report.history import key_numbers
 from datapipe.report.html import build_report
-from datapipe.report.inputs import RunFiles, load_inputs
+from datapipe.report.inputs import load_inputs
+from datapipe.runs import RunFiles
 from datapipe.report.thumbnails import thumbnailer
 
 
@@ -112,6 +113,7 @@ def make_run(
         "dataset": name, "task": task, "root": str(root), "layout": "folders", "samples": n,
         "readable": n, "read_errors": 0, "channels": channels, "classes": classes,
         "class_values": list(range(n_classes)), "bit_depth": {"uint16": 12, "uint8": 8},
+        "mean": [0.5] * channels, "std": [0.25] * channels,
     }  # fmt: skip
     (run / "stats.json").write_text(json.dumps(stats))
     _issues(manifest, flagged, groups).to_csv(run / "reports" / "data_issues.csv", index=False)
@@ -196,7 +198,7 @@ def render(sr: SyntheticRun, options: ReportParams | None = None) -> str:
     inputs = load_inputs(sr.files, name=sr.name)
     thumbs = thumbnailer(
         sr.root, options, issue_maps=sr.files.issue_maps,
-        class_values=inputs.stats["class_values"] if sr.task == "segmentation" else [],
+        class_values=inputs.stats.class_values if inputs.kind.dense else [],
     )  # fmt: skip
     return build_report(
         inputs, options=options, thumbs=thumbs, previous=None, numbers=key_numbers(inputs)

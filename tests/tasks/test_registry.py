@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from datapipe import tasks
+from datapipe.runs import RunStats
 from datapipe.tasks import TASKS, Task, TaskModule, register
 from datapipe.tasks.classification import Classification
 
@@ -70,12 +71,11 @@ def test_every_layout_belongs_to_exactly_one_task() -> None:
 
 def test_class_counts_per_task() -> None:
     labels = np.array([0, 2, 2, -1])
-    cls = TASKS["classification"].class_counts(labels, {}, ["a", "b", "c"])
-    assert cls.tolist() == [1.0, 0.0, 2.0]
-    seg = TASKS["segmentation"].class_counts(
-        labels, {"pixel_counts": {"a": 7, "c": 3}}, ["a", "b", "c"]
-    )
-    assert seg.tolist() == [7.0, 0.0, 3.0]
+    names = ["a", "b", "c"]
+    stats = RunStats(task="segmentation", channels=1, mean=[0.5], std=[0.2], classes=names,
+                     pixel_counts={"a": 7, "c": 3})  # fmt: skip
+    assert TASKS["classification"].class_counts(labels, stats, names).tolist() == [1.0, 0.0, 2.0]
+    assert TASKS["segmentation"].class_counts(labels, stats, names).tolist() == [7.0, 0.0, 3.0]
 
 
 def _task_name_literals(path: Path) -> list[int]:
