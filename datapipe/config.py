@@ -38,6 +38,16 @@ from datapipe.tasks import Task
 
 Layout = Literal["auto", "folders", "labels_csv", "images_masks", "pairs_csv"]
 BitDepthParam = Literal["auto", "percentile", 8, 10, 12, 14, 16]
+
+
+def _ordered_percentiles(v: tuple[float, float]) -> tuple[float, float]:
+    if not 0.0 <= v[0] < v[1] <= 100.0:
+        raise ValueError(f"expected 0 <= low < high <= 100; got {list(v)}")
+    return v
+
+
+#: A ``(low, high)`` percentile pair, ordered, within 0..100.
+Percentiles = Annotated[tuple[float, float], AfterValidator(_ordered_percentiles)]
 RGB = tuple[
     Annotated[int, Field(ge=0, le=255)],
     Annotated[int, Field(ge=0, le=255)],
@@ -128,7 +138,7 @@ class DatasetParams(_Strict):
     bit_depth: BitDepthParam = Field(
         "auto", description="integer scaling: auto (from the data's maximum), 8..16, percentile"
     )
-    percentiles: tuple[float, float] = Field((0.5, 99.5), description="for bit_depth=percentile")
+    percentiles: Percentiles = Field((0.5, 99.5), description="for bit_depth=percentile")
     splits: SplitParams = SplitParams()
     folds: int = Field(5, ge=2, le=100, description="folds for out-of-fold scoring")
     seed: int = Field(0, description="seed of split and fold assignment")
@@ -169,13 +179,6 @@ class DatasetParams(_Strict):
                 raise ValueError(f"needs at least 2 classes; got {v}")
             if len(set(v)) != len(v):
                 raise ValueError(f"class names must be unique; got {v}")
-        return v
-
-    @field_validator("percentiles")
-    @classmethod
-    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not 0.0 <= v[0] < v[1] <= 100.0:
-            raise ValueError(f"expected 0 <= low < high <= 100; got {list(v)}")
         return v
 
 
@@ -267,14 +270,14 @@ ClassWeighting = Literal["none", "inverse", "median_frequency", "effective_numbe
 
 #: The loss names of ``loss.terms`` (``datapipe.losses.terms.TERMS``; a test keeps them equal,
 #: so loading params needs no torch).
-LOSS_TERMS = ("loss_ce", "loss_focal", "loss_dice", "loss_bce")
+LOSS_TERMS = ("loss_ce", "loss_focal", "loss_dice", "loss_bce", "loss_sigmoid_focal")
 
 
 class LossParams(_Strict):
     """A weighted sum of named losses and their options (see datapipe.losses)."""
 
     terms: dict[str, float] = Field(
-        {"loss_ce": 1.0}, description="loss_ce, loss_focal, loss_dice, loss_bce -> weight"
+        {"loss_ce": 1.0}, description="loss_ce, loss_focal, loss_dice, loss_bce, loss_sigmoid_focal -> weight"
     )
     class_weight: list[float] | ClassWeighting = Field(
         "none", description="per-class CE weights: a list, or from the curated class counts"
@@ -499,7 +502,7 @@ class ReportParams(_Strict):
     channels: list[int] | None = Field(
         None, description="image channels shown as R, G, B (one: grey); default the first three"
     )
-    percentiles: tuple[float, float] = Field((1.0, 99.0), description="display stretch")
+    percentiles: Percentiles = Field((1.0, 99.0), description="display stretch")
     stretch: Literal["auto", "always"] = Field(
         "auto", description="auto: 8-bit grey / RGB(A) shown as stored (a dark image stays "
         "dark), every other image percentile-stretched; always: stretch every image"
@@ -510,13 +513,6 @@ class ReportParams(_Strict):
     def _channels(cls, v: list[int] | None) -> list[int] | None:
         if v is not None and (not 1 <= len(v) <= 3 or min(v) < 0):
             raise ValueError(f"expected 1 to 3 channel indices >= 0; got {v}")
-        return v
-
-    @field_validator("percentiles")
-    @classmethod
-    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not 0.0 <= v[0] < v[1] <= 100.0:
-            raise ValueError(f"expected 0 <= low < high <= 100; got {list(v)}")
         return v
 
 

@@ -219,8 +219,7 @@ class AugmentedSet(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
 
     ``dataset[i]`` returns ``(image (C, S, S) float32, target, i)`` with target the class
     index (classification) or the ``(S, S)`` int64 mask. ``dataset[(i, size)]`` resizes to
-    ``size`` instead of ``spec.image.size`` (multi-scale batch samplers); ``size=None`` in
-    the constructor keeps every image at its own size (for a padding collate).
+    ``size`` instead of ``spec.image.size`` (multi-scale batch samplers).
 
     Augmentation of sample ``i`` in epoch ``e`` is seeded by ``(seed, e, i)``: the same in
     any worker and after a resume. The epoch comes from the key ``(i, size, epoch)`` (so
@@ -235,13 +234,12 @@ class AugmentedSet(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
         *,
         augment: AugmentFn | None = None,
         seed: int = 0,
-        size: int | None = -1,
     ) -> None:
         if len(labels) != len(items):
             raise ValueError(f"expected {len(items)} labels; got {len(labels)}")
         self.items, self.spec, self.labels = list(items), spec, np.asarray(labels, np.int64)
         self.augment, self.seed, self.epoch = augment, seed, 0
-        self.size = spec.image.size if size == -1 else size
+        self.size = spec.image.size
 
     def __len__(self) -> int:
         return len(self.items)

@@ -2,10 +2,11 @@
 
 ``param_groups`` splits a model's trainable parameters by learning-rate multiplier (name keys,
 as MMSegmentation's ``paramwise_cfg.custom_keys``) and by weight decay (none on norm layers and
-biases); ``build_optimizer`` makes torch's SGD or AdamW from them. ``lr_factor`` is the schedule
-as a pure function of the iteration; ``Schedule`` applies it to an optimizer every iteration and
-adds a plateau mode that wraps torch's ``ReduceLROnPlateau`` per epoch. The rest wraps torch's
-own helpers: ``clip_grad_norm_``, ``autocast`` / ``GradScaler`` and ``AveragedModel`` for EMA.
+biases); ``build_optimizer`` makes torch's SGD or AdamW from them. ``Schedule`` sets every
+group's learning rate each iteration (warmup times cosine / step decay) and adds a plateau mode
+that wraps torch's ``ReduceLROnPlateau`` per epoch. The rest wraps torch's own helpers:
+``clip_grad_norm_``, ``autocast`` (bfloat16, which needs no loss scaling) and
+``AveragedModel`` for EMA.
 
 A training step, in order::
 
@@ -176,50 +177,6 @@ def build_optimizer(
 # --------------------------------------------------------------------------- schedules
 
 
-def lr_factor(
-    step: int,
-    *,
-    total: int,
-    warmup: int = 0,
-    kind: DecayKind = "cosine",
-    warmup_start: float = 0.001,
-    milestones: Sequence[int] = (),
-    gamma: float = 0.1,
-    min_factor: float = 0.0,
-) -> float:
-    """The learning-rate factor at iteration ``step`` (0-based): warmup times decay.
-
-    Warmup rises linearly from ``warmup_start`` at step 0 (the first step already runs at the
-    warmup LR, as in Detectron2 and MMDetection, whose default start is also 0.001) to 1.0 at
-    step ``warmup``. After it, ``cosine`` falls from 1.0 to ``min_factor`` at step ``total``
-    (and stays there), ``step`` multiplies by ``gamma`` at each of ``milestones`` (absolute
-    iterations), ``constant`` stays 1.0.
-    """
-    _check_schedule(
-        get_args(DecayKind),
-        total=total,
-        warmup=warmup,
-        kind=kind,
-        warmup_start=warmup_start,
-        milestones=milestones,
-        gamma=gamma,
-        min_factor=min_factor,
-    )
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise ValueError(f"expected step an int >= 0, got {step!r}")
-    warm = _warmup_factor(step, warmup=warmup, start=warmup_start)
-    decay = _decay_factor(
-        step,
-        total=total,
-        warmup=warmup,
-        kind=kind,
-        milestones=milestones,
-        gamma=gamma,
-        min_factor=min_factor,
-    )
-    return warm * decay
-
-
 def _warmup_factor(step: int, *, warmup: int, start: float) -> float:
     if step >= warmup:
         return 1.0
@@ -304,7 +261,7 @@ class Plateau:
 class Schedule:
     """Sets every group's learning rate from the iteration, and per epoch from a metric.
 
-    ``step(iteration)`` sets ``lr = base_lr * lr_factor(iteration, ...)`` in every group
+    ``step(iteration)`` sets ``lr = base_lr * warmup(iteration) * decay(iteration)`` in every group
     (``base_lr`` as ``param_groups`` records it, else the group's lr when the schedule is
     made); the constructor applies iteration 0. Kind ``plateau`` warms up like the others and
     then holds, while ``step_metric(value)``, once per epoch, hands the value to torch's
@@ -474,17 +431,6 @@ def autocast(
     if not enabled or torch.device(device).type != "cuda":
         return contextlib.nullcontext()
     return torch.autocast("cuda", dtype=getattr(torch, dtype))
-
-
-def grad_scaler(
-    device: torch.device | str, *, enabled: bool = True, dtype: AmpDtype = "bfloat16"
-) -> torch.amp.GradScaler:
-    """A loss scaler, active only for float16 autocast on CUDA (bfloat16 has float32's range
-    and needs none). Inactive, its ``scale``/``unscale_``/``step``/``update`` pass through."""
-    if dtype not in get_args(AmpDtype):
-        raise ValueError(f"expected dtype in {get_args(AmpDtype)}, got {dtype!r}")
-    active = enabled and dtype == "float16" and torch.device(device).type == "cuda"
-    return torch.amp.GradScaler("cuda", enabled=active)
 
 
 def _check_positive(what: str, value: float) -> None:

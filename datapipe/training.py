@@ -90,10 +90,6 @@ class TrainResult:
     resumed_from: int | None  # the epoch a checkpoint ended with, when resumed
 
 
-def main_metric(task: Task | TaskModule) -> str:
-    return tasks.get(task).headline
-
-
 def train_model(
     model: nn.Module,
     inputs: TrainInputs,
@@ -139,7 +135,7 @@ def train_model(
             scores = _validate(trainer.final, inputs, recipe, run, val_feed)
             row.update({f"val/{k}": v for k, v in scores.items()})
             if recipe.schedule == "plateau":
-                trainer.schedule.step_metric(scores[main_metric(inputs.task)])
+                trainer.schedule.step_metric(scores[inputs.task.headline])
         if log is not None and dist.is_main:
             log(epoch, row)
         if checkpoint is not None and dist.is_main:
@@ -443,8 +439,9 @@ def model_meta(
 ) -> dict[str, Any]:
     """What ``model.pt`` carries beside the weights: enough to rebuild the model and its
     inputs (:func:`load_model`)."""
-    return {"task": inputs.task.name, "classes": inputs.classes, "in_channels": stats.image_channels(),
-            "recipe": recipe.model_dump(mode="json"), "augment": augment}  # fmt: skip
+    return {"task": inputs.task.name, "classes": inputs.classes,
+            "in_channels": stats.image_channels(), "recipe": recipe.model_dump(mode="json"),
+            "augment": augment}  # fmt: skip
 
 
 def run_fingerprint(recipe: TrainTaskParams, curated: pd.DataFrame, stats: RunStats) -> str:

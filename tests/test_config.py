@@ -4,9 +4,11 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from datapipe.config import load_params, parse_params
 from datapipe.errors import ConfigError
+from tests.conftest import REPO
 
 MINIMAL = {"datasets": {"cells": {"root": "data/cells", "task": "segmentation"}}}
 
@@ -142,4 +144,13 @@ def test_config_model_names_are_the_model_factories() -> None:
 )  # fmt: skip
 def test_model_names_are_checked_when_params_load(raw: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_params(raw)
+
+
+@pytest.mark.parametrize("where", ["dataset", "report"])
+def test_percentiles_must_be_ordered_wherever_they_are_given(where: str) -> None:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    target = raw["datasets"]["shapes_cls"] if where == "dataset" else raw["report"]
+    target["percentiles"] = [60.0, 40.0]
+    with pytest.raises(ConfigError, match=r"percentiles: .*expected 0 <= low < high <= 100"):
         parse_params(raw)

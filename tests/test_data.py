@@ -17,7 +17,7 @@ from datapipe.data import AugmentedSet, ImageSpec, MaskSpec, SampleSpec
 SPEC = [{"Affine": {"rotate": [-30, 30], "p": 1.0}}, {"HorizontalFlip": {"p": 0.5}}]
 
 
-def _set(root: Path, n: int = 6, *, augment: bool = True, size: int | None = -1) -> AugmentedSet:
+def _set(root: Path, n: int = 6, *, augment: bool = True) -> AugmentedSet:
     rng = np.random.default_rng(0)
     items: list[tuple[str, str | None]] = []
     for i in range(n):
@@ -32,7 +32,7 @@ def _set(root: Path, n: int = 6, *, augment: bool = True, size: int | None = -1)
         MaskSpec(class_values=[0, 1, 2], ignore_index=255),
     )
     aug = Augment(build_pipeline(SPEC, ignore_index=255)) if augment else None
-    return AugmentedSet(items, spec, np.zeros(n, np.int64), augment=aug, seed=3, size=size)
+    return AugmentedSet(items, spec, np.zeros(n, np.int64), augment=aug, seed=3)
 
 
 def _epoch(data: AugmentedSet, epoch: int, workers: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,10 +69,9 @@ def test_rotation_corners_are_ignore_index_in_the_mask(tmp_path: Path) -> None:
     assert set(torch.unique(masks).tolist()) <= {0, 1, 2, 255}
 
 
-def test_a_size_in_the_key_overrides_and_none_keeps_the_stored_size(tmp_path: Path) -> None:
+def test_a_size_in_the_key_overrides_the_stored_size(tmp_path: Path) -> None:
     data = _set(tmp_path)
     image, mask, _ = data[(2, 24)]
     assert image.shape == (2, 24, 24) and mask.shape == (24, 24)
-    native = _set(tmp_path, size=None)
-    image, mask, _ = native[2]
-    assert image.shape == (2, 20, 30) and mask.shape == (20, 30)
+    image, mask, _ = data[2]
+    assert image.shape == (2, 16, 16) and mask.shape == (16, 16)

@@ -212,18 +212,9 @@ def to_dict(pipeline: A.Compose) -> dict[str, Any]:
 
 
 def save_pipeline(pipeline: A.Compose, path: Path) -> Path:
+    """``augment.json``: albumentations' own serialisation (``A.from_dict`` loads it)."""
     text = json.dumps(to_dict(pipeline), indent=2, default=_jsonable) + "\n"
     return write_text_atomic(path, text)
-
-
-def load_pipeline(path: Path) -> A.Compose:
-    try:
-        loaded = A.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{path}: not an albumentations pipeline ({exc})") from None
-    if not isinstance(loaded, A.Compose):
-        raise ConfigError(f"{path}: expected a serialised Compose")
-    return loaded
 
 
 def _jsonable(value: Any) -> Any:

@@ -32,6 +32,10 @@ TERMS: dict[str, Callable[[LossInput, TermOptions], Tensor]] = {
     "loss_focal": lambda inputs, o: _focal(inputs, o.focal_gamma, o.avg_non_ignore),
     "loss_dice": lambda inputs, o: _dice(inputs, 1.0),
     "loss_bce": lambda inputs, o: _sigmoid_loss(inputs, 0.0, None, o.avg_non_ignore),
+    # RetinaNet's one-vs-all focal loss (Lin et al. 2017) on one-hot targets
+    "loss_sigmoid_focal": lambda inputs, o: _sigmoid_loss(
+        inputs, o.focal_gamma, None, o.avg_non_ignore
+    ),
 }
 
 

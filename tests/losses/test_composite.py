@@ -14,6 +14,7 @@ from datapipe.losses import (
     ohem_pixel_mask,
     ohem_sample_mask,
     one_hot_bce,
+    sigmoid_focal_loss,
 )
 
 from ._shared import IGNORE, Batch
@@ -30,6 +31,9 @@ STANDALONE: dict[str, Callable[..., torch.Tensor]] = {
     ),
     "loss_dice": lambda x, y, **kw: dice_loss(x, y, class_weight=CW, ignore_index=IGNORE, **kw),
     "loss_bce": lambda x, y, **kw: one_hot_bce(x, y, class_weight=CW, ignore_index=IGNORE, **kw),
+    "loss_sigmoid_focal": lambda x, y, **kw: sigmoid_focal_loss(
+        x, y, gamma=1.5, class_weight=CW, ignore_index=IGNORE, **kw
+    ),
 }
 
 
