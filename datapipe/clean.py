@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from datapipe import tasks
-from datapipe.runs import RunStats
 from datapipe.checks import CHECKS, DatasetFacts
 from datapipe.checks.duplicates import (
     DuplicateEvidence,
@@ -36,6 +35,7 @@ from datapipe.checks.leakage import LeakageRepair, plan_leakage_repair
 from datapipe.config import CleanParams, DatasetParams
 from datapipe.errors import ConfigError
 from datapipe.parallel import parallel_map
+from datapipe.runs import RunStats
 
 ISSUE_COLUMNS = ("sample_id", "image", "check", "severity", "score", "detail", "group")
 FEATURE_COLUMNS = (

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from datapipe import tasks
 from datapipe.config import load_params
-from datapipe.runs import RunFiles, read_stats
 from datapipe.curate import review_sheet
 from datapipe.errors import DatapipeError
 from datapipe.init import add_dataset, dataset_entry, default_name, detect_dataset, root_text
@@ -35,6 +34,7 @@ from datapipe.inspection import (
 from datapipe.io import read_table, write_table
 from datapipe.manifest import broken_links
 from datapipe.review import import_review, one_row_per_sample, read_sheet
+from datapipe.runs import RunFiles, read_stats
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -277,7 +277,8 @@ class LossParams(_Strict):
     """A weighted sum of named losses and their options (see datapipe.losses)."""
 
     terms: dict[str, float] = Field(
-        {"loss_ce": 1.0}, description="loss_ce, loss_focal, loss_dice, loss_bce, loss_sigmoid_focal -> weight"
+        {"loss_ce": 1.0},
+        description="loss_ce, loss_focal, loss_dice, loss_bce, loss_sigmoid_focal -> weight",
     )
     class_weight: list[float] | ClassWeighting = Field(
         "none", description="per-class CE weights: a list, or from the curated class counts"
