@@ -283,7 +283,7 @@ def main() -> None:
         return
     if args.quick:
         args.levels, args.noise, args.epochs = [0.2], ["symmetric"], 2
-    settings = TrainSettings(
+    settings = TrainSettings.of(
         epochs=args.epochs,
         batch_size=args.batch,
         lr=args.lr,

@@ -109,10 +109,10 @@ def naive_loop(
     model = make_model()
     optimizer = torch.optim.SGD(
         model.parameters(),
-        lr=settings.lr / settings.batch_size,
+        lr=settings.recipe.lr / settings.batch_size,
         momentum=0.9,
         nesterov=True,
-        weight_decay=settings.weight_decay,
+        weight_decay=settings.recipe.weight_decay,
     )
     loss_fn = nn.CrossEntropyLoss()
 
@@ -139,7 +139,7 @@ def naive_loop(
 
 def bench_classification(args: argparse.Namespace) -> None:
     n, size, epochs, folds_k = args.cls_images, args.cls_size, args.epochs, args.folds
-    settings = TrainSettings(epochs=epochs, batch_size=BATCH, seed=0)
+    settings = TrainSettings.of(epochs=epochs, batch_size=BATCH, seed=0)
     train_passes, predictions = n * epochs * (folds_k - 1), n
     work = train_passes + predictions
 
@@ -275,7 +275,7 @@ def segmentation_once(root: Path, shards: Path, args: argparse.Namespace) -> dic
         np.ones(n, bool),
         num_classes=CLASSES,
         make_model=lambda: nn.Conv2d(3, CLASSES, 1),
-        settings=TrainSettings(
+        settings=TrainSettings.of(
             epochs=1, batch_size=fit.batch_size, lr=fit.lr, seed=0, ignore_index=IGNORE
         ),
         desc="bench seg",

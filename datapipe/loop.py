@@ -72,6 +72,16 @@ class Optimisation:
     clip_grad: float | None = None
     ema: float | None = None
 
+    @classmethod
+    def of(cls, recipe: Any) -> Optimisation:
+        """A score or train recipe's (``datapipe.config._Fit``) optimiser settings."""
+        return cls(
+            optimizer=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay,
+            lr_mult=dict(recipe.lr_mult), warmup_epochs=recipe.warmup_epochs,
+            schedule=recipe.schedule, milestones=tuple(recipe.milestones), gamma=recipe.gamma,
+            tie_weight_decay=recipe.tie_weight_decay, clip_grad=recipe.clip_grad, ema=recipe.ema,
+        )  # fmt: skip
+
 
 @dataclass
 class Hooks:

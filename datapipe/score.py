@@ -15,7 +15,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -256,7 +256,7 @@ def _fingerprint(
         "folds": picked["fold"].astype(int).tolist(),
         "stats": stats.model_dump(include={"mean", "std", "bit_depth", "classes"}),
         "recipe": fit.model_dump(mode="json"),
-        "settings": asdict(settings),
+        "settings": {k: v for k, v in vars(settings).items() if k != "recipe"},
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -286,23 +286,10 @@ def _settings(
     key: str,
 ) -> TrainSettings:
     return TrainSettings(
-        epochs=fit.epochs,
-        batch_size=fit.batch_size,
-        optimizer=fit.optimizer,
-        lr=fit.lr,
-        weight_decay=fit.weight_decay,
-        warmup_epochs=fit.warmup_epochs,
-        flip=fit.flip,
+        fit,
         device=str(device),
         amp=params.amp,
         ignore_index=ignore,
-        schedule=fit.schedule,
-        milestones=tuple(fit.milestones),
-        gamma=fit.gamma,
-        lr_mult=dict(fit.lr_mult),
-        clip_grad=fit.clip_grad,
-        ema=fit.ema,
-        loss=fit.loss,
         class_counts=tuple(float(c) for c in class_counts),
         key=key,
     )

@@ -107,7 +107,7 @@ def train_model(
     dist = run.dist
     sampler = _curriculum(inputs, recipe, dist)
     trainer = Trainer.build(
-        model, optimisation(recipe), _criterion(inputs, recipe),
+        model, Optimisation.of(recipe), _criterion(inputs, recipe),
         steps=_steps_per_epoch(sampler, recipe), run=run,
         sync_bn=use_sync_bn(recipe.sync_bn, dist, run.device),
     )  # fmt: skip
@@ -159,16 +159,6 @@ def train_model(
     for _ in ticks:  # the closing progress line
         pass
     return TrainResult(trainer.final.cpu(), trainer.history, resumed)
-
-
-def optimisation(recipe: TrainTaskParams) -> Optimisation:
-    """The train recipe's optimiser settings, as :func:`datapipe.loop.fit` takes them."""
-    return Optimisation(
-        optimizer=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay,
-        lr_mult=recipe.lr_mult, warmup_epochs=recipe.warmup_epochs, schedule=recipe.schedule,
-        milestones=recipe.milestones, gamma=recipe.gamma,
-        tie_weight_decay=recipe.tie_weight_decay, clip_grad=recipe.clip_grad, ema=recipe.ema,
-    )  # fmt: skip
 
 
 def _mixer(recipe: TrainTaskParams, inputs: TrainInputs) -> TransformFn | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from datapipe.config import LossParams
+from datapipe.config import FitParams
 from datapipe.distributed import Dist
 from datapipe.errors import DatapipeError
 from datapipe.io import atomic_path
@@ -39,42 +39,33 @@ log = logging.getLogger("datapipe")
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How each fold's model trains: a score recipe (``FitParams``) plus where it runs."""
+    """How each fold's model trains: a score recipe plus where it runs.
 
-    epochs: int = 8
-    batch_size: int = 64
-    lr: float = 0.05
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
-    flip: bool = True
-    seed: int = 0
+    :meth:`of` takes the recipe's fields and these flat (``TrainSettings.of(epochs=4)``)."""
+
+    recipe: FitParams = field(default_factory=FitParams)
     device: str = "cpu"
-    optimizer: str = "sgd"  # "sgd" (nesterov, momentum 0.9) or "adamw"
     amp: bool = True  # bfloat16 autocast, on CUDA only
     ignore_index: int = -100  # target value that trains nothing (segmentation: 255)
-    schedule: str = "cosine"  # "cosine" or "step" (no validation metric for "plateau")
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    lr_mult: Mapping[str, float] = field(default_factory=dict)
-    clip_grad: float | None = None
-    ema: float | None = None
-    loss: LossParams = field(default_factory=LossParams)
     class_counts: tuple[float, ...] | None = None  # for loss.class_weight from counts
+    seed: int = 0
     key: str = "score"  # the params section, for errors
 
+    @classmethod
+    def of(cls, **fields: Any) -> TrainSettings:
+        own = {k: fields.pop(k) for k in list(fields) if k in cls.__dataclass_fields__}
+        return cls(recipe=FitParams(**fields), **own)
+
+    @property
+    def epochs(self) -> int:
+        return self.recipe.epochs
+
+    @property
+    def batch_size(self) -> int:
+        return self.recipe.batch_size
+
     def optimisation(self) -> Optimisation:
-        return Optimisation(
-            optimizer=self.optimizer,  # type: ignore[arg-type]  # "sgd" | "adamw"
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            lr_mult=self.lr_mult,
-            warmup_epochs=self.warmup_epochs,
-            schedule=self.schedule,  # type: ignore[arg-type]  # validated by FitParams
-            milestones=self.milestones,
-            gamma=self.gamma,
-            clip_grad=self.clip_grad,
-            ema=self.ema,
-        )
+        return Optimisation.of(self.recipe)
 
 
 @dataclass
@@ -331,7 +322,7 @@ def _train(
     steps = len(_batches(dist.shard(train, pad=True), settings.batch_size))
     dense = dynamics is None  # held-out pixel maps go to a sink; labels keep dynamics
     loss = criterion(
-        settings.loss,
+        settings.recipe.loss,
         dense=dense,
         classes=[str(c) for c in range(num_classes)],
         class_counts=settings.class_counts,
@@ -360,7 +351,9 @@ def _train(
     def on_epoch(epoch: int, row: dict[str, float]) -> None:
         tick()
 
-    hooks = Hooks(transform=flip if settings.flip else None, on_batch=record, on_epoch=on_epoch)
+    hooks = Hooks(
+        transform=flip if settings.recipe.flip else None, on_batch=record, on_epoch=on_epoch
+    )
     try:
         fit(trainer, batches, run=run, seed=settings.seed * 1000 + fold, hooks=hooks,
             lr_key=f"{settings.key}.lr")  # fmt: skip

@@ -30,7 +30,7 @@ def main(out: str) -> None:
         make_model=lambda: build_classifier(
             "small_cnn", in_channels=1, num_classes=3, image_size=8
         ),
-        settings=TrainSettings(epochs=epochs, batch_size=16, lr=0.05, device=str(device)),
+        settings=TrainSettings.of(epochs=epochs, batch_size=16, lr=0.05, device=str(device)),
         dist=dist,
     )
     assert result.probs is not None and result.dynamics is not None

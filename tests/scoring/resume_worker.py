@@ -57,7 +57,7 @@ def main() -> None:
         np.ones(N, bool),
         num_classes=3,
         make_model=make_model,
-        settings=TrainSettings(epochs=4, batch_size=8, lr=0.05),
+        settings=TrainSettings.of(epochs=4, batch_size=8, lr=0.05),
         checkpoint=FoldCheckpoint(args.checkpoint, "test") if args.checkpoint else None,
     )
     assert result.probs is not None and result.dynamics is not None

@@ -45,7 +45,7 @@ def test_out_of_fold_separable_data_each_sample_held_out_once() -> None:
         make_model=lambda: build_classifier(
             "small_cnn", in_channels=1, num_classes=3, image_size=8
         ),
-        settings=TrainSettings(epochs=epochs, batch_size=15, lr=0.05),
+        settings=TrainSettings.of(epochs=epochs, batch_size=15, lr=0.05),
     )
     assert np.isnan(result.probs[:3]).all()
     np.testing.assert_allclose(result.probs[include].sum(1), 1.0, rtol=1e-5)
@@ -107,7 +107,7 @@ def test_segmentation_out_of_fold_streams_every_included_image_once() -> None:
         include,
         num_classes=2,
         make_model=lambda: build_segmenter("unet", in_channels=1, num_classes=2),
-        settings=TrainSettings(epochs=6, batch_size=8, lr=0.05, ignore_index=255),
+        settings=TrainSettings.of(epochs=6, batch_size=8, lr=0.05, ignore_index=255),
         sink=sink,
     )
     assert sorted(sink.seen) == [i for i in range(36) if i != 5]
@@ -143,7 +143,7 @@ def test_the_score_recipes_loss_is_the_one_trained() -> None:
             images, labels, np.arange(60) % 3, np.ones(60, bool), num_classes=3,
             make_model=lambda: build_classifier("small_cnn", in_channels=1, num_classes=3,
                                                 image_size=8),
-            settings=TrainSettings(epochs=2, batch_size=10, loss=loss),
+            settings=TrainSettings.of(epochs=2, batch_size=10, loss=loss),
         ).train_loss  # fmt: skip
 
     ce, focal = run(LossParams()), run(LossParams(terms={"loss_focal": 1.0}))
