@@ -20,7 +20,6 @@ from datapipe.io import read_table
 from datapipe.runs import RunFiles, RunStats, read_stats
 from datapipe.tasks import TaskModule
 
-
 #: The metrics/<name>.json files the report shows, in page order. They hold the headline
 #: numbers DVC tabulates; reports/<name>_metrics.json next to them holds all (per-class
 #: tables, lists), and is what the report shows where it exists.

@@ -18,8 +18,8 @@ from datapipe.config import ReportParams
 from datapipe.report.history import key_numbers
 from datapipe.report.html import build_report
 from datapipe.report.inputs import load_inputs
-from datapipe.runs import RunFiles
 from datapipe.report.thumbnails import thumbnailer
+from datapipe.runs import RunFiles
 
 
 @dataclass(frozen=True)
