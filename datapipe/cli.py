@@ -337,6 +337,7 @@ def _add_command(
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Long by design: one declaration per command, read top to bottom like ``--help``."""
     parser = argparse.ArgumentParser(
         prog="datapipe",
         description="Inspect images, add datasets, check params and data roots, review flagged "

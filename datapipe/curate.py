@@ -73,6 +73,8 @@ def curate(
     ``is_label_issue``, ``label_quality``, ``difficulty``, ``suggested_label`` and, for
     classification, ``prob_<class>``); ``review`` the reviewer's sheet (see
     :func:`validate_review`).
+
+    Long by design: the precedence rules above, applied in order in one place.
     """
     task = tasks.get(task)
     label_action = _resolve_policy(policy, task)

@@ -91,6 +91,7 @@ class CurriculumSampler(Sampler[int]):
         rank: int | None = None,
         world: int | None = None,
     ) -> None:
+        """Long by design: every option is validated here, before an epoch is drawn."""
         d = np.asarray(difficulty, np.float64)
         if d.ndim != 1 or len(d) == 0:
             raise ValueError(f"expected difficulty of shape (N,) with N > 0, got {d.shape}")

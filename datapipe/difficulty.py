@@ -35,6 +35,8 @@ def hard_and_easy(
 
     Shapes:
         ``labels`` ``(N,)``; ``pred_probs`` ``(N, K)``.
+
+    Long by design: the four roles share one pass over the probabilities.
     """
     labels = np.asarray(labels)
     probs = np.clip(np.asarray(pred_probs, np.float64), 1e-12, 1.0)

@@ -224,16 +224,8 @@ def ingest(dataset: DatasetParams, *, name: str, workers: int) -> IngestResult:
     )
     df = _table(refs, probes)
     task = tasks.get(dataset.task)
-    if task.image_labels:
-        classes = _label_classes(df, dataset)
-        df["label_index"] = df["label"].map({c: i for i, c in enumerate(classes)}).astype("Int64")
-        strata: list[Any] = df["label"].tolist()
-        class_values = list(range(len(classes)))
-    else:
-        class_values, classes = _mask_classes(probes, dataset)
-        present = [sorted(set(p.mask_values) & set(class_values)) for p in probes]
-        df["mask_classes"] = present
-        strata = _rarest_present(present)
+    targets = task.ingest_targets(df, probes, dataset)
+    classes, class_values, strata = targets.classes, targets.class_values, targets.strata
     df["split"] = assign_splits(
         df["sample_id"].tolist(), strata, fractions=dataset.splits.fractions(), seed=dataset.seed
     )
@@ -241,9 +233,80 @@ def ingest(dataset: DatasetParams, *, name: str, workers: int) -> IngestResult:
     stats = _stats(
         df, probes, dataset, name=name, layout=layout, classes=classes, class_values=class_values
     )
+    stats |= task.target_stats(df, probes, dataset, classes, class_values)
     stats["not_samples"] = {kind: len(paths) for kind, paths in skipped.items()}
-    columns = list(MANIFEST_COLUMNS) + (list(SEGMENTATION_COLUMNS) if task.dense else [])
-    return IngestResult(manifest=df[columns], stats=stats)
+    return IngestResult(manifest=df[list(MANIFEST_COLUMNS) + targets.columns], stats=stats)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What a task's module found in the probed samples: the classes (names and the values
+    that encode them), the strata splits and folds balance, and the manifest columns it
+    added to the table."""
+
+    classes: list[str]
+    class_values: list[int]
+    strata: list[Any]
+    columns: list[str]
+
+
+def label_targets(df: pd.DataFrame, probes: Sequence[Probe], dataset: DatasetParams) -> Targets:
+    """Image labels: the classes (``classes:`` or the labels seen); ``label_index`` added."""
+    classes = _label_classes(df, dataset)
+    df["label_index"] = df["label"].map({c: i for i, c in enumerate(classes)}).astype("Int64")
+    return Targets(classes, list(range(len(classes))), df["label"].tolist(), [])
+
+
+def mask_targets(df: pd.DataFrame, probes: Sequence[Probe], dataset: DatasetParams) -> Targets:
+    """Masks: the classes from the mask values; ``mask_classes`` (and the other mask columns)
+    added; strata = the rarest class present in each mask."""
+    class_values, classes = _mask_classes(probes, dataset)
+    present = [sorted(set(p.mask_values) & set(class_values)) for p in probes]
+    df["mask_classes"] = present
+    return Targets(classes, class_values, _rarest_present(present), list(SEGMENTATION_COLUMNS))
+
+
+def label_stats(
+    df: pd.DataFrame,
+    probes: Sequence[Probe],
+    dataset: DatasetParams,
+    classes: list[str],
+    class_values: list[int],
+) -> dict[str, Any]:
+    """stats.json's per-class image counts, overall and per split."""
+    counts = df.groupby(["split", "label"]).size()
+    return {
+        "class_counts": {c: int(df["label"].eq(c).sum()) for c in classes},
+        "class_counts_by_split": {
+            s: {c: int(counts.get((s, c), 0)) for c in classes}
+            for s in sorted(df["split"].unique())
+        },
+    }
+
+
+def mask_stats(
+    df: pd.DataFrame,
+    probes: Sequence[Probe],
+    dataset: DatasetParams,
+    classes: list[str],
+    class_values: list[int],
+) -> dict[str, Any]:
+    """stats.json's pixel counts per class, ignored and unknown-value pixels, and images per
+    class."""
+    pixel_counts: Counter[int] = Counter()
+    for p in probes:
+        pixel_counts.update(p.mask_values)
+    known = set(class_values) | {dataset.ignore_index}
+    named = list(zip(class_values, classes, strict=True))
+    return {
+        "ignore_index": dataset.ignore_index,
+        "pixel_counts": {n: int(pixel_counts.get(v, 0)) for v, n in named},
+        "ignored_pixels": int(pixel_counts.get(dataset.ignore_index, 0)),
+        "unknown_value_pixels": {
+            str(v): int(n) for v, n in sorted(pixel_counts.items()) if v not in known
+        },
+        "images_with_class": {n: int(sum(v in p.mask_values for p in probes)) for v, n in named},
+    }
 
 
 def _table(refs: Sequence[SampleRef], probes: Sequence[Probe]) -> pd.DataFrame:
@@ -381,30 +444,6 @@ def _stats(
         "splits": {s: int(n) for s, n in df["split"].value_counts().sort_index().items()},
         "folds": {str(f): int(n) for f, n in df["fold"].value_counts().sort_index().items()},
     }
-    if tasks.get(dataset.task).image_labels:
-        counts = df.groupby(["split", "label"]).size()
-        stats["class_counts"] = {c: int(df["label"].eq(c).sum()) for c in classes}
-        stats["class_counts_by_split"] = {
-            s: {c: int(counts.get((s, c), 0)) for c in classes}
-            for s in sorted(df["split"].unique())
-        }
-    else:
-        pixel_counts: Counter[int] = Counter()
-        for p in probes:
-            pixel_counts.update(p.mask_values)
-        stats["ignore_index"] = dataset.ignore_index
-        stats["pixel_counts"] = {
-            n: int(pixel_counts.get(v, 0)) for v, n in zip(class_values, classes, strict=True)
-        }
-        stats["ignored_pixels"] = int(pixel_counts.get(dataset.ignore_index, 0))
-        known = set(class_values) | {dataset.ignore_index}
-        stats["unknown_value_pixels"] = {
-            str(v): int(n) for v, n in sorted(pixel_counts.items()) if v not in known
-        }
-        stats["images_with_class"] = {
-            n: int(sum(v in p.mask_values for p in probes))
-            for v, n in zip(class_values, classes, strict=True)
-        }
     return stats
 
 

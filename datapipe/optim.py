@@ -74,6 +74,8 @@ def param_groups(
     Each group holds ``params``, ``param_names``, ``lr`` (= ``lr * mult``), ``weight_decay``,
     and, for ``Schedule``, ``lr_mult``, ``base_lr`` (its lr at schedule factor 1) and
     ``base_weight_decay``. Groups come in order of first appearance in ``named_parameters``.
+
+    Long by design: the multiplier match and the decay split must see each parameter once.
     """
     mult = dict(lr_mult or {})
     _check_positive("lr", lr)

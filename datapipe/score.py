@@ -147,6 +147,8 @@ def score(
     ``params.keep_probs``. With ``state`` (a folder), each finished fold is recorded there and a
     killed run resumes at the first unfinished fold (one process only: under torchrun every
     run starts over).
+
+    Long by design: the one place that wires the decoded source, the recipe and the checkpoint.
     """
     dist = dist or Dist()
     stats = RunStats.coerce(stats)
@@ -311,32 +313,15 @@ def _classification_result(
     params: ScoreParams,
     dataset: DatasetParams,
 ) -> ScoreResult:
+    """The score table, hard examples and metrics from one set of held-out arrays (long by
+    design: they share the arrays)."""
     probs = oof.probs
     assert probs is not None and oof.dynamics is not None  # classification: no sink given
     labels = manifest["label_index"].to_numpy()[rows].astype(np.int64)
     dyn = oof.dynamics.summary()
-    conflicting = (
-        manifest["sample_id"]
-        .iloc[rows]
-        .isin(issues.loc[issues["check"] == "conflicting_labels", "sample_id"])
+    found, rare = _label_issues(
+        manifest, rows, labels, probs, dyn, classes, issues, params, dataset
     )
-    found = classification_label_issues(
-        labels,
-        probs,
-        aum=dyn["aum"],
-        conflicting=conflicting.to_numpy(),
-        min_suggest_prob=params.min_suggest_prob,
-    )
-    counts = np.bincount(labels, minlength=len(classes))
-    rare = counts < dataset.folds
-    if rare.any():  # too few to learn from out of fold: reported, never flagged
-        log.warning(
-            "classes with fewer scored samples than folds (not flagged): %s",
-            [classes[c] for c in np.flatnonzero(rare)],
-        )
-        hit = rare[labels]
-        found.loc[hit, "is_label_issue"] = False
-        found.loc[hit, "reasons"] = "rare_class"
     sort = hard_and_easy(
         labels,
         probs,
@@ -393,6 +378,40 @@ def _classification_result(
         confusion_rows=confusion_rows(confusion, classes),
         metrics=metrics,
     )
+
+
+def _label_issues(
+    manifest: pd.DataFrame,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    dyn: Mapping[str, np.ndarray],
+    classes: list[str],
+    issues: pd.DataFrame,
+    params: ScoreParams,
+    dataset: DatasetParams,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """cleanlab + AUM + clean's conflicting duplicates per sample, and the per-class mask of
+    classes too rare to judge out of fold (reported, never flagged)."""
+    conflicting = (
+        manifest["sample_id"]
+        .iloc[rows]
+        .isin(issues.loc[issues["check"] == "conflicting_labels", "sample_id"])
+    )
+    found = classification_label_issues(
+        labels, probs, aum=dyn["aum"], conflicting=conflicting.to_numpy(),
+        min_suggest_prob=params.min_suggest_prob,
+    )  # fmt: skip
+    rare = np.bincount(labels, minlength=len(classes)) < dataset.folds
+    if rare.any():
+        log.warning(
+            "classes with fewer scored samples than folds (not flagged): %s",
+            [classes[c] for c in np.flatnonzero(rare)],
+        )
+        hit = rare[labels]
+        found.loc[hit, "is_label_issue"] = False
+        found.loc[hit, "reasons"] = "rare_class"
+    return found, rare
 
 
 def _segmentation_result(

@@ -103,7 +103,9 @@ def train_model(
 ) -> TrainResult:
     """Train ``model`` for ``recipe.epochs`` with :func:`datapipe.loop.fit`; with
     ``checkpoint``, save after every epoch and continue from a checkpoint whose ``fingerprint``
-    matches (a different one starts over)."""
+    matches (a different one starts over).
+
+    Long by design: resume, the epoch loop and validation share the trainer's state."""
     dist = run.dist
     sampler = _curriculum(inputs, recipe, dist)
     trainer = Trainer.build(

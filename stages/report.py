@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from datapipe.config import DatasetParams, Params
-from datapipe.errors import ConfigError
 from datapipe.report.history import append_history, is_new, key_numbers, previous_run, read_history
 from datapipe.report.html import build_report, write_report
-from datapipe.report.inputs import RunFiles, load_inputs
+from datapipe.report.inputs import load_inputs
 from datapipe.report.thumbnails import thumbnailer
+from datapipe.runs import RunFiles
 from stages.common import run_stage
 
 log = logging.getLogger("datapipe")
@@ -29,12 +29,7 @@ log = logging.getLogger("datapipe")
 def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
     files = RunFiles.under(out)
     inputs = load_inputs(files, name=name)
-    have, shown = inputs.stats.channels, params.report.channels
-    if shown and have and max(shown) >= int(have):  # knowable only now, from stats.json
-        raise ConfigError(
-            f"report.channels: {shown} needs {max(shown) + 1} channels; {name}'s images have "
-            f"{have} (stats.json), so pick from 0..{int(have) - 1}"
-        )
+    inputs.check_channels(params.report.channels)  # knowable only now, from stats.json
     thumbs = thumbnailer(
         Path(dataset.root), params.report, issue_maps=files.issue_maps,
         class_values=inputs.stats.class_values if inputs.kind.dense else [],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from datapipe import tasks
-from datapipe.errors import DatapipeError
+from datapipe.errors import ConfigError, DatapipeError
 from datapipe.io import read_table
 from datapipe.runs import RunFiles, RunStats, read_stats
 from datapipe.tasks import TaskModule
@@ -61,6 +62,15 @@ class ReportInputs:
             raise DatapipeError(
                 f"stats.json of {self.name}: {exc.args[0]}; re-run ingest"
             ) from None
+
+    def check_channels(self, shown: Sequence[int] | None) -> None:
+        """``report.channels`` (the channels drawn) against the images' channel count."""
+        have = self.stats.channels
+        if shown and have and max(shown) >= have:
+            raise ConfigError(
+                f"report.channels: {list(shown)} needs {max(shown) + 1} channels; {self.name}'s "
+                f"images have {have} (stats.json), so pick from 0..{have - 1}"
+            )
 
     @property
     def classes(self) -> list[str]:

@@ -157,6 +157,8 @@ def out_of_fold(
     Shapes:
         ``labels`` ``(N,)`` or None (segmentation); ``folds``, ``include`` ``(N,)``. Samples
         with ``include`` False neither train nor get probabilities.
+
+    Long by design: the fold loop with its checkpoint, sink and DDP handling reads top to bottom.
     """
     dist = dist or Dist()
     if isinstance(source, torch.Tensor):

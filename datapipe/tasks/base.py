@@ -74,6 +74,22 @@ class TaskModule(ABC):
         two fit."""
 
     @abstractmethod
+    def ingest_targets(self, table: pd.DataFrame, probes: Sequence[Any], dataset: Any) -> Any:
+        """What ingest learns of the targets from the probed samples
+        (:class:`datapipe.ingest.Targets`); adds this task's manifest columns to ``table``."""
+
+    @abstractmethod
+    def target_stats(
+        self,
+        table: pd.DataFrame,
+        probes: Sequence[Any],
+        dataset: Any,
+        classes: list[str],
+        class_values: list[int],
+    ) -> dict[str, Any]:
+        """This task's part of stats.json (per-class image or pixel counts)."""
+
+    @abstractmethod
     def sample_labels(self, manifest: pd.DataFrame) -> np.ndarray:
         """Per manifest row the integer target the out-of-fold source carries (N,) int64."""
 

@@ -48,6 +48,23 @@ class Segmentation(TaskModule):
 
         return detect_paired_layout(root)
 
+    def ingest_targets(self, table: pd.DataFrame, probes: Sequence[Any], dataset: Any) -> Any:
+        from datapipe.ingest import mask_targets
+
+        return mask_targets(table, probes, dataset)
+
+    def target_stats(
+        self,
+        table: pd.DataFrame,
+        probes: Sequence[Any],
+        dataset: Any,
+        classes: list[str],
+        class_values: list[int],
+    ) -> dict[str, Any]:
+        from datapipe.ingest import mask_stats
+
+        return mask_stats(table, probes, dataset, classes, class_values)
+
     def sample_labels(self, manifest: pd.DataFrame) -> np.ndarray:
         return np.zeros(len(manifest), np.int64)  # the targets are the masks
 

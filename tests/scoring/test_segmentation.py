@@ -1,18 +1,27 @@
-"""Streaming segmentation label quality: known answers on constructed probabilities."""
+"""Streaming segmentation label quality: known answers on constructed probabilities, and the
+one-pass scorer against a plain two-pass reference on random shards."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from datapipe.metrics import segmentation_metrics
 from datapipe.scoring.segmentation import (
     AUTO_FLOOR,
+    EPS,
+    SOFTMIN_TEMPERATURE,
+    SegmentationScores,
     ShardWriter,
+    _argmax_bits,
     class_thresholds,
     issue_threshold,
-    mean_iou,
     read_shards,
     score_segmentation,
 )
@@ -156,9 +165,219 @@ def test_auto_flags_the_outliers_a_fixed_share_misses_and_maps_only_them(
     assert fixed.issue_threshold == 0.05
 
 
-def test_mean_iou_known_answer() -> None:
+def test_oof_miou_leaves_out_a_class_that_never_occurs() -> None:
+    """The score stage's OOF mIoU comes from metrics.segmentation_metrics (one mIoU)."""
     confusion = np.array([[8, 2, 0], [1, 3, 0], [0, 0, 0]])  # class 2 never occurs
-    miou, iou = mean_iou(confusion)
-    np.testing.assert_allclose(iou[:2], [8 / 11, 3 / 6])
-    assert np.isnan(iou[2])
-    assert miou == pytest.approx((8 / 11 + 3 / 6) / 2)
+    m = segmentation_metrics(confusion, ["a", "b", "c"])
+    assert m["iou"] == {"a": pytest.approx(8 / 11), "b": pytest.approx(3 / 6), "c": None}
+    assert m["miou"] == pytest.approx((8 / 11 + 3 / 6) / 2)
+
+
+# --- the one-pass scorer against a two-pass reference -------------------------------------------
+
+
+def _reference(
+    directory: Path, k: int, issue_fraction: float | str, hard_fraction: float
+) -> SegmentationScores:
+    """The plain computation, image by image on float32 copies read with ``np.load``: pass 1
+    thresholds and confusion, pass 2 everything else once the thresholds are known."""
+    shards = []
+    for path in sorted(directory.glob("r*_*.npz")):
+        with np.load(path) as shard:
+            shards.append((shard["index"], shard["probs"], shard["targets"]))
+    conf_sum, counts = np.zeros(k), np.zeros(k)
+    confusion = np.zeros((k, k), np.int64)
+    for _, probs, targets in shards:
+        for p16, y in zip(probs, targets, strict=True):
+            p, valid = p16.astype(np.float32), y != IGNORE
+            given, pred = y[valid].astype(np.int64), p.argmax(0)[valid]
+            conf_sum += np.bincount(given, p[:, valid][given, np.arange(len(given))], k)
+            counts += np.bincount(given, minlength=k)
+            np.add.at(confusion, (given, pred), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(counts > 0, conf_sum / counts, 1.0)
+    rows, hard, maps = [], [], {}
+    for index, probs, targets in shards:
+        for i, p16, y in zip(index, probs, targets, strict=True):
+            row, per_class, issues = _reference_image(p16.astype(np.float32), y, t, hard_fraction)
+            rows.append({**row, "index": int(i)})
+            hard.extend({**r, "index": int(i)} for r in per_class)
+            maps[int(i)] = np.where(y == IGNORE, 128, 0).astype(np.uint8)
+            maps[int(i)][issues] = 255
+    per_image = pd.DataFrame(rows).set_index("index").sort_index()
+    shares = per_image["issue_fraction"].to_numpy()
+    cut = issue_threshold(shares) if issue_fraction == "auto" else float(issue_fraction)
+    per_image["is_label_issue"] = per_image["issue_fraction"] >= cut
+    flagged = per_image.index[per_image["is_label_issue"]]
+    columns = ["index", "class", "role", "difficulty", "loss", "prob", "pixel_fraction"]
+    return SegmentationScores(
+        per_image, pd.DataFrame(hard, columns=columns), confusion, t, cut,
+        {int(i): maps[int(i)] for i in flagged},
+    )  # fmt: skip
+
+
+def _reference_image(
+    p: np.ndarray, y: np.ndarray, t: np.ndarray, hard_fraction: float
+) -> tuple[dict[str, Any], list[dict[str, Any]], np.ndarray]:
+    valid = y != IGNORE
+    given = np.where(valid, y, 0).astype(np.int64)
+    pred, p_pred = p.argmax(0), p.max(0)
+    issues = valid & (pred != given) & (p_pred >= t[pred])
+    n = int(valid.sum())
+    s = np.clip(np.take_along_axis(p, given[None], 0)[0][valid], EPS, 1.0)
+    nan = float("nan")
+    if n:
+        w = np.exp(-(s - s.min()) / SOFTMIN_TEMPERATURE)
+        softmin = float((s * w).sum() / w.sum())
+    share = issues.sum() / n if n else 0.0
+    row = {
+        "valid_pixels": n, "issue_pixels": int(issues.sum()), "issue_fraction": float(share),
+        "label_quality": float(1.0 - share), "softmin_quality": softmin if n else nan,
+        "self_confidence": float(s.mean()) if n else nan,
+        "oof_loss": float(-np.log(s).mean()) if n else nan,
+        "pixel_accuracy": float((pred == given)[valid].mean()) if n else nan,
+        "difficulty": float(1.0 - s.mean()) if n else nan,
+    }  # fmt: skip
+    per_class = []
+    for c in range(p.shape[0]):
+        positive, called = valid & (given == c), valid & (pred == c)
+        alarm = called & (given != c)
+        if positive.any():
+            missed = float((positive & (pred != c)).sum() / positive.sum())
+            pc = np.clip(p[c][positive], EPS, 1.0)
+            per_class.append({
+                "class": c, "role": "positive",
+                "difficulty": "hard" if missed >= hard_fraction else "easy",
+                "loss": float(-np.log(pc).mean()), "prob": float(pc.mean()),
+                "pixel_fraction": missed,
+            })  # fmt: skip
+        if alarm.any():
+            share_c = float(alarm.sum() / called.sum())
+            pc = np.clip(p[c][alarm], 0.0, 1.0 - 1e-7)
+            per_class.append({
+                "class": c, "role": "negative",
+                "difficulty": "hard" if share_c >= hard_fraction else "easy",
+                "loss": float(-np.log1p(-pc).mean()), "prob": float(pc.mean()),
+                "pixel_fraction": share_c,
+            })  # fmt: skip
+    return row, per_class, issues
+
+
+def _random_shards(
+    directory: Path, rng: np.random.Generator, *, k: int, size: tuple[int, int], odd: bool
+) -> None:
+    """Shards of 1-4 images: softmax probabilities (some rounded to produce ties, some so sharp
+    that float16 underflows to 0), masks with a per-image share of wrong pixels (2-60%) and of
+    ``IGNORE`` (0-30%; the first image has no labelled pixel). ``odd``: one shard also holds
+    NaN, -0.0 and inf, which the bit-pattern argmax leaves to ``np.argmax``."""
+    writer, position = ShardWriter(directory), 0
+    for shard in range(5):
+        b = int(rng.integers(1, 5))
+        logits = rng.normal(0, rng.choice([1.0, 3.0, 12.0]), (b, k, *size))
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        if rng.random() < 0.3:
+            probs = np.round(probs * 8) / 8
+        y = probs.argmax(1)
+        wrong = rng.random(y.shape) < rng.choice([0.02, 0.05, 0.6], (b, 1, 1))
+        y[wrong] = rng.integers(0, k, int(wrong.sum()))
+        y[rng.random(y.shape) < rng.choice([0.0, 0.0, 0.3], (b, 1, 1))] = IGNORE
+        if shard == 0:
+            y[0] = IGNORE
+        probs = probs.astype(np.float16)
+        if odd and shard == 1:
+            probs[0, 0, 0, :3] = np.nan
+            probs[0, 1, 1, :2] = -0.0
+            probs[0, min(2, k - 1), -1, -1] = np.inf
+        writer.add(position + rng.permutation(10)[:b], probs, y)
+        position += 10
+
+
+def _assert_same(ours: SegmentationScores, ref: SegmentationScores) -> None:
+    pd.testing.assert_frame_equal(ours.per_image, ref.per_image, check_exact=True)
+    pd.testing.assert_frame_equal(ours.hard_examples, ref.hard_examples, check_exact=True)
+    np.testing.assert_array_equal(ours.confusion, ref.confusion)
+    assert ours.thresholds.tobytes() == ref.thresholds.tobytes()  # bit for bit
+    assert ours.issue_threshold == ref.issue_threshold
+    assert set(ours.issue_maps) == set(ref.issue_maps)
+    for i, issue_map in ref.issue_maps.items():
+        np.testing.assert_array_equal(ours.issue_maps[i], issue_map)
+
+
+@pytest.mark.parametrize(
+    ("seed", "k", "size", "odd"),
+    [(0, 4, (13, 17), False), (1, 4, (13, 17), False), (2, 2, (40, 37), False),
+     (3, 5, (8, 8), True), (4, 3, (21, 9), True), (5, 6, (16, 16), False)],
+    ids=["k4-a", "k4-b", "binary", "odd-values-k5", "odd-values-k3", "k6"],
+)  # fmt: skip
+@pytest.mark.parametrize("issue_fraction", ["auto", 0.05, 0.3])
+def test_one_pass_equals_the_two_pass_reference(
+    tmp_path: Path, seed: int, k: int, size: tuple[int, int], odd: bool, issue_fraction: Any
+) -> None:
+    _random_shards(tmp_path, np.random.default_rng(seed), k=k, size=size, odd=odd)
+    kwargs = {"num_classes": k, "ignore_index": IGNORE, "hard_pixel_fraction": 0.3}
+    with np.errstate(invalid="ignore"):  # the reference's float32 NaN arithmetic
+        ref = _reference(tmp_path, k, issue_fraction, 0.3)
+    ours = score_segmentation(tmp_path, issue_fraction=issue_fraction, **kwargs)
+    assert ref.per_image["is_label_issue"].any() or issue_fraction == 0.3
+    _assert_same(ours, ref)
+    thresholds, confusion = class_thresholds(tmp_path, k, IGNORE)
+    np.testing.assert_array_equal(thresholds, ref.thresholds)
+    np.testing.assert_array_equal(confusion, ref.confusion)
+
+
+def test_read_shards_reads_compressed_shards_too(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    probs = rng.random((2, 3, 4, 5)).astype(np.float16)
+    targets = rng.integers(0, 3, (2, 4, 5)).astype(np.int16)
+    np.savez_compressed(tmp_path / "r000_000000.npz", index=[4, 2], probs=probs, targets=targets)
+    [(index, back, t)] = list(read_shards(tmp_path))
+    assert index.tolist() == [4, 2] and back.dtype == np.float16
+    np.testing.assert_array_equal(back, probs)
+    np.testing.assert_array_equal(t, targets)
+
+
+def test_targets_outside_the_classes_are_refused(tmp_path: Path) -> None:
+    target = np.array([[0, 1], [3, IGNORE]])
+    _write(tmp_path, [(_onehot(np.zeros((2, 2), np.int64), 3, 0.8), target)])
+    with pytest.raises(ValueError, match=r"expected targets in \[0, 3\) or ignore_index=255; got"):
+        score_segmentation(
+            tmp_path, num_classes=3, ignore_index=IGNORE, issue_fraction=0.1,
+            hard_pixel_fraction=0.5,
+        )  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(1, 7),
+    st.lists(st.sampled_from([0.0, 6e-8, 0.125, 0.3, 0.5, 0.5004, 1.0, 3.0, 65504.0]), min_size=7,
+             max_size=7 * 12),
+)  # fmt: skip
+def test_argmax_on_float16_bits_is_numpys_argmax(k: int, values: list[float]) -> None:
+    # finite probabilities >= +0 (ties included): the bit patterns order like the values
+    p = np.array(values[: len(values) // k * k], np.float16).reshape(1, k, -1)
+    pred, best = _argmax_bits(p.view(np.uint16), np.uint8)
+    np.testing.assert_array_equal(pred[0], p[0].astype(np.float32).argmax(0))
+    np.testing.assert_array_equal(best.view(np.float16)[0], p[0].max(0))
+
+
+def test_a_threshold_just_above_a_float16_value_is_compared_in_float64(tmp_path: Path) -> None:
+    # 20,000 pixels labelled 1 at p(1) = 0.5 and one a float16 step above: t_1 = 0.5 + 2.4e-8,
+    # which float32 would round to 0.5. A pixel labelled 0 but called 1 at p(1) = 0.5 is then
+    # below t_1: no issue (as in the two-pass float32-vs-float64 comparison)
+    k, step = 3, 2.0**-11
+    sure = np.zeros((k, 100, 201), np.float32)
+    sure[1], sure[0] = 0.5, 0.5 - 1e-3  # argmax 1 everywhere, p(1) = 0.5 in float16
+    sure[1, 0, 0] = 0.5 + step
+    given = np.ones((100, 201), np.int64)
+    given[:, 200] = IGNORE
+    close = np.zeros((k, 1, 2), np.float32)
+    close[:, 0, 0] = [0.3, 0.5, 0.2]  # labelled 0, called 1 at p(1) = 0.5
+    close[:, 0, 1] = [0.3, 0.5 + step, 0.2]  # labelled 0, called 1 above t_1: an issue
+    _write(tmp_path, [(sure, given), (close, np.zeros((1, 2), np.int64))])
+    out = score_segmentation(
+        tmp_path, num_classes=k, ignore_index=IGNORE, issue_fraction=0.1,
+        hard_pixel_fraction=0.5,
+    )  # fmt: skip
+    assert 0.5 < out.thresholds[1] < 0.5 + step / 1000 and np.float32(out.thresholds[1]) == 0.5
+    assert out.per_image.loc[11, "issue_pixels"] == 1

@@ -112,3 +112,26 @@ def test_the_literal_finder_finds_a_comparison(tmp_path: Path) -> None:
     code = tmp_path / "m.py"
     code.write_text('"""about segmentation"""\nx = 1\nif x == "segmentation":\n    pass\n')
     assert _task_name_literals(code) == [3]
+
+
+def test_stage_modules_stay_thin() -> None:
+    """A stage reads its inputs, calls the library, writes its outputs: at most 60 lines."""
+    long = {
+        p.name: n
+        for p in sorted((ROOT / "stages").glob("*.py"))
+        if p.name != "common.py" and (n := len(p.read_text().splitlines())) > 60
+    }
+    assert long == {}
+
+
+def test_long_functions_say_why() -> None:
+    """No function over 60 lines without a reason in its docstring ("long ...")."""
+    unexplained = []
+    for path in sorted((ROOT / "datapipe").rglob("*.py")) + sorted((ROOT / "stages").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                doc = (ast.get_docstring(node) or "").lower()
+                if length > 60 and "long" not in doc:
+                    unexplained.append(f"{path.relative_to(ROOT)}:{node.name} ({length} lines)")
+    assert unexplained == []
