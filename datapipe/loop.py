@@ -44,6 +44,25 @@ from datapipe.optim import (
 )
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # x, y, index (host tensors)
+#: a detection batch: images (C, H, W) of any size, torchvision target dicts, index
+ListBatch = tuple[list[torch.Tensor], list[dict[str, torch.Tensor]], torch.Tensor]
+
+
+class ModelLoss(nn.Module):
+    """The criterion of models that compute their losses themselves in training mode
+    (torchvision's detectors: ``model(images, targets) -> {name: loss}``): the total is the
+    sum of the terms, each logged under its name. ``fit`` passes the targets to such models."""
+
+    def forward(
+        self,
+        losses: dict[str, torch.Tensor],
+        targets: Any = None,
+        sample_weight: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if sample_weight is not None:
+            raise DatapipeError("per-sample loss weights are not supported for detectors yet")
+        total = torch.stack([v.float() for v in losses.values()]).sum()
+        return total, {k: v.detach() for k, v in losses.items()}
 
 
 @dataclass(frozen=True)
@@ -110,7 +129,7 @@ class Trainer:
     optimizer: torch.optim.Optimizer
     schedule: Schedule
     ema: Any  # torch AveragedModel or None
-    criterion: CompositeLoss
+    criterion: CompositeLoss | ModelLoss
     starts: np.ndarray  # (epochs + 1,) the first iteration of each epoch
     clip_grad: float | None = None  # max gradient norm
     history: list[dict[str, float]] = field(default_factory=list)
@@ -120,7 +139,7 @@ class Trainer:
         cls,
         model: nn.Module,
         opt: Optimisation,
-        criterion: CompositeLoss,
+        criterion: CompositeLoss | ModelLoss,
         *,
         steps: Sequence[int],
         run: RunSettings,
@@ -197,9 +216,23 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x
 
 
+def _to_device(x: Any, y: Any, device: torch.device) -> tuple[Any, Any]:
+    """A batch on ``device``: tensors, or (detection) lists of images and target dicts."""
+    if isinstance(x, torch.Tensor):
+        return to_device(x, device), y.to(device, non_blocking=True)
+    images = [i.to(device, torch.float32, non_blocking=True) for i in x]
+    return images, [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in y]
+
+
+def _finite(x: Any) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return torch.isfinite(x).all()
+    return torch.stack([torch.isfinite(i).all() for i in x]).all()
+
+
 def fit(
     trainer: Trainer,
-    batches: Callable[[int], Iterable[Batch]],
+    batches: Callable[[int], Iterable[Batch]] | Callable[[int], Iterable[ListBatch]],
     *,
     run: RunSettings,
     seed: int,
@@ -227,7 +260,7 @@ def fit(
 
 def _epoch(
     trainer: Trainer,
-    batches: Iterable[Batch],
+    batches: Iterable[Batch] | Iterable[ListBatch],
     run: RunSettings,
     hooks: Hooks,
     *,
@@ -240,23 +273,26 @@ def _epoch(
     bad_input = torch.zeros((), dtype=torch.bool, device=device)
     step = int(trainer.starts[epoch])
     count = 0
+    model_loss = isinstance(trainer.criterion, ModelLoss)
     for i, (x, y, index) in enumerate(batches):
-        x, y = to_device(x, device), y.to(device, non_blocking=True)
-        bad_input |= ~torch.isfinite(x).all()
+        x, y = _to_device(x, y, device)
+        bad_input |= ~_finite(x)
         if hooks.transform is not None:
             x, y = hooks.transform(x, y, epoch, i)
         w = hooks.sample_weight(index) if hooks.sample_weight is not None else None
         trainer.schedule.step(step)
         with autocast(device, enabled=run.amp):
-            logits = trainer.net(x)
-        loss, terms = trainer.criterion(logits.float(), y, sample_weight=w)
+            logits = trainer.net(x, y) if model_loss else trainer.net(x)
+        loss, terms = trainer.criterion(
+            logits if model_loss else logits.float(), y, sample_weight=w
+        )
         trainer.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = clip_gradients(trainer.net.parameters(), max_norm=trainer.clip_grad)
         trainer.optimizer.step()
         if trainer.ema is not None:
             trainer.ema.update_parameters(trainer.raw)
-        if hooks.on_batch is not None:
+        if hooks.on_batch is not None and not model_loss:
             hooks.on_batch(index, logits.detach(), y)
         for name, value in {"loss": loss.detach(), **terms, "grad_norm": grad_norm}.items():
             sums[name] = sums.get(name, 0.0) + float(value)

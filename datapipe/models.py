@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -242,3 +242,78 @@ def check_lr_mult(model: nn.Module, lr_mult: Mapping[str, float], *, key: str) -
                 f"{key}.{part}: matches no parameter of this model; parameter names start with "
                 f"{heads} (e.g. {names[-1]!r})"
             )
+
+
+# --- detectors (torchvision's, random init) ---------------------------------------------------
+
+DETECTORS = ("fasterrcnn_resnet18_fpn", "retinanet_resnet18_fpn", "fcos_resnet18_fpn",
+             "fasterrcnn_mobilenet_v3_fpn", "maskrcnn_resnet18_fpn")  # fmt: skip
+
+
+def build_detector(
+    name: str,
+    *,
+    in_channels: int,
+    num_classes: int,
+    min_size: int | tuple[int, ...] = 800,
+    max_size: int = 1333,
+    detections_per_img: int = 100,
+    weights: str | Path | None = None,
+    key: str = "score.detection",
+) -> nn.Module:
+    """A torchvision detector for ``num_classes`` object classes (background is added for the
+    R-CNNs), its backbone's stem built for ``in_channels``; inputs are already normalised
+    (datapipe's per-channel mean / std), so the detector's own normalisation is the identity.
+    ``min_size`` a tuple: one is drawn per batch in training (multi-scale).
+
+    ``auto`` is Faster R-CNN on a ResNet-18 FPN, small enough to train out of fold on a CPU.
+    Long by design: five torchvision families share one stem and normalisation setup.
+    """
+    from torchvision.models.detection import (
+        FCOS,
+        FasterRCNN,
+        MaskRCNN,
+        RetinaNet,
+        fasterrcnn_mobilenet_v3_large_fpn,
+    )
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+    resolved = "fasterrcnn_resnet18_fpn" if name == "auto" else name
+    if resolved not in DETECTORS:
+        raise ConfigError(f"{key}.model: unknown detector {name!r}; known: {list(DETECTORS)}")
+    if in_channels < 1 or num_classes < 1:
+        raise ValueError(
+            f"need in_channels >= 1 and num_classes >= 1; got {in_channels}, {num_classes}"
+        )
+    common = {
+        "min_size": min_size, "max_size": max_size, "image_mean": [0.0] * in_channels,
+        "image_std": [1.0] * in_channels, "detections_per_img": detections_per_img,
+    }  # fmt: skip
+    model: nn.Module
+    if resolved == "fasterrcnn_mobilenet_v3_fpn":
+        common["box_detections_per_img"] = common.pop("detections_per_img")
+        model = fasterrcnn_mobilenet_v3_large_fpn(
+            weights=None, weights_backbone=None, num_classes=num_classes + 1, **common
+        )
+        stem: Any = model.backbone.body["0"]  # type: ignore[union-attr,index]
+        stem[0] = nn.Conv2d(in_channels, stem[0].out_channels, 3, stride=2, padding=1, bias=False)
+    else:
+        retina = resolved.startswith(("retinanet", "fcos"))
+        backbone = resnet_fpn_backbone(
+            backbone_name="resnet18", weights=None, trainable_layers=5,
+            returned_layers=[2, 3, 4] if retina else None,
+            extra_blocks=LastLevelP6P7(256, 256) if retina else None,
+        )  # fmt: skip
+        backbone.body.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        if resolved.startswith("retinanet"):
+            model = RetinaNet(backbone, num_classes, **common)
+        elif resolved.startswith("fcos"):
+            model = FCOS(backbone, num_classes, **common)
+        else:
+            common["box_detections_per_img"] = common.pop("detections_per_img")
+            factory = MaskRCNN if resolved.startswith("maskrcnn") else FasterRCNN
+            model = factory(backbone, num_classes + 1, **common)
+    if weights is not None:
+        load_weights(model, Path(weights), key=f"{key}.weights")
+    return model

@@ -44,11 +44,11 @@ from datapipe.manifest import is_image_name, list_images, sample_id
 ObjectLayout = Literal["coco", "voc", "yolo"]
 OBJECT_LAYOUTS: tuple[ObjectLayout, ...] = ("coco", "voc", "yolo")
 #: objects.parquet: one row per annotated object. Corners are pixels, 0-based, x1/y1 exclusive
-#: (``relative`` rows until :func:`to_pixels`); ``segmentation`` is COCO's JSON (polygons or
-#: RLE) or ""; ``problem`` says why the entry cannot be used as given ("" when it can).
+#: (``relative`` rows until :func:`to_pixels`); ``instance_mask`` is COCO's segmentation JSON
+#: (polygons or RLE) or ""; ``problem`` says why the entry cannot be used as given ("" when it can).
 OBJECT_COLUMNS = (
     "sample_id", "image", "object_id", "class", "class_id", "x0", "y0", "x1", "y1", "area",
-    "iscrowd", "difficult", "segmentation", "relative", "problem",
+    "iscrowd", "difficult", "instance_mask", "relative", "problem",
 )  # fmt: skip
 COCO_NAMES = ("annotations.json",)
 VOC_FOLDERS = ("Annotations",)
@@ -209,7 +209,7 @@ def _coco_row(
         image=image or "", object_id=str(ann.get("id", where)),
         class_id=index.get(category, -1), names=names, corners=corners,
         area=_float(ann.get("area")), iscrowd=bool(ann.get("iscrowd", 0)), difficult=False,
-        segmentation=json.dumps(segmentation) if segmentation else "", relative=False,
+        instance_mask=json.dumps(segmentation) if segmentation else "", relative=False,
         problem="; ".join(problems),
     )  # fmt: skip
 
@@ -267,7 +267,7 @@ def _read_voc(root: Path, classes: Sequence[str] | None) -> Annotations:
             rows.append(_row(
                 image=image, object_id=f"{source}#{o.k}", class_id=index.get(o.name, -1),
                 names=names, corners=pixels, area=None, iscrowd=False, difficult=o.difficult,
-                segmentation="", relative=False, problem="; ".join(problems),
+                instance_mask="", relative=False, problem="; ".join(problems),
             ))  # fmt: skip
     return Annotations("voc", "Annotations", names, images, _frame(rows))
 
@@ -363,7 +363,7 @@ def _yolo_row(line: str, where: str, image: str, names: Sequence[str] | None) ->
         )
     return _row(
         image=image, object_id=where, class_id=class_id, names=names or [], corners=corners,
-        area=None, iscrowd=False, difficult=False, segmentation=segmentation, relative=True,
+        area=None, iscrowd=False, difficult=False, instance_mask=segmentation, relative=True,
         problem="; ".join(problems),
     )  # fmt: skip
 
@@ -378,15 +378,13 @@ def to_pixels(objects: pd.DataFrame, sizes: Mapping[str, tuple[int, int]]) -> pd
     scale = out["relative"].to_numpy(bool) & np.isfinite(hw[:, 0])
     for column, axis in (("x0", 1), ("x1", 1), ("y0", 0), ("y1", 0)):
         out.loc[scale, column] = out.loc[scale, column].to_numpy() * hw[scale, axis]
-    segmentation = out["segmentation"].tolist()
+    masks = out["instance_mask"].tolist()
     for i in np.flatnonzero(scale).tolist():
-        if segmentation[i]:
+        if masks[i]:
             h, w = hw[i]
-            polygons = [
-                [v * (w, h)[k % 2] for k, v in enumerate(p)] for p in json.loads(segmentation[i])
-            ]
-            segmentation[i] = json.dumps(polygons)
-    out["segmentation"] = segmentation
+            polygons = [[v * (w, h)[k % 2] for k, v in enumerate(p)] for p in json.loads(masks[i])]
+            masks[i] = json.dumps(polygons)
+    out["instance_mask"] = masks
     out.loc[scale, "relative"] = False
     return _with_area(out)
 
@@ -437,7 +435,7 @@ def _row(
     area: float | None,
     iscrowd: bool,
     difficult: bool,
-    segmentation: str,
+    instance_mask: str,
     relative: bool,
     problem: str,
 ) -> dict[str, Any]:
@@ -446,7 +444,7 @@ def _row(
         "sample_id": sample_id(image) if image else "", "image": image, "object_id": object_id,
         "class": names[class_id] if 0 <= class_id < len(names) else "", "class_id": class_id,
         "x0": x0, "y0": y0, "x1": x1, "y1": y1, "area": math.nan if area is None else area,
-        "iscrowd": iscrowd, "difficult": difficult, "segmentation": segmentation,
+        "iscrowd": iscrowd, "difficult": difficult, "instance_mask": instance_mask,
         "relative": relative, "problem": problem,
     }  # fmt: skip
 

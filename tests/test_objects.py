@@ -117,7 +117,7 @@ def test_yolo_relative_boxes_and_polygons_become_pixels(tmp_path: Path) -> None:
     assert objects["class"].tolist()[:2] == ["person", "car"]
     assert box.object_id == "labels/sub/y.txt:1" and box.area == 300.0
     assert (polygon.x0, polygon.y0, polygon.x1, polygon.y1) == pytest.approx((6, 4, 30, 20))
-    assert json.loads(polygon.segmentation) == [pytest.approx([6, 4, 30, 4, 30, 20])]
+    assert json.loads(polygon.instance_mask) == [pytest.approx([6, 4, 30, 4, 30, 20])]
     assert "class '3' is not an index" in unknown.problem
     assert "got 3 values" in short.problem and short.object_id == "labels/sub/y.txt:5"
     assert not objects["relative"].any()

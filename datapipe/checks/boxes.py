@@ -197,7 +197,7 @@ def _masks(
         return
     height, width = size
     for i, (object_id, text) in enumerate(
-        zip(group["object_id"], group["segmentation"], strict=True)
+        zip(group["object_id"], group["instance_mask"], strict=True)
     ):
         if not text or not good[i]:
             continue

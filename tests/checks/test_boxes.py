@@ -20,7 +20,7 @@ SETTINGS = BoxCheckSettings(min_size=100, smallest_anchor=32.0)  # no resizing: 
 
 def _objects(*rows: dict) -> pd.DataFrame:
     base = {"sample_id": SID, "image": IMAGE, "class": "cat", "class_id": 0, "area": 0.0,
-            "iscrowd": False, "difficult": False, "segmentation": "", "relative": False,
+            "iscrowd": False, "difficult": False, "instance_mask": "", "relative": False,
             "problem": ""}  # fmt: skip
     return pd.DataFrame([{**base, **r} for r in rows], columns=list(OBJECT_COLUMNS))
 
@@ -79,9 +79,9 @@ def test_duplicates_flag_the_later_box_and_class_overlaps_flag_both() -> None:
 def test_masks_that_disagree_with_their_box_or_do_not_decode() -> None:
     square = json.dumps([[10, 10, 50, 10, 50, 50, 10, 50]])
     objects = _objects(
-        _box("match", 10, 10, 50, 50, segmentation=square),
-        _box("elsewhere", 120, 40, 180, 90, segmentation=square),
-        _box("broken", 60, 60, 90, 90, segmentation=json.dumps([[1, 2, 3]])),
+        _box("match", 10, 10, 50, 50, instance_mask=square),
+        _box("elsewhere", 120, 40, 180, 90, instance_mask=square),
+        _box("broken", 60, 60, 90, 90, instance_mask=json.dumps([[1, 2, 3]])),
     )
     assert _found(objects) == {("elsewhere", "mask_box_mismatch"), ("broken", "mask_invalid")}
 

@@ -79,22 +79,26 @@ def test_class_counts_per_task() -> None:
 
 
 def _task_name_literals(path: Path) -> list[int]:
-    """Lines of ``path`` holding a string constant that is a task name (docstrings aside)."""
+    """Lines of ``path`` where a task name is compared (``==``, ``in``, a ``match`` case) or
+    keys a mapping: code asking which task it is. A data field that happens to share the
+    name (COCO's ``"segmentation"`` polygons) is not such a use."""
     names = set(TASKS)
     tree = ast.parse(path.read_text())
-    docstrings = {
-        id(node.body[0].value)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
-        and node.body
-        and isinstance(node.body[0], ast.Expr)
-        and isinstance(node.body[0].value, ast.Constant)
-    }
-    return [
+    parents = {id(child): node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+    def asks(node: ast.AST) -> bool:
+        parent = parents.get(id(node))
+        if isinstance(parent, ast.Tuple | ast.List | ast.Set):  # x in ("a", "b")
+            node, parent = parent, parents.get(id(parent))
+        if isinstance(parent, ast.Compare | ast.MatchValue):
+            return True
+        return isinstance(parent, ast.Dict) and any(k is node for k in parent.keys)
+
+    return sorted(
         node.lineno
         for node in ast.walk(tree)
-        if isinstance(node, ast.Constant) and node.value in names and id(node) not in docstrings
-    ]
+        if isinstance(node, ast.Constant) and node.value in names and asks(node)
+    )
 
 
 def test_no_code_outside_tasks_names_a_task() -> None:
@@ -108,10 +112,14 @@ def test_no_code_outside_tasks_names_a_task() -> None:
     assert found == {}
 
 
-def test_the_literal_finder_finds_a_comparison(tmp_path: Path) -> None:
+def test_the_literal_finder_finds_comparisons_and_keys_only(tmp_path: Path) -> None:
     code = tmp_path / "m.py"
-    code.write_text('"""about segmentation"""\nx = 1\nif x == "segmentation":\n    pass\n')
-    assert _task_name_literals(code) == [3]
+    code.write_text(
+        '"""about segmentation"""\nx = {"a": 1}\nif x == "segmentation":\n    pass\n'
+        'y = x in ("classification", "z")\nREADME = {"segmentation": 1}\n'
+        'polygons = x.get("segmentation")\nmatch x:\n    case "classification":\n        pass\n'
+    )
+    assert _task_name_literals(code) == [3, 5, 6, 9]
 
 
 def test_stage_modules_stay_thin() -> None:

@@ -1,0 +1,235 @@
+"""Out-of-fold object detectors and the label issues of boxes (issue 14's scoring core).
+
+Per fold, a torchvision detector (:func:`datapipe.models.build_detector`) trains on the
+other folds with the shared loop (:func:`datapipe.loop.fit`, the detector computing its own
+losses: :class:`datapipe.loop.ModelLoss`) and predicts the held-out images. The held-out
+predictions go through ``cleanlab.object_detection``: an image's label quality and issue
+flag, and per given box the *badly located* and *swapped* (wrong class) sub-scores; per
+confident prediction without a given box, the *overlooked* (missing box) score. Each flagged
+box gets a suggestion where the model is confident: the best-overlapping prediction's box
+(mislocated) or class (wrong class).
+
+Classes are 0-based here; the R-CNNs' background class 0 is added and removed at the model's
+boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from datapipe.distributed import Dist
+from datapipe.loop import ListBatch, ModelLoss, Optimisation, RunSettings, Trainer, fit
+from datapipe.scoring.oof import TrainSettings
+
+log = logging.getLogger("datapipe")
+#: a sub-score below this flags the box (cleanlab's ``issues_from_scores`` default)
+ISSUE_THRESHOLD = 0.1
+#: a prediction this confident may suggest a box or class
+SUGGEST_SCORE = 0.5
+
+
+@dataclass(frozen=True)
+class Boxes:
+    """One image's boxes: ``boxes (N, 4)`` x0 y0 x1 y1 pixels, ``labels (N,)`` 0-based classes
+    and, for predictions, ``scores (N,)``."""
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray | None = None
+
+    @classmethod
+    def empty(cls) -> Boxes:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32))
+
+
+def detection_out_of_fold(
+    images: Sequence[np.ndarray],
+    targets: Sequence[Boxes],
+    folds: np.ndarray,
+    *,
+    make_model: Callable[[], nn.Module],
+    settings: TrainSettings,
+    on_fold: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+) -> list[Boxes]:
+    """Held-out predictions for every image (``images[i]`` ``(C, H, W)`` float32, normalised).
+
+    ``on_fold(fold, train, held)`` sees each fold's row positions (tests check they are
+    disjoint). Predictions are kept in memory for now (boxes are small: ~100 per image).
+    """
+    run = RunSettings(torch.device(settings.device), settings.amp, 0, Dist())
+    predictions: list[Boxes] = [Boxes.empty() for _ in images]
+    for fold in np.unique(folds):
+        train, held = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+        if on_fold is not None:
+            on_fold(int(fold), train, held)
+        torch.manual_seed(settings.seed * 1000 + int(fold))
+        model = make_model()
+        offset = _background_offset(model)
+        batches = _batches(images, targets, train, settings, seed=int(fold), offset=offset)
+
+        steps = -(-len(train) // settings.batch_size)
+        trainer = Trainer.build(
+            model, Optimisation.of(settings.recipe), ModelLoss(),
+            steps=[steps] * settings.epochs, run=run,
+        )  # fmt: skip
+        fit(
+            trainer,
+            batches,
+            run=run,
+            seed=settings.seed * 1000 + int(fold),
+            lr_key=f"{settings.key}.lr",
+        )
+        for i, found in zip(held, _predict(trainer.final, images, held, run, offset), strict=True):
+            predictions[i] = found
+        log.info("detection fold %d: trained on %d, predicted %d", fold, len(train), len(held))
+    return predictions
+
+
+def _batches(
+    images: Sequence[np.ndarray],
+    targets: Sequence[Boxes],
+    train: np.ndarray,
+    settings: TrainSettings,
+    *,
+    seed: int,
+    offset: int,
+) -> Callable[[int], Iterator[ListBatch]]:
+    """One epoch's shuffled batches of ``train``, a function of ``(seed, fold, epoch)``."""
+
+    def epoch_batches(epoch: int) -> Iterator[ListBatch]:
+        picked = np.random.default_rng([settings.seed, seed, epoch]).permutation(train)
+        for start in range(0, len(picked), settings.batch_size):
+            yield _batch(images, targets, picked[start : start + settings.batch_size], offset)
+
+    return epoch_batches
+
+
+def _background_offset(model: nn.Module) -> int:
+    """1 for the R-CNNs (class 0 is background), 0 for RetinaNet / FCOS."""
+    return 1 if hasattr(model, "roi_heads") else 0
+
+
+def _batch(
+    images: Sequence[np.ndarray], targets: Sequence[Boxes], rows: np.ndarray, offset: int
+) -> ListBatch:
+    x = [torch.from_numpy(np.ascontiguousarray(images[i], np.float32)) for i in rows]
+    y = [
+        {"boxes": torch.as_tensor(targets[i].boxes, dtype=torch.float32).reshape(-1, 4),
+         "labels": torch.as_tensor(targets[i].labels + offset, dtype=torch.int64)}
+        for i in rows
+    ]  # fmt: skip
+    return x, y, torch.as_tensor(rows)
+
+
+def _predict(
+    model: nn.Module, images: Sequence[np.ndarray], rows: np.ndarray, run: RunSettings, offset: int
+) -> list[Boxes]:
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in rows:
+            x = torch.from_numpy(np.ascontiguousarray(images[i], np.float32)).to(run.device)
+            found = model([x])[0]
+            out.append(Boxes(found["boxes"].cpu().numpy().astype(np.float32),
+                             found["labels"].cpu().numpy().astype(np.int64) - offset,
+                             found["scores"].cpu().numpy().astype(np.float32)))  # fmt: skip
+    return out
+
+
+# --- label issues ---------------------------------------------------------------------------------
+
+
+def cleanlab_inputs(
+    targets: Sequence[Boxes], predictions: Sequence[Boxes], num_classes: int
+) -> tuple[list[dict[str, np.ndarray]], list[np.ndarray]]:
+    """``cleanlab.object_detection``'s formats: labels ``{bboxes (L, 4), labels (L,)}`` and per
+    image an object array of ``num_classes`` ``(M_k, 5)`` arrays ``[x0, y0, x1, y1, score]``."""
+    labels = [{"bboxes": t.boxes.astype(np.float32).reshape(-1, 4), "labels": t.labels.astype(int)}
+              for t in targets]  # fmt: skip
+    preds = []
+    for p in predictions:
+        per_class = np.empty(num_classes, dtype=object)
+        scores = p.scores if p.scores is not None else np.ones(len(p.labels), np.float32)
+        for k in range(num_classes):
+            hit = p.labels == k
+            per_class[k] = (
+                np.column_stack([p.boxes[hit], scores[hit]]).astype(np.float32).reshape(-1, 5)
+            )
+        preds.append(per_class)
+    return labels, preds
+
+
+@dataclass(frozen=True)
+class DetectionIssues:
+    images: pd.DataFrame  # per image: label_quality, is_label_issue
+    boxes: (
+        pd.DataFrame
+    )  # per given box: image, box, badloc, swap, issue, suggested_class, suggested_box
+    missing: pd.DataFrame  # per overlooked prediction: image, class, score, box, overlooked
+
+
+def detection_label_issues(
+    targets: Sequence[Boxes], predictions: Sequence[Boxes], num_classes: int
+) -> DetectionIssues:
+    """Per image and per box label issues from held-out predictions (cleanlab's scores)."""
+    from cleanlab.object_detection import filter as od_filter
+    from cleanlab.object_detection import rank
+
+    labels, preds = cleanlab_inputs(targets, predictions, num_classes)
+    quality = rank.get_label_quality_scores(labels, preds, verbose=False)
+    flagged = od_filter.find_label_issues(labels, preds)
+    badloc = rank.compute_badloc_box_scores(labels=labels, predictions=preds)
+    swap = rank.compute_swap_box_scores(labels=labels, predictions=preds)
+    overlooked = rank.compute_overlooked_box_scores(labels=labels, predictions=preds)
+    rows, missing = [], []
+    for i, (t, p) in enumerate(zip(targets, predictions, strict=True)):
+        for b in range(len(t.labels)):
+            rows.append(_box_row(i, b, t, p, float(badloc[i][b]), float(swap[i][b])))
+        order = np.concatenate([np.flatnonzero(p.labels == k) for k in range(num_classes)])
+        for j, score in zip(order, np.asarray(overlooked[i], np.float64), strict=True):
+            if np.isfinite(score) and score < ISSUE_THRESHOLD:
+                confidence = float(p.scores[j]) if p.scores is not None else 1.0
+                box = p.boxes[j].round(1).tolist()
+                missing.append({"image": i, "class": int(p.labels[j]), "score": confidence,
+                                "box": box, "overlooked": float(score)})  # fmt: skip
+    images = pd.DataFrame({"label_quality": quality, "is_label_issue": flagged})
+    return DetectionIssues(
+        images,
+        pd.DataFrame(rows),
+        pd.DataFrame(missing, columns=["image", "class", "score", "box", "overlooked"]),
+    )
+
+
+def _box_row(i: int, b: int, t: Boxes, p: Boxes, badloc: float, swap: float) -> dict[str, object]:
+    issue = ""
+    if min(badloc, swap) < ISSUE_THRESHOLD:
+        issue = "wrong_class" if swap <= badloc else "mislocated"
+    suggested_class, suggested_box = -1, None
+    confident = (p.scores if p.scores is not None else np.ones(len(p.labels))) >= SUGGEST_SCORE
+    if issue and confident.any():
+        iou = _iou(t.boxes[b : b + 1], p.boxes[confident])[0]
+        best = int(np.argmax(iou))
+        if iou[best] > 0:
+            if issue == "wrong_class" and p.labels[confident][best] != t.labels[b]:
+                suggested_class = int(p.labels[confident][best])
+            if issue == "mislocated" and p.labels[confident][best] == t.labels[b]:
+                suggested_box = p.boxes[confident][best].round(1).tolist()
+    return {"image": i, "box": b, "class": int(t.labels[b]), "badloc": badloc, "swap": swap,
+            "issue": issue, "suggested_class": suggested_class,
+            "suggested_box": suggested_box}  # fmt: skip
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
+    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=1)  # noqa: E731
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)

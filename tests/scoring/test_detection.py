@@ -1,0 +1,96 @@
+"""Out-of-fold detectors and box label issues (cleanlab.object_detection)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from datapipe.models import build_detector
+from datapipe.scoring.detection import (
+    Boxes,
+    cleanlab_inputs,
+    detection_label_issues,
+    detection_out_of_fold,
+)
+from datapipe.scoring.oof import TrainSettings
+
+A = np.array([[10, 10, 40, 40]], np.float32)  # class 0's place
+B = np.array([[60, 50, 90, 85]], np.float32)  # class 1's place
+
+
+def _given(boxes: np.ndarray, labels: list[int]) -> Boxes:
+    return Boxes(boxes.astype(np.float32), np.array(labels, np.int64))
+
+
+def _predicted(boxes: np.ndarray, labels: list[int], score: float = 0.99) -> Boxes:
+    return Boxes(
+        boxes.astype(np.float32),
+        np.array(labels, np.int64),
+        np.full(len(labels), score, np.float32),
+    )
+
+
+def _planted() -> tuple[list[Boxes], list[Boxes]]:
+    both = np.concatenate([A, B])
+    targets = [_given(both, [0, 1]) for _ in range(8)]
+    predictions = [_predicted(both, [0, 1]) for _ in range(8)]
+    targets[2] = _given(both, [1, 1])  # box 0 swapped: the model says class 0
+    targets[3] = _given(np.concatenate([A, B + 25]), [0, 1])  # box 1 shifted
+    targets[4] = _given(A, [0])  # class 1's box missing
+    return targets, predictions
+
+
+def test_cleanlab_inputs_split_predictions_by_class() -> None:
+    labels, preds = cleanlab_inputs(
+        [_given(A, [1])], [_predicted(np.concatenate([A, B]), [1, 0])], 3
+    )
+    assert labels[0]["bboxes"].shape == (1, 4) and labels[0]["labels"].tolist() == [1]
+    assert [p.shape for p in preds[0]] == [(1, 5), (1, 5), (0, 5)]
+    np.testing.assert_allclose(preds[0][1], [[10, 10, 40, 40, 0.99]])
+
+
+def test_planted_box_problems_are_found_on_the_right_box() -> None:
+    targets, predictions = _planted()
+    found = detection_label_issues(targets, predictions, num_classes=2)
+    flagged = found.boxes[found.boxes["issue"] != ""]
+    assert set(zip(flagged["image"], flagged["box"], flagged["issue"], strict=True)) == {
+        (2, 0, "wrong_class"),
+        (3, 1, "mislocated"),
+    }
+    swap = flagged[flagged["issue"] == "wrong_class"].iloc[0]
+    assert swap["suggested_class"] == 0  # the confident prediction's class
+    moved = flagged[flagged["issue"] == "mislocated"].iloc[0]
+    assert moved["suggested_box"] == pytest.approx(B[0].tolist())
+    assert found.missing["image"].tolist() == [4] and found.missing["class"].tolist() == [1]
+    quality = found.images["label_quality"].to_numpy()
+    clean = np.delete(quality, [2, 3, 4])
+    assert quality[[2, 3, 4]].max() < clean.min()
+    assert set(np.flatnonzero(found.images["is_label_issue"])) == {2, 3, 4}
+
+
+def test_each_image_is_predicted_by_a_model_that_never_trained_on_it() -> None:
+    rng = np.random.default_rng(0)
+    images, targets = [], []
+    for i in range(8):
+        image = rng.normal(0, 0.1, (1, 64, 64)).astype(np.float32)
+        x0, y0 = 8 + 4 * (i % 4), 10 + 3 * (i % 3)
+        image[0, y0 : y0 + 20, x0 : x0 + 20] += 2.0
+        images.append(image)
+        targets.append(_given(np.array([[x0, y0, x0 + 20, y0 + 20]], np.float32), [i % 2]))
+    folds = np.arange(8) % 2
+    seen: list[tuple[int, set[int], set[int]]] = []
+    predictions = detection_out_of_fold(
+        images, targets, folds,
+        make_model=lambda: build_detector(
+            "retinanet_resnet18_fpn", in_channels=1, num_classes=2, min_size=64, max_size=64
+        ),
+        settings=TrainSettings.of(epochs=1, batch_size=4, lr=0.005, amp=False),
+        on_fold=lambda f, train, held: seen.append((f, set(train.tolist()), set(held.tolist()))),
+    )  # fmt: skip
+    assert [f for f, _, _ in seen] == [0, 1]
+    for fold, train, held in seen:
+        assert not train & held and held == set(np.flatnonzero(folds == fold).tolist())
+    assert len(predictions) == 8
+    for p in predictions:
+        assert p.boxes.shape[1:] == (4,) and len(p.boxes) == len(p.labels) == len(p.scores)
+        assert ((p.labels >= 0) & (p.labels < 2)).all()
