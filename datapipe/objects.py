@@ -161,11 +161,17 @@ def _read_coco(root: Path, path: Path) -> Annotations:
     images: list[ImageEntry] = []
     by_id: dict[Any, str] = {}
     for position, entry in enumerate(data["images"]):
-        where = f"{source} images[{position}]"
         if not isinstance(entry, dict) or "file_name" not in entry or "id" not in entry:
+            where = f"{source} images[{position}]"
             raise ConfigError(f"{where}: expected an object with 'id' and 'file_name'")
-        image = _coco_image_path(root, str(entry["file_name"]))
-        problem = "" if (root / image).is_file() else f"listed in {source} but not found"
+    paths = [_coco_image_path(root, str(e["file_name"])) for e in data["images"]]
+    # a missing file goes where the others are (under images/ or not): its path reads right
+    under_images = sum(p.startswith("images/") for p in paths if (root / p).is_file())
+    prefix = "images/" if under_images * 2 > len(paths) else ""
+    for entry, image in zip(data["images"], paths, strict=True):
+        problem = ""
+        if not (root / image).is_file():
+            image, problem = prefix + image, f"listed in {source} but not found"
         by_id[entry["id"]] = image
         images.append(
             ImageEntry(image, _int(entry.get("width")), _int(entry.get("height")), problem)

@@ -64,7 +64,7 @@ def test_coco_boxes_classes_and_problems(tmp_path: Path) -> None:
     assert "bbox [1, 2] is not [x, y, w, h]" in o.loc["14", "problem"]
     assert o.loc["11", "problem"] == "" and o.loc["12", "problem"] == ""
     missing = [e for e in ann.images if e.problem]
-    assert [e.image for e in missing] == ["gone.png"]
+    assert [e.image for e in missing] == ["images/gone.png"]  # where the others are
     assert "listed in annotations.json but not found" in missing[0].problem
 
 
