@@ -247,7 +247,34 @@ def check_lr_mult(model: nn.Module, lr_mult: Mapping[str, float], *, key: str) -
 # --- detectors (torchvision's, random init) ---------------------------------------------------
 
 DETECTORS = ("fasterrcnn_resnet18_fpn", "retinanet_resnet18_fpn", "fcos_resnet18_fpn",
-             "fasterrcnn_mobilenet_v3_fpn", "maskrcnn_resnet18_fpn")  # fmt: skip
+             "fasterrcnn_mobilenet_v3_fpn", "maskrcnn_resnet18_fpn", "fcos_small")  # fmt: skip
+
+
+class _SmallBackbone(nn.Module):
+    """Four conv blocks (stride 2 each) returning the stride-8 and stride-16 maps: the
+    backbone of ``fcos_small``, a detector small enough to train out of fold on a CPU."""
+
+    def __init__(self, in_channels: int, width: int = 32) -> None:
+        super().__init__()
+        widths = [width, width, 2 * width, 2 * width]
+        blocks, cin = [], in_channels
+        for w in widths:
+            blocks.append(nn.Sequential(
+                nn.Conv2d(cin, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w),
+                nn.ReLU(inplace=True), nn.Conv2d(w, w, 3, padding=1, bias=False),
+                nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+            ))  # fmt: skip
+            cin = w
+        self.blocks = nn.ModuleList(blocks)
+        self.out_channels = 2 * width
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i >= 2:
+                out[str(i - 2)] = x
+        return out
 
 
 def build_detector(
@@ -291,7 +318,12 @@ def build_detector(
         "image_std": [1.0] * in_channels, "detections_per_img": detections_per_img,
     }  # fmt: skip
     model: nn.Module
-    if resolved == "fasterrcnn_mobilenet_v3_fpn":
+    if resolved == "fcos_small":
+        from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+        anchors = AnchorGenerator(sizes=((16,), (32,)), aspect_ratios=((1.0,), (1.0,)))
+        model = FCOS(_SmallBackbone(in_channels), num_classes, anchor_generator=anchors, **common)
+    elif resolved == "fasterrcnn_mobilenet_v3_fpn":
         common["box_detections_per_img"] = common.pop("detections_per_img")
         model = fasterrcnn_mobilenet_v3_large_fpn(
             weights=None, weights_backbone=None, num_classes=num_classes + 1, **common
