@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from datapipe.errors import ConfigError
-from datapipe.models import build_classifier, load_weights
+from datapipe.models import DETECTORS, build_classifier, build_detector, load_weights
 
 
 @pytest.mark.parametrize("name", ["small_cnn", "resnet18"])
@@ -50,3 +50,37 @@ def test_missing_weights_file_names_the_key(tmp_path: Path) -> None:
         build_classifier(
             "small_cnn", in_channels=1, num_classes=2, image_size=32, weights=tmp_path / "none.pt"
         )
+
+
+@pytest.mark.parametrize("name", ["auto", *DETECTORS])
+def test_every_detector_builds_for_any_channel_count(name: str) -> None:
+    model = build_detector(name, in_channels=4, num_classes=3, min_size=64, max_size=64)
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == 4
+
+
+def test_the_small_detector_trains_and_predicts_on_four_channels() -> None:
+    model = build_detector("fcos_small", in_channels=4, num_classes=3, min_size=64, max_size=64)
+    images = [torch.rand(4, 64, 80), torch.rand(4, 48, 64)]
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    targets = [
+        {"boxes": torch.tensor([[5.0, 5.0, 30.0, 30.0]]), "labels": torch.tensor([2])},
+        empty,
+    ]
+    model.train()
+    losses = model(images, targets)
+    assert set(losses) == {"classification", "bbox_regression", "bbox_ctrness"}
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    model.eval()
+    with torch.no_grad():
+        found = model(images)
+    assert len(found) == 2 and all(f["boxes"].shape[1:] == (4,) for f in found)
+
+
+def test_an_unknown_detector_names_the_known_ones() -> None:
+    with pytest.raises(
+        ConfigError, match=r"unknown detector 'yolo'; known: \['fasterrcnn_resnet18"
+    ):
+        build_detector("yolo", in_channels=1, num_classes=2)
