@@ -53,6 +53,10 @@ bench: setup
 	$(BIN)/python bench/score_throughput.py
 	$(BIN)/python bench/loader_throughput.py
 	$(BIN)/python bench/curation_gain.py
+	$(BIN)/python bench/seg_label_quality.py
+	$(BIN)/python bench/stage_startup.py
+	$(BIN)/python bench/clean_vs_cleanvision.py
+	$(BIN)/python bench/detection_oof.py --model fcos_small --epochs 60 --folds 2
 
 sample-data: setup
 	$(BIN)/python sample_data/make_sample_data.py
