@@ -37,12 +37,13 @@ SUGGEST_SCORE = 0.5
 
 @dataclass(frozen=True)
 class Boxes:
-    """One image's boxes: ``boxes (N, 4)`` x0 y0 x1 y1 pixels, ``labels (N,)`` 0-based classes
-    and, for predictions, ``scores (N,)``."""
+    """One image's boxes: ``boxes (N, 4)`` x0 y0 x1 y1 pixels, ``labels (N,)`` 0-based classes,
+    for predictions ``scores (N,)``, and for instance segmentation ``masks (N, H, W)`` bool."""
 
     boxes: np.ndarray
     labels: np.ndarray
     scores: np.ndarray | None = None
+    masks: np.ndarray | None = None
 
     @classmethod
     def empty(cls) -> Boxes:
@@ -120,11 +121,14 @@ def _batch(
     images: Sequence[np.ndarray], targets: Sequence[Boxes], rows: np.ndarray, offset: int
 ) -> ListBatch:
     x = [torch.from_numpy(np.ascontiguousarray(images[i], np.float32)) for i in rows]
-    y = [
-        {"boxes": torch.as_tensor(targets[i].boxes, dtype=torch.float32).reshape(-1, 4),
-         "labels": torch.as_tensor(targets[i].labels + offset, dtype=torch.int64)}
-        for i in rows
-    ]  # fmt: skip
+    y = []
+    for i in rows:
+        t = targets[i]
+        target = {"boxes": torch.as_tensor(t.boxes, dtype=torch.float32).reshape(-1, 4),
+                  "labels": torch.as_tensor(t.labels + offset, dtype=torch.int64)}  # fmt: skip
+        if t.masks is not None:  # Mask R-CNN: one (H, W) mask per box
+            target["masks"] = torch.as_tensor(t.masks, dtype=torch.uint8)
+        y.append(target)
     return x, y, torch.as_tensor(rows)
 
 
@@ -137,9 +141,11 @@ def _predict(
         for i in rows:
             x = torch.from_numpy(np.ascontiguousarray(images[i], np.float32)).to(run.device)
             found = model([x])[0]
+            soft = found.get("masks")  # Mask R-CNN: (N, 1, H, W) probabilities
+            masks = None if soft is None else soft[:, 0].cpu().numpy() >= 0.5
             out.append(Boxes(found["boxes"].cpu().numpy().astype(np.float32),
                              found["labels"].cpu().numpy().astype(np.int64) - offset,
-                             found["scores"].cpu().numpy().astype(np.float32)))  # fmt: skip
+                             found["scores"].cpu().numpy().astype(np.float32), masks))  # fmt: skip
     return out
 
 

@@ -94,3 +94,27 @@ def test_each_image_is_predicted_by_a_model_that_never_trained_on_it() -> None:
     for p in predictions:
         assert p.boxes.shape[1:] == (4,) and len(p.boxes) == len(p.labels) == len(p.scores)
         assert ((p.labels >= 0) & (p.labels < 2)).all()
+
+
+def test_instance_masks_train_mask_rcnn_out_of_fold_and_come_back_per_box() -> None:
+    rng = np.random.default_rng(1)
+    images, targets = [], []
+    for i in range(4):
+        image = rng.normal(0, 0.1, (1, 48, 48)).astype(np.float32)
+        x0 = 6 + 4 * i
+        image[0, 10:30, x0 : x0 + 16] += 2.0
+        mask = np.zeros((1, 48, 48), bool)
+        mask[0, 10:30, x0 : x0 + 16] = True
+        box = np.array([[x0, 10, x0 + 16, 30]], np.float32)
+        images.append(image)
+        targets.append(Boxes(box, np.array([0]), masks=mask))
+    predictions = detection_out_of_fold(
+        images, targets, np.arange(4) % 2,
+        make_model=lambda: build_detector(
+            "maskrcnn_resnet18_fpn", in_channels=1, num_classes=1, min_size=48, max_size=48
+        ),
+        settings=TrainSettings.of(epochs=1, batch_size=2, lr=0.002, amp=False),
+    )  # fmt: skip
+    for p in predictions:
+        assert p.masks is not None and p.masks.dtype == bool
+        assert p.masks.shape == (len(p.boxes), 48, 48)
