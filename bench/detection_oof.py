@@ -32,7 +32,7 @@ from datapipe.checks.boxes import BoxCheckSettings, box_issues  # noqa: E402
 from datapipe.io import read_image, to_unit_float  # noqa: E402
 from datapipe.manifest import sample_id  # noqa: E402
 from datapipe.models import build_detector  # noqa: E402
-from datapipe.objects import read_annotations  # noqa: E402
+from datapipe.objects import box_iou, read_annotations  # noqa: E402
 from datapipe.scoring.detection import Boxes, detection_label_issues, detection_out_of_fold  # noqa: E402
 from datapipe.scoring.oof import TrainSettings  # noqa: E402
 
@@ -130,8 +130,6 @@ def main() -> None:
 
 def _map50(targets: list[Boxes], predictions: list[Boxes], num_classes: int) -> float:
     """Mean over classes of VOC-style AP at IoU 0.5 (all-point interpolation)."""
-    from datapipe.scoring.detection import _iou
-
     aps = []
     for k in range(num_classes):
         scored, total = [], 0
@@ -142,7 +140,7 @@ def _map50(targets: list[Boxes], predictions: list[Boxes], num_classes: int) -> 
             mine = mine[np.argsort(-p.scores[mine])] if p.scores is not None else mine
             used = np.zeros(len(gt), bool)
             for j in mine:
-                iou = _iou(p.boxes[j : j + 1], gt)[0] if len(gt) else np.zeros(0)
+                iou = box_iou(p.boxes[j : j + 1], gt)[0] if len(gt) else np.zeros(0)
                 best = int(np.argmax(iou)) if len(iou) else -1
                 ok = best >= 0 and iou[best] >= 0.5 and not used[best]
                 if ok:

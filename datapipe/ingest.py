@@ -18,7 +18,7 @@ import functools
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,7 +233,7 @@ def ingest(dataset: DatasetParams, *, name: str, workers: int) -> IngestResult:
     stats = _stats(
         df, probes, dataset, name=name, layout=layout, classes=classes, class_values=class_values
     )
-    stats |= task.target_stats(df, probes, dataset, classes, class_values)
+    stats |= targets.stats(df)
     stats["not_samples"] = {kind: len(paths) for kind, paths in skipped.items()}
     return IngestResult(manifest=df[list(MANIFEST_COLUMNS) + targets.columns], stats=stats)
 
@@ -241,20 +241,24 @@ def ingest(dataset: DatasetParams, *, name: str, workers: int) -> IngestResult:
 @dataclass(frozen=True)
 class Targets:
     """What a task's module found in the probed samples: the classes (names and the values
-    that encode them), the strata splits and folds balance, and the manifest columns it
-    added to the table."""
+    that encode them), the strata splits and folds balance, the manifest columns it added to
+    the table, and its part of stats.json from the split table (``stats(table)``)."""
 
     classes: list[str]
     class_values: list[int]
     strata: list[Any]
     columns: list[str]
+    stats: Callable[[pd.DataFrame], dict[str, Any]]
 
 
 def label_targets(df: pd.DataFrame, probes: Sequence[Probe], dataset: DatasetParams) -> Targets:
     """Image labels: the classes (``classes:`` or the labels seen); ``label_index`` added."""
     classes = _label_classes(df, dataset)
     df["label_index"] = df["label"].map({c: i for i, c in enumerate(classes)}).astype("Int64")
-    return Targets(classes, list(range(len(classes))), df["label"].tolist(), [])
+    return Targets(
+        classes, list(range(len(classes))), df["label"].tolist(), [],
+        stats=lambda table: label_stats(table, classes),
+    )  # fmt: skip
 
 
 def mask_targets(df: pd.DataFrame, probes: Sequence[Probe], dataset: DatasetParams) -> Targets:
@@ -263,16 +267,13 @@ def mask_targets(df: pd.DataFrame, probes: Sequence[Probe], dataset: DatasetPara
     class_values, classes = _mask_classes(probes, dataset)
     present = [sorted(set(p.mask_values) & set(class_values)) for p in probes]
     df["mask_classes"] = present
-    return Targets(classes, class_values, _rarest_present(present), list(SEGMENTATION_COLUMNS))
+    return Targets(
+        classes, class_values, _rarest_present(present), list(SEGMENTATION_COLUMNS),
+        stats=lambda table: mask_stats(probes, dataset, classes, class_values),
+    )  # fmt: skip
 
 
-def label_stats(
-    df: pd.DataFrame,
-    probes: Sequence[Probe],
-    dataset: DatasetParams,
-    classes: list[str],
-    class_values: list[int],
-) -> dict[str, Any]:
+def label_stats(df: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
     """stats.json's per-class image counts, overall and per split."""
     counts = df.groupby(["split", "label"]).size()
     return {
@@ -285,7 +286,6 @@ def label_stats(
 
 
 def mask_stats(
-    df: pd.DataFrame,
     probes: Sequence[Probe],
     dataset: DatasetParams,
     classes: list[str],

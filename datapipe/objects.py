@@ -395,6 +395,25 @@ def to_pixels(objects: pd.DataFrame, sizes: Mapping[str, tuple[int, int]]) -> pd
     return _with_area(out)
 
 
+# --- box geometry (numpy: the clean stage imports no torch) ---------------------------------
+
+
+def box_intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Areas of intersection, ``(len(a), len(b))``, of ``x0 y0 x1 y1`` boxes."""
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    return np.prod(np.clip(hi - lo, 0, None), axis=2)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU, ``(len(a), len(b))``, of ``x0 y0 x1 y1`` boxes (0 where both are empty)."""
+    inter = box_intersection(a, b)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
 # --- instance masks -----------------------------------------------------------------------------
 
 

@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 
 from datapipe.checks.base import Severity
-from datapipe.objects import ImageEntry, decode_instance_mask
+from datapipe.manifest import sample_id
+from datapipe.objects import ImageEntry, box_intersection, box_iou, decode_instance_mask
 
 #: ``(object_id, check, score, detail)`` -> a row, for one image's findings
 Flag = Callable[[str, str, float, str], None]
@@ -68,8 +69,6 @@ def box_issues(
     """Every finding of the checks above. ``objects`` has ``datapipe.objects.OBJECT_COLUMNS``
     (in pixels); ``sizes`` maps sample id -> ``(height, width)`` of the decoded image (an image
     not in it is not measured against its size)."""
-    from datapipe.manifest import sample_id
-
     found: list[dict[str, object]] = []
 
     def add(sid: str, image: str, object_id: str, check: str, score: float, detail: str) -> None:
@@ -114,7 +113,7 @@ def _image_checks(
     good = ~degenerate
     if size is not None:
         height, width = size
-        inside = _intersection(boxes, np.array([[0.0, 0.0, width, height]]))[:, 0]
+        inside = box_intersection(boxes, np.array([[0.0, 0.0, width, height]]))[:, 0]
         t = s.edge_tolerance
         over = (
             (boxes[:, 0] < -t)
@@ -161,7 +160,7 @@ def _overlaps(
     idx = np.flatnonzero(good)
     if len(idx) < 2:
         return
-    iou = _iou(boxes[idx], boxes[idx])
+    iou = box_iou(boxes[idx], boxes[idx])
     classes = group["class"].to_numpy()[idx]
     names = [str(v) for v in group["object_id"]]
     ids = [names[i] for i in idx.tolist()]
@@ -212,7 +211,7 @@ def _masks(
             add(object_id, "mask_box_mismatch", 0.0, "the mask is empty")
             continue
         mask_box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float64)
-        iou = float(_iou(boxes[i : i + 1], mask_box)[0, 0])
+        iou = float(box_iou(boxes[i : i + 1], mask_box)[0, 0])
         if iou < s.mask_box_iou:
             add(
                 object_id,
@@ -220,21 +219,6 @@ def _masks(
                 iou,
                 f"mask box {_fmt(mask_box[0])} has IoU {iou:.2f} with the box",
             )
-
-
-def _intersection(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Areas of intersection, ``(len(a), len(b))``, of ``x0 y0 x1 y1`` boxes."""
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    return np.prod(np.clip(hi - lo, 0, None), axis=2)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    inter = _intersection(a, b)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def _fmt(box: np.ndarray) -> str:

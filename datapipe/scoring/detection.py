@@ -26,6 +26,7 @@ from torch import nn
 
 from datapipe.distributed import Dist
 from datapipe.loop import ListBatch, ModelLoss, Optimisation, RunSettings, Trainer, fit
+from datapipe.objects import box_iou
 from datapipe.scoring.oof import TrainSettings
 
 log = logging.getLogger("datapipe")
@@ -220,7 +221,7 @@ def _box_row(i: int, b: int, t: Boxes, p: Boxes, badloc: float, swap: float) -> 
     suggested_class, suggested_box = -1, None
     confident = (p.scores if p.scores is not None else np.ones(len(p.labels))) >= SUGGEST_SCORE
     if issue and confident.any():
-        iou = _iou(t.boxes[b : b + 1], p.boxes[confident])[0]
+        iou = box_iou(t.boxes[b : b + 1], p.boxes[confident])[0]
         best = int(np.argmax(iou))
         if iou[best] > 0:
             if issue == "wrong_class" and p.labels[confident][best] != t.labels[b]:
@@ -230,12 +231,3 @@ def _box_row(i: int, b: int, t: Boxes, p: Boxes, badloc: float, swap: float) -> 
     return {"image": i, "box": b, "class": int(t.labels[b]), "badloc": badloc, "swap": swap,
             "issue": issue, "suggested_class": suggested_class,
             "suggested_box": suggested_box}  # fmt: skip
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
-    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=1)  # noqa: E731
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)

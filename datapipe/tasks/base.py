@@ -76,18 +76,8 @@ class TaskModule(ABC):
     @abstractmethod
     def ingest_targets(self, table: pd.DataFrame, probes: Sequence[Any], dataset: Any) -> Any:
         """What ingest learns of the targets from the probed samples
-        (:class:`datapipe.ingest.Targets`); adds this task's manifest columns to ``table``."""
-
-    @abstractmethod
-    def target_stats(
-        self,
-        table: pd.DataFrame,
-        probes: Sequence[Any],
-        dataset: Any,
-        classes: list[str],
-        class_values: list[int],
-    ) -> dict[str, Any]:
-        """This task's part of stats.json (per-class image or pixel counts)."""
+        (:class:`datapipe.ingest.Targets`, with this task's part of stats.json); adds this
+        task's manifest columns to ``table``."""
 
     @abstractmethod
     def sample_labels(self, manifest: pd.DataFrame) -> np.ndarray:

@@ -50,18 +50,6 @@ class Classification(TaskModule):
 
         return label_targets(table, probes, dataset)
 
-    def target_stats(
-        self,
-        table: pd.DataFrame,
-        probes: Sequence[Any],
-        dataset: Any,
-        classes: list[str],
-        class_values: list[int],
-    ) -> dict[str, Any]:
-        from datapipe.ingest import label_stats
-
-        return label_stats(table, probes, dataset, classes, class_values)
-
     def sample_labels(self, manifest: pd.DataFrame) -> np.ndarray:
         return manifest["label_index"].fillna(0).to_numpy(np.int64)
 

@@ -53,18 +53,6 @@ class Segmentation(TaskModule):
 
         return mask_targets(table, probes, dataset)
 
-    def target_stats(
-        self,
-        table: pd.DataFrame,
-        probes: Sequence[Any],
-        dataset: Any,
-        classes: list[str],
-        class_values: list[int],
-    ) -> dict[str, Any]:
-        from datapipe.ingest import mask_stats
-
-        return mask_stats(table, probes, dataset, classes, class_values)
-
     def sample_labels(self, manifest: pd.DataFrame) -> np.ndarray:
         return np.zeros(len(manifest), np.int64)  # the targets are the masks
 
