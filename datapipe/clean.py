@@ -37,7 +37,10 @@ from datapipe.errors import ConfigError
 from datapipe.parallel import parallel_map
 from datapipe.runs import RunStats
 
-ISSUE_COLUMNS = ("sample_id", "image", "check", "severity", "score", "detail", "group")
+#: data_issues.csv; ``object_id`` names the annotated object of an object check ("" otherwise)
+ISSUE_COLUMNS = (
+    "sample_id", "image", "check", "severity", "score", "detail", "group", "object_id",
+)  # fmt: skip
 FEATURE_COLUMNS = (
     "decode_error", "phash", "brightness", "highlight", "shadow", "contrast", "value_range",
     "entropy", "sharpness", "saturated", "nonfinite", "mask_hash", "mask_bad_values",
@@ -194,7 +197,37 @@ def _issues(samples: pd.DataFrame, found: dict[str, pd.DataFrame]) -> pd.DataFra
         )
     table = pd.concat(issues) if issues else pd.DataFrame(columns=list(ISSUE_COLUMNS))
     table = table.sort_values(["image", "check"], kind="stable").reset_index(drop=True)
+    table["object_id"] = ""
     return table[list(ISSUE_COLUMNS)]
+
+
+def object_issues(
+    samples: pd.DataFrame,
+    objects: pd.DataFrame,
+    params: CleanParams,
+    *,
+    root: Path,
+    detector_size: int,
+) -> pd.DataFrame:
+    """The annotation checks (``datapipe.checks.boxes``) as data_issues rows: one per finding,
+    with the object's id; an annotated image that is not on disk is ``image_missing``."""
+    from datapipe.checks.boxes import BoxCheckSettings, box_issues
+    from datapipe.objects import ImageEntry
+
+    entries, sizes = [], {}
+    for sid, image, h, w, error in zip(
+        samples["sample_id"], samples["image"], samples["height"], samples["width"],
+        samples["read_error"], strict=True,
+    ):  # fmt: skip
+        missing = isinstance(error, str) and bool(error) and not (root / image).exists()
+        entries.append(ImageEntry(image, problem=f"annotated, but {error}" if missing else ""))
+        if not (pd.isna(h) or pd.isna(w)):
+            sizes[sid] = (int(h), int(w))
+    settings = BoxCheckSettings(min_size=detector_size, **params.boxes.model_dump())
+    found = box_issues(objects, entries, sizes, settings)
+    found["group"] = found["sample_id"].map(samples.set_index("sample_id")["group"])
+    found["score"] = found["score"].round(4)
+    return found[list(ISSUE_COLUMNS)]
 
 
 def exclusion_reasons(issues: pd.DataFrame, params: CleanParams) -> pd.Series:
@@ -213,8 +246,12 @@ def clean(
     *,
     workers: int,
     name: str,
+    objects: pd.DataFrame | None = None,
+    detector_size: int = 800,
 ) -> CleanResult:
-    """Measure, check, repair leakage and mark exclusions for one dataset's manifest."""
+    """Measure, check, repair leakage and mark exclusions for one dataset's manifest; for
+    object tasks, ``objects`` (objects.parquet) goes through the annotation checks too
+    (``detector_size``: the side the detector sees, for ``box_tiny``)."""
     unknown = sorted(set(params.exclude) - set(CHECKS))
     if unknown:
         raise ConfigError(f"clean.exclude: unknown check(s) {unknown}; known: {sorted(CHECKS)}")
@@ -235,6 +272,11 @@ def clean(
             samples, settings.root, ignore_index=dataset.ignore_index, colors=settings.mask_colors
         )
     issues, scores = run_checks(samples, facts := dataset_facts(stats, dataset), params)
+    if tasks.get(dataset.task).objects and objects is not None:
+        found = object_issues(
+            samples, objects, params, root=settings.root, detector_size=detector_size
+        )
+        issues = pd.concat([issues, found], ignore_index=True) if len(found) else issues
     out = pd.concat([samples, scores], axis=1)
     out["original_split"] = out["split"]
     repair = plan_leakage_repair(samples, max_share=params.max_leakage_share)
@@ -262,6 +304,10 @@ def _metrics(
         "flagged_samples": int(flagged["sample_id"].nunique()),
         "by_severity": dict(Counter(issues["severity"])),
         "by_check": {name: int((flagged["check"] == name).sum()) for name in CHECKS},
+        "by_object_check": {
+            str(k): int(v) for k, v in flagged.loc[flagged["object_id"] != "", "check"]
+            .value_counts().sort_index().items()
+        },
         "duplicate_groups": int(out["group"].nunique()),
         "largest_duplicate_group": int(groups.max()) if len(groups) else 0,
         "near_duplicate_candidates": evidence.candidates,

@@ -36,7 +36,7 @@ from datapipe import tasks
 from datapipe.errors import ConfigError
 from datapipe.tasks import Task
 
-Layout = Literal["auto", "folders", "labels_csv", "images_masks", "pairs_csv"]
+Layout = Literal["auto", "folders", "labels_csv", "images_masks", "pairs_csv", "coco", "voc", "yolo"]
 BitDepthParam = Literal["auto", "percentile", 8, 10, 12, 14, 16]
 
 
@@ -107,6 +107,10 @@ class CurateParams(_Strict):
     min_weight: float = Field(
         0.1, ge=0, le=1, description="down-weighted samples get max(min_weight, label_quality)"
     )
+    boxes: Literal["fix", "drop", "keep"] = Field(
+        "fix", description="object tasks, flagged boxes: fix = relabel / replace the box with a "
+        "confident suggestion, drop them, or keep them as given"
+    )  # fmt: skip
     splits: list[Literal["train", "val", "test"]] = Field(
         ["train", "val"], description="splits the policy changes; test stays as given "
         "(reviews still apply), so evaluation is not graded by the scoring model"
@@ -190,8 +194,27 @@ DEFAULT_EXCLUDE = (
 )  # fmt: skip
 
 
+class BoxCheckParams(_Strict):
+    """Annotation checks of object tasks (``datapipe.checks.boxes``)."""
+
+    smallest_anchor: float = Field(
+        16.0, gt=0, description="box_tiny: a box under a quarter of this side at the detector's "
+        "input size (train.<task>.image_size) is tiny; fcos_small's is 16, torchvision's FPNs' 32"
+    )  # fmt: skip
+    max_aspect: float = Field(8.0, gt=1, description="box_aspect: longer / shorter side above")
+    duplicate_iou: float = Field(
+        0.9, gt=0, le=1, description="duplicate_box / class_overlap: IoU of two boxes from"
+    )
+    mask_box_iou: float = Field(
+        0.5, ge=0, le=1, description="mask_box_mismatch: IoU of the mask's box with the box below"
+    )
+    edge_tolerance: float = Field(1.0, ge=0, description="px a box may overhang the image")
+
+
 class CleanParams(_Strict):
     """Thresholds of the clean stage's checks and which flags exclude a sample."""
+
+    boxes: BoxCheckParams = BoxCheckParams()
 
     near_duplicate_bits: int = Field(
         10, ge=0, le=16, description="candidates: max Hamming distance of 64-bit perceptual hashes"
@@ -436,6 +459,34 @@ class TrainTaskParams(_Fit):
         return v
 
 
+class DetectorParams(_Strict):
+    """torchvision detector knobs (``datapipe.models.build_detector``)."""
+
+    min_size: list[Annotated[int, Field(ge=8, le=4096)]] | None = Field(
+        None, min_length=1, description="shorter side the detector resizes to; several = one "
+        "drawn per training batch (multi-scale); default: image_size"
+    )  # fmt: skip
+    max_size: int | None = Field(None, ge=8, description="longer side cap; default: image_size")
+    detections_per_img: int = Field(
+        100, ge=1, description="kept per image; evaluation's AR@max_detections uses the same"
+    )
+
+
+class DetectionFitParams(FitParams):
+    """Out-of-fold detectors (the score stage, task detection)."""
+
+    detector: DetectorParams = DetectorParams()
+
+
+class DetectionTrainParams(TrainTaskParams):
+    """The final detector (the train stage, task detection)."""
+
+    detector: DetectorParams = DetectorParams()
+    min_visibility: float = Field(
+        0.3, ge=0, le=1, description="a box cut by augmentation to less of its area is dropped"
+    )
+
+
 class TrainParams(_Strict):
     """The train and evaluate stages."""
 
@@ -449,6 +500,10 @@ class TrainParams(_Strict):
     segmentation: TrainTaskParams = TrainTaskParams(
         image_size=128, batch_size=8, optimizer="adamw", lr=1e-3, weight_decay=0.01,
         loss=LossParams(terms={"loss_ce": 1.0, "loss_dice": 1.0}),
+    )  # fmt: skip
+    detection: DetectionTrainParams = DetectionTrainParams(
+        model="fcos_small", image_size=128, batch_size=8, optimizer="adamw", lr=2e-3,
+        weight_decay=1e-4, augment=[{"HorizontalFlip": {"p": 0.5}}],
     )  # fmt: skip
     preview_samples: int = Field(6, ge=1, le=64, description="rows of augment_preview.png")
     preview_views: int = Field(5, ge=1, le=16, description="augmented views per row")
@@ -467,6 +522,10 @@ class ScoreParams(_Strict):
     )
     classification: FitParams = FitParams(image_size=64, epochs=20)
     segmentation: FitParams = FitParams(image_size=128, epochs=20, batch_size=8, lr=0.02)
+    detection: DetectionFitParams = DetectionFitParams(
+        model="fcos_small", image_size=128, epochs=30, batch_size=8, optimizer="adamw", lr=2e-3,
+        weight_decay=1e-4,
+    )  # fmt: skip
     min_suggest_prob: float = Field(
         0.5, gt=0, le=1, description="suggest another label only when its OOF prob is this high"
     )

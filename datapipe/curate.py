@@ -49,6 +49,7 @@ class CurateResult:
     curated: pd.DataFrame  # CURATED_COLUMNS (+ mask for segmentation), one row per sample
     summary: pd.DataFrame  # per class: a count per action
     metrics: dict[str, Any]
+    objects: pd.DataFrame | None = None  # object tasks: one row per box (detect.curate)
 
     def describe(self, name: str) -> str:
         m = self.metrics
@@ -135,9 +136,14 @@ def curate_run(
     task: str | TaskModule,
     policy: CurateParams,
     review_path: Path,
+    objects: pd.DataFrame | None = None,
+    box_issues: pd.DataFrame | None = None,
+    data_issues: pd.DataFrame | None = None,
 ) -> CurateResult:
     """The curate stage's work: clean's exclusion reasons joined to the scores, the review
-    sheet at ``review_path`` validated when there is one, then :func:`curate`."""
+    sheet at ``review_path`` validated when there is one, then :func:`curate`; for object
+    tasks the boxes too (``objects``, the score stage's ``box_issues`` and clean's
+    ``data_issues``; the object sheet beside the image sheet, ``<dataset>_objects.csv``)."""
     scores = scores.merge(
         clean_manifest[["sample_id", "exclude_reason"]], on="sample_id", how="left"
     )
@@ -149,10 +155,42 @@ def curate_run(
             read_sheet(review_path), sample_ids=scores["sample_id"].tolist(), classes=classes,
             task=task, name=str(review_path),
         )  # fmt: skip
-    return curate(
+    result = curate(
         scores, classes=classes, task=task, policy=policy, review=review,
         review_name=str(review_path) if review is not None else "",
     )  # fmt: skip
+    if not tasks.get(task).objects or objects is None:
+        return result
+    from datapipe.detect.curate import curate_objects, object_metrics, validate_object_review
+
+    sheet = object_review_path(review_path)
+    object_review = None
+    if sheet.exists():
+        object_review = validate_object_review(
+            read_sheet(sheet), objects=objects, sample_ids=scores["sample_id"].tolist(),
+            classes=classes, name=str(sheet),
+        )  # fmt: skip
+    curated = curate_objects(
+        objects, result.curated, box_issues=box_issues if box_issues is not None
+        else pd.DataFrame(columns=["sample_id", "object_id", "issue"]),
+        data_issues=data_issues if data_issues is not None
+        else pd.DataFrame(columns=["sample_id", "object_id", "check"]),
+        classes=classes, policy=policy, review=object_review,
+    )  # fmt: skip
+    metrics = result.metrics | object_metrics(curated)
+    return CurateResult(result.curated, result.summary, metrics, curated)
+
+
+def empty_curated_objects() -> pd.DataFrame:
+    """curated_objects.parquet of a task without objects: the columns, no rows."""
+    from datapipe.detect.curate import CURATED_OBJECT_COLUMNS
+
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in CURATED_OBJECT_COLUMNS})
+
+
+def object_review_path(review_path: Path) -> Path:
+    """The object sheet beside an image review sheet: ``reviews/<dataset>_objects.csv``."""
+    return review_path.with_name(f"{review_path.stem}_objects.csv")
 
 
 def _resolve_policy(policy: CurateParams, task: TaskModule) -> str:

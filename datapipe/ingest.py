@@ -40,6 +40,7 @@ from datapipe.manifest import (
     sample_id,
     scan,
 )
+from datapipe.objects import OBJECT_COLUMNS, read_annotations, to_pixels
 from datapipe.parallel import parallel_map
 from datapipe.stats import Moments
 
@@ -186,6 +187,7 @@ def _probe_mask(probe: Probe, path: Path, settings: ProbeSettings) -> None:
 class IngestResult:
     manifest: pd.DataFrame
     stats: dict[str, Any]
+    objects: pd.DataFrame  # objects.parquet: one row per annotated object (empty: no objects)
 
 
 def ingest(dataset: DatasetParams, *, name: str, workers: int) -> IngestResult:
@@ -235,7 +237,10 @@ def ingest(dataset: DatasetParams, *, name: str, workers: int) -> IngestResult:
     )
     stats |= targets.stats(df)
     stats["not_samples"] = {kind: len(paths) for kind, paths in skipped.items()}
-    return IngestResult(manifest=df[list(MANIFEST_COLUMNS) + targets.columns], stats=stats)
+    objects = targets.objects if targets.objects is not None else empty_objects()
+    return IngestResult(
+        manifest=df[list(MANIFEST_COLUMNS) + targets.columns], stats=stats, objects=objects
+    )
 
 
 @dataclass(frozen=True)
@@ -249,6 +254,7 @@ class Targets:
     strata: list[Any]
     columns: list[str]
     stats: Callable[[pd.DataFrame], dict[str, Any]]
+    objects: pd.DataFrame | None = None  # object tasks: OBJECT_COLUMNS, boxes in pixels
 
 
 def label_targets(df: pd.DataFrame, probes: Sequence[Probe], dataset: DatasetParams) -> Targets:
@@ -271,6 +277,59 @@ def mask_targets(df: pd.DataFrame, probes: Sequence[Probe], dataset: DatasetPara
         classes, class_values, _rarest_present(present), list(SEGMENTATION_COLUMNS),
         stats=lambda table: mask_stats(probes, dataset, classes, class_values),
     )  # fmt: skip
+
+
+def object_targets(
+    df: pd.DataFrame, probes: Sequence[Probe], dataset: DatasetParams
+) -> Targets:
+    """Annotated objects (COCO, VOC, YOLO): the classes of the annotation source, the objects
+    table in pixels (YOLO's relative boxes scaled by the decoded sizes), ``n_objects`` added;
+    strata = the rarest class present in each image, so every class reaches every split."""
+    ann = read_annotations(Path(dataset.root), dataset.layout, classes=dataset.classes)  # type: ignore[arg-type]
+    sizes = {
+        sid: (int(h), int(w))
+        for sid, h, w in zip(df["sample_id"], df["height"], df["width"], strict=True)
+        if not (pd.isna(h) or pd.isna(w))
+    }
+    objects = to_pixels(ann.objects, sizes)
+    usable = objects[objects["problem"] == ""]
+    df["n_objects"] = df["sample_id"].map(usable.groupby("sample_id").size()).fillna(0)
+    df["n_objects"] = df["n_objects"].astype(np.int64)
+    per_image = usable.groupby("sample_id")["class_id"].agg(lambda c: sorted(set(c)))
+    present = [per_image.get(sid, []) for sid in df["sample_id"]]
+    classes = list(ann.classes)
+    return Targets(
+        classes, list(range(len(classes))), _rarest_present(present), ["n_objects"],
+        stats=lambda table: object_stats(table, usable, classes, problems=len(objects) - len(usable)),
+        objects=objects,
+    )  # fmt: skip
+
+
+def object_stats(
+    df: pd.DataFrame, objects: pd.DataFrame, classes: list[str], *, problems: int
+) -> dict[str, Any]:
+    """stats.json's objects per class (overall and per split), images per class, and the
+    count of annotation entries that cannot be used as given."""
+    split = objects["sample_id"].map(df.set_index("sample_id")["split"])
+    named = objects["class_id"].map(dict(enumerate(classes)))
+    by_split = named.groupby(split).value_counts()
+    return {
+        "object_counts": {c: int((named == c).sum()) for c in classes},
+        "object_counts_by_split": {
+            s: {c: int(by_split.get((s, c), 0)) for c in classes}
+            for s in sorted(df["split"].unique())
+        },
+        "images_with_class": {
+            c: int(objects.loc[named == c, "sample_id"].nunique()) for c in classes
+        },
+        "images_without_objects": int((df["n_objects"] == 0).sum()),
+        "object_problems": problems,
+    }
+
+
+def empty_objects() -> pd.DataFrame:
+    """An objects table without rows (what tasks without objects write as objects.parquet)."""
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in OBJECT_COLUMNS})
 
 
 def label_stats(df: pd.DataFrame, classes: list[str]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ least one ``.png .jpg .jpeg .bmp .tif .tiff`` file) and which of two same-stem f
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import logging
 import os
@@ -43,7 +44,7 @@ from datapipe.io.image import IMAGE_SUFFIXES, link_problem
 from datapipe.io.tables import check_columns
 from datapipe.tasks import Task
 
-Layout = Literal["folders", "labels_csv", "images_masks", "pairs_csv"]
+Layout = Literal["folders", "labels_csv", "images_masks", "pairs_csv", "coco", "voc", "yolo"]
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,9 @@ def scan(
             refs = _scan_images_masks(root, mask_suffix)
         case "pairs_csv":
             refs = _scan_pairs_csv(root)
-    listed = resolved in ("labels_csv", "pairs_csv")
+        case "coco" | "voc" | "yolo":
+            refs = _scan_objects(root, resolved, classes)
+    listed = resolved in ("labels_csv", "pairs_csv", "coco", "voc")
     if not (refs if listed else any(is_image_name(r.image) for r in refs)):
         raise ConfigError(
             f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
@@ -322,6 +325,13 @@ def _scan_pairs_csv(root: Path) -> list[SampleRef]:
     ]
 
 
+def _scan_objects(root: Path, layout: Layout, classes: Sequence[str] | None) -> list[SampleRef]:
+    """One ref per image an object-annotation source lists (COCO, VOC) or finds (YOLO)."""
+    from datapipe.objects import read_annotations  # it builds on this module
+
+    return [SampleRef(e.image) for e in read_annotations(root, layout, classes=classes).images]  # type: ignore[arg-type]
+
+
 def _scan_images_masks(root: Path, mask_suffix: str) -> list[SampleRef]:
     masks_dir = root / "masks"
     by_stem: dict[str, list[str]] = defaultdict(list)
@@ -362,6 +372,15 @@ OUTSIDE: dict[Layout, str] = {
     "labels_csv": f"not listed in {LABELS_CSV}",
     "images_masks": "outside images/ and masks/",
     "pairs_csv": f"not listed in {PAIRS_CSV}",
+    "coco": "not an image the COCO annotations list",
+    "voc": "not an image an Annotations/*.xml names",
+    "yolo": "outside images/ and not a labels/ file",
+}
+#: an object layout's own annotation files (not samples, not counted as outside)
+_ANNOTATION_FILES: dict[str, tuple[str, ...]] = {
+    "coco": ("*.json",),
+    "voc": ("Annotations/*", "ImageSets/*"),
+    "yolo": ("labels/*", "*.yaml", "classes.txt"),
 }
 _NOT_SAMPLE_TEXT = {
     "hidden": "hidden (name starts with '.')",
@@ -384,7 +403,7 @@ def not_samples(root: Path, layout: Layout, refs: Sequence[SampleRef]) -> dict[s
     out: dict[str, list[str]] = {kind: [] for kind in NOT_SAMPLE_KINDS}
     for path in listing.files:
         rel = _rel(path, root)
-        if rel in used or rel == own:
+        if rel in used or rel == own or _is_annotation(rel, layout):
             continue
         kind = (
             "unused_masks" if layout == "images_masks" and rel.startswith("masks/") else "outside"
@@ -395,6 +414,10 @@ def not_samples(root: Path, layout: Layout, refs: Sequence[SampleRef]) -> dict[s
     ]
     out["unreadable_folders"] = [_rel(p, root) for p in listing.unreadable]
     return out
+
+
+def _is_annotation(rel: str, layout: Layout) -> bool:
+    return any(fnmatch.fnmatchcase(rel, p) for p in _ANNOTATION_FILES.get(layout, ()))
 
 
 def describe_not_samples(

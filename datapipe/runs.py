@@ -29,6 +29,7 @@ class RunFiles:
     params: Path  # resolve: params/<stage>.json
     manifest: Path  # ingest
     stats: Path
+    objects: Path  # one row per annotated object (object tasks; empty otherwise)
     clean_manifest: Path  # clean
     data_issues: Path
     scores: Path  # score
@@ -39,6 +40,7 @@ class RunFiles:
     oof_probs: Path  # segmentation shards while scoring (kept with score.keep_probs)
     oof_state: Path  # finished folds, for a resumed score
     curated: Path  # curate
+    curated_objects: Path
     curation_summary: Path
     augment_preview: Path  # preview
     model: Path  # train
@@ -59,6 +61,7 @@ class RunFiles:
             params=run / "params",
             manifest=run / "manifest.parquet",
             stats=run / "stats.json",
+            objects=run / "objects.parquet",
             clean_manifest=run / "clean_manifest.parquet",
             data_issues=reports / "data_issues.csv",
             scores=run / "scores.parquet",
@@ -69,6 +72,7 @@ class RunFiles:
             oof_probs=run / "oof_probs",
             oof_state=run / "oof_state",
             curated=run / "curated.parquet",
+            curated_objects=run / "curated_objects.parquet",
             curation_summary=reports / "curation_summary.csv",
             augment_preview=reports / "augment_preview.png",
             model=run / "model.pt",
@@ -121,6 +125,8 @@ class RunStats(BaseModel):
     ignore_index: int | None = None  # masks
     pixel_counts: dict[str, int] = {}
     ignored_pixels: int = 0
+    object_counts: dict[str, int] = {}  # objects
+    object_counts_by_split: dict[str, dict[str, int]] = {}
     not_samples: dict[str, int] = {}
 
     @model_validator(mode="after")

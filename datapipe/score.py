@@ -49,6 +49,8 @@ LABEL_ISSUE_REPORT = (
     "self_confidence", "aum", "reasons",
 )  # fmt: skip
 HARD_EXAMPLE_REPORT = ("sample_id", "image", "class", "role", "difficulty", "loss", "prob")
+#: the held-out number a score run's one-line summary names, first present wins
+SUMMARY_METRICS = {"oof_accuracy": "accuracy", "oof_miou": "mIoU", "oof_map_50": "mAP@0.5"}
 #: issue_maps/README.txt, by whether the task's targets are masks
 ISSUE_MAPS_README = {
     True: "One <sample_id>.png per flagged mask: the pixels whose given class the "
@@ -66,11 +68,13 @@ class ScoreResult:
     confusion_rows: pd.DataFrame  # actual, predicted (for dvc plots' confusion template)
     metrics: dict[str, Any]
     issue_maps: dict[str, np.ndarray] = field(default_factory=dict)  # sample_id -> uint8 map
+    issue_columns: tuple[str, ...] = LABEL_ISSUE_REPORT  # what label_issues.csv must hold
+    hard_columns: tuple[str, ...] = HARD_EXAMPLE_REPORT
 
     def summary(self, name: str) -> str:
         m = self.metrics
-        kind, value = (
-            ("accuracy", m["oof_accuracy"]) if "oof_accuracy" in m else ("mIoU", m["oof_miou"])
+        kind, value = next(
+            (label, m[key]) for key, label in SUMMARY_METRICS.items() if m.get(key) is not None
         )
         issues = m["label_issues"]
         return f"{name}: {m['scored']} scored, OOF {kind} {value:.3f}, {issues} label issues"
@@ -88,8 +92,8 @@ class ScoreResult:
                     raise DatapipeError(f"{path}: cannot write the issue map")
         return [
             write_table(self.scores, files.scores),
-            write_table(self.label_issues, files.label_issues, required=LABEL_ISSUE_REPORT),
-            write_table(self.hard_examples, files.hard_examples, required=HARD_EXAMPLE_REPORT),
+            write_table(self.label_issues, files.label_issues, required=self.issue_columns),
+            write_table(self.hard_examples, files.hard_examples, required=self.hard_columns),
             write_table(self.confusion_rows, files.oof_confusion),
             files.issue_maps,
         ]
@@ -116,6 +120,7 @@ class ScoreJob:
     dist: Dist
     scratch: Path | None
     checkpoint: FoldCheckpoint | None
+    objects: pd.DataFrame | None = None  # objects.parquet (object tasks)
 
     def run(self, sink: Any = None) -> OOFResult:
         return out_of_fold(
@@ -139,6 +144,7 @@ def score(
     scratch: Path | None = None,
     state: Path | None = None,
     name: str = "",
+    objects: pd.DataFrame | None = None,
 ) -> ScoreResult | None:
     """Score every included sample; returns the result on rank 0 and None on other ranks.
 
@@ -190,7 +196,7 @@ def score(
         lambda: task.build_model(
             fit, in_channels=channels, num_classes=len(classes), key=f"score.{task.name}"
         ),
-        settings, name, dist, scratch, checkpoint,
+        settings, name, dist, scratch, checkpoint, objects,
     )  # fmt: skip
     result = task.score(job)
     if result is not None and checkpoint is not None:
@@ -297,7 +303,7 @@ def _settings(
     )
 
 
-def _base_frame(manifest: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+def base_frame(manifest: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
     base = manifest[["sample_id", "image", "split", "fold", "excluded"]].copy()
     base["scored"] = False
     base.loc[base.index[rows], "scored"] = True
@@ -349,7 +355,7 @@ def _classification_result(
         },
         index=manifest.index[rows],
     )
-    scores = _base_frame(manifest, rows).join(scored)
+    scores = base_frame(manifest, rows).join(scored)
     hard = sort.rows.copy()
     hard.insert(0, "image", manifest["image"].to_numpy()[rows][hard["index"]])
     hard.insert(0, "sample_id", manifest["sample_id"].to_numpy()[rows][hard["index"]])
@@ -428,7 +434,7 @@ def _segmentation_result(
         given_label="", suggested_label="", aum=np.nan,
         reasons=np.where(scored["is_label_issue"], "pixel_issues", ""),
     )  # fmt: skip
-    scores = _base_frame(manifest, rows).join(scored)
+    scores = base_frame(manifest, rows).join(scored)
     scores.insert(2, "mask", manifest["mask"])
     names = np.asarray(classes, dtype=object)
     hard = result.hard_examples

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import BatchSampler
 
 from datapipe import tasks
-from datapipe.augment import Augment, build_pipeline, check_pipeline
+from datapipe.augment import Augment, build_pipeline, check_pipeline, to_dict
 from datapipe.augment.batch import (
     MixPolicy,
     MultiScaleBatchSampler,
@@ -426,6 +426,60 @@ def train_dataset(
     return (inputs, result) if dist.is_main else None
 
 
+def train_images(
+    curated: pd.DataFrame,
+    stats: RunStats,
+    dataset: DatasetParams,
+    recipe: TrainTaskParams,
+    settings: TrainParams,
+    *,
+    files: RunFiles,
+    workers: int,
+    name: str,
+) -> tuple[nn.Module, list[dict[str, float]], dict[str, Any], Any] | None:
+    """:func:`train_dataset` for image-label and mask tasks, with what the stage saves: the
+    model, its history, its meta and the resolved augmentation (None on ranks other than 0)."""
+    own = "lr_mult" in dataset.train
+    trained = train_dataset(
+        curated, stats, dataset, recipe, settings, files=files, name=name, workers=workers,
+        section=f"datasets.{name}.train" if own else f"train.{dataset.task}",
+    )  # fmt: skip
+    if trained is None:
+        return None
+    inputs, result = trained
+    pipeline = build_pipeline(recipe.augment, ignore_index=dataset.ignore_index)
+    meta = model_meta(inputs, recipe, stats, to_dict(pipeline))
+    return result.model, result.history, meta, pipeline
+
+
+def evaluate_images(
+    model: nn.Module,
+    meta: Mapping[str, Any],
+    curated: pd.DataFrame,
+    stats: RunStats,
+    dataset: DatasetParams,
+    recipe: TrainTaskParams,
+    settings: TrainParams,
+    *,
+    workers: int,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The evaluate stage's work for image-label and mask tasks: the model on the test split;
+    the task's metrics and the confusion matrix."""
+    task = tasks.get(dataset.task)
+    spec = sample_spec(dataset, stats, size=recipe.image_size)
+    test, _ = split_set(curated, "test", spec)
+    if len(test) == 0:
+        raise DatapipeError("no usable test samples (datasets.*.splits.test is 0?)")
+    _, device = init_distributed(settings.device, key="train.device")  # one process
+    classes = meta["classes"]
+    cm = evaluate(
+        model, test, task=task, classes=classes, batch_size=recipe.batch_size,
+        run=RunSettings(device, settings.amp, min(workers, 4)),
+        ignore_index=dataset.ignore_index, tta=recipe.tta,
+    )  # fmt: skip
+    return task.metrics(cm, classes) | {"tta": recipe.tta, "test_samples": len(test)}, cm
+
+
 def model_meta(
     inputs: TrainInputs, recipe: TrainTaskParams, stats: RunStats, augment: dict[str, Any]
 ) -> dict[str, Any]:
@@ -458,7 +512,8 @@ def load_model(path: Path) -> tuple[nn.Module, dict[str, Any]]:
         meta = bundle["meta"]
     except (OSError, KeyError, RuntimeError) as exc:
         raise DatapipeError(f"{path}: not a datapipe model ({exc}); re-run train") from None
-    recipe = TrainTaskParams.model_validate(meta["recipe"])
+    recipe_type = TrainParams.model_fields[meta["task"]].annotation  # the task's recipe model
+    recipe = recipe_type.model_validate(meta["recipe"])  # type: ignore[union-attr]
     model = build_model(meta["task"], recipe, in_channels=meta["in_channels"],
                         num_classes=len(meta["classes"]))  # fmt: skip
     model.load_state_dict(bundle["state_dict"])

@@ -24,9 +24,11 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     files = RunFiles.under(out)
     manifest = read_table(files.manifest, required=MANIFEST_COLUMNS)
     stats = read_stats(files.stats)
+    objects = read_table(files.objects) if files.objects.exists() else None
     result = clean(
-        manifest, stats, dataset, params.clean, workers=params.resolved_workers(), name=name
-    )
+        manifest, stats, dataset, params.clean, workers=params.resolved_workers(), name=name,
+        objects=objects, detector_size=params.train_recipe(name).image_size,
+    )  # fmt: skip
     m = result.metrics
     log.info(
         "%s: %d samples, %d flagged, %d excluded, %d duplicate groups, %d leakage moves",

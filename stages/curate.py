@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from datapipe.config import DatasetParams, Params
-from datapipe.curate import CURATED_COLUMNS, curate_run
+from datapipe.curate import CURATED_COLUMNS, curate_run, empty_curated_objects
 from datapipe.io import read_table, write_table
 from datapipe.runs import REVIEWS, RunFiles, read_stats
 from stages.common import run_stage, write_metrics
@@ -31,11 +31,17 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     result = curate_run(
         scores, clean, classes=read_stats(files.stats).classes, task=dataset.task,
         policy=dataset.curate, review_path=REVIEWS / f"{name}.csv",
+        objects=read_table(files.objects), box_issues=read_table(files.label_issues),
+        data_issues=read_table(files.data_issues),
     )  # fmt: skip
     log.info("%s", result.describe(name))
     return [
         write_table(result.curated, files.curated, required=CURATED_COLUMNS),
         write_table(result.summary, files.curation_summary),
+        write_table(
+            result.objects if result.objects is not None else empty_curated_objects(),
+            files.curated_objects,
+        ),
         *write_metrics(out, "curate", result.metrics, headline=HEADLINE),
     ]
 

@@ -31,6 +31,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     )
     return [
         write_table(result.manifest, files.manifest),
+        write_table(result.objects, files.objects),
         write_json(files.stats, stats),
     ]
 

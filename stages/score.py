@@ -22,7 +22,7 @@ from stages.common import run_stage, write_metrics
 
 log = logging.getLogger("datapipe")
 #: what metrics/score.json holds (dvc metrics show); reports/score_metrics.json has it all
-HEADLINE = ("oof_accuracy", "oof_miou", "label_issues", "estimated_noise_rate")
+HEADLINE = ("oof_accuracy", "oof_miou", "oof_map_50", "label_issues", "estimated_noise_rate")
 
 
 def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
@@ -37,6 +37,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
             workers=params.resolved_workers(), device=device, dist=dist, name=name,
             scratch=files.oof_probs,
             state=files.oof_state,  # a killed run resumes at its first unfinished fold
+            objects=read_table(files.objects) if files.objects.exists() else None,
         )  # fmt: skip
     finally:
         shutdown()

@@ -28,7 +28,7 @@ def test_minimal_entry_fills_every_default() -> None:
             "datasets.cells.bit_dept: unknown key",
         ),
         ({"datasets": {"cells": {"root": "d"}}}, "datasets.cells.task: required key missing"),
-        ({"datasets": {"cells": {"root": "d", "task": "detection"}}}, "datasets.cells.task"),
+        ({"datasets": {"cells": {"root": "d", "task": "keypoints"}}}, "datasets.cells.task"),
         (
             {"datasets": {"cells": {"root": "d", "task": "segmentation", "bit_depth": 9}}},
             "datasets.cells.bit_depth",

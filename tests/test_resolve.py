@@ -60,14 +60,19 @@ def _set(*path: str, value: Any) -> Any:
         (_set("workers", value=0), set()),
         (
             _set("clean", "near_duplicate_bits", value=6),
-            {("shapes_cls", "clean"), ("shapes_seg", "clean")},
+            {("shapes_cls", "clean"), ("shapes_seg", "clean"), ("shapes_det", "clean")},
+        ),
+        (  # box_tiny measures boxes at the detector's input size: clean reads it
+            _set("train", "detection", "image_size", value=96),
+            {("shapes_det", s) for s in ("clean", "train", "preview", "evaluate")},
         ),
         (
             _set("train", "classification", "image_size", value=32),
             {("shapes_cls", s) for s in ("train", "preview", "evaluate")},
         ),
     ],
-    ids=["dataset-score", "dataset-train", "task-score", "workers", "clean", "task-image-size"],
+    ids=["dataset-score", "dataset-train", "task-score", "workers", "clean", "detector-size",
+         "task-image-size"],
 )
 def test_a_change_reaches_only_the_stages_that_read_it(edit, expected, tmp_path: Path) -> None:
     assert _changed(edit, tmp_path) == expected

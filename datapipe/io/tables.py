@@ -52,13 +52,21 @@ def write_table(df: pd.DataFrame, path: str | Path, *, required: Iterable[str] =
     return path
 
 
+#: identifier columns CSV tables keep as text ("0012" stays "0012", not 12)
+ID_COLUMNS = ("sample_id", "object_id")
+
+
 def read_table(path: str | Path, *, required: Iterable[str] = ()) -> pd.DataFrame:
     """Read a Parquet or CSV table and check it has the ``required`` columns."""
     path = Path(path)
     if not path.is_file():
         raise DatapipeError(f"{path}: table not found (has the stage that writes it run?)")
     try:
-        df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        df = (
+            pd.read_parquet(path)
+            if path.suffix == ".parquet"
+            else pd.read_csv(path, dtype=dict.fromkeys(ID_COLUMNS, str))
+        )
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid and pandas' parse errors too
         reason = " ".join(str(exc).split())
         raise DatapipeError(

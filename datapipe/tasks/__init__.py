@@ -11,6 +11,7 @@ from typing import get_args
 
 from datapipe.tasks.base import Task, TaskModule
 from datapipe.tasks.classification import Classification
+from datapipe.tasks.detection import Detection
 from datapipe.tasks.segmentation import Segmentation
 
 __all__ = [
@@ -32,7 +33,7 @@ def register(module: type[TaskModule]) -> TaskModule:
     return module()
 
 
-TASKS: dict[str, TaskModule] = {t.name: t for t in map(register, (Classification, Segmentation))}
+TASKS: dict[str, TaskModule] = {t.name: t for t in map(register, (Classification, Segmentation, Detection))}
 if set(TASKS) != set(get_args(Task)):  # the literal and the registry are one list
     raise TypeError(f"Task {get_args(Task)} and the registered modules {list(TASKS)} differ")
 

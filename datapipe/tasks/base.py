@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from datapipe.score import ScoreJob, ScoreResult
 
 #: The tasks datapipe knows; the one definition of the literal.
-Task = Literal["classification", "segmentation"]
+Task = Literal["classification", "segmentation", "detection"]
 
 
 class TaskModule(ABC):
@@ -50,6 +50,9 @@ class TaskModule(ABC):
     headline: ClassVar[str]
     #: what ``curate.label_issues: auto`` does with a flagged sample
     label_issue_action: ClassVar[str]
+    #: each sample has annotated objects (boxes, optionally instance masks) in
+    #: ``objects.parquet``: box checks in clean, per-object issues, curation and metrics
+    objects: ClassVar[bool] = False
 
     _REQUIRED: ClassVar[tuple[str, ...]] = (
         "name", "layouts", "models", "image_labels", "dense", "headline", "label_issue_action",

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_literal_and_the_registry_name_the_same_tasks() -> None:
-    assert set(get_args(Task)) == set(TASKS) == {"classification", "segmentation"}
+    assert set(get_args(Task)) == set(TASKS) == {"classification", "segmentation", "detection"}
     assert all(TASKS[name].name == name for name in TASKS)
 
 
@@ -57,8 +57,8 @@ def test_a_module_missing_an_attribute_is_refused_at_registration() -> None:
 
 
 def test_get_names_the_known_tasks_for_an_unknown_one() -> None:
-    with pytest.raises(KeyError, match=r"unknown task 'detection'; known: \['classification'"):
-        tasks.get("detection")
+    with pytest.raises(KeyError, match=r"unknown task 'keypoints'; known: \['classification'"):
+        tasks.get("keypoints")
     assert tasks.get(TASKS["segmentation"]) is TASKS["segmentation"]
 
 

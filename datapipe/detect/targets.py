@@ -1,0 +1,67 @@
+"""Per-image detection targets from ``objects.parquet``: what a detector trains on and what
+its predictions are judged against."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from datapipe.scoring.detection import Boxes
+
+
+@dataclass(frozen=True)
+class ImageObjects:
+    """The usable objects of each image, in manifest order: ``targets[i]`` in the image's own
+    pixels and ``object_ids[i]`` the ids of its boxes, in the same order."""
+
+    targets: list[Boxes]
+    object_ids: list[list[str]]
+
+
+def image_objects(
+    objects: pd.DataFrame,
+    sample_ids: Sequence[str],
+    sizes: Sequence[tuple[int, int]],
+    *,
+    classes: Sequence[str],
+) -> ImageObjects:
+    """Every image's trainable boxes: entries without a ``problem``, not ``iscrowd``, in pixels, clipped to the
+    image, with a positive width and height (degenerate and outside boxes are clean's
+    findings, not targets). ``sizes`` are ``(height, width)`` per sample id.
+
+    Shapes: ``targets[i].boxes`` (N_i, 4) float32 x0 y0 x1 y1, ``.labels`` (N_i,) int64."""
+    if len(sample_ids) != len(sizes):
+        raise ValueError(f"expected one size per sample id; got {len(sizes)} for {len(sample_ids)}")
+    index = {c: i for i, c in enumerate(classes)}
+    usable = objects[
+        (objects["problem"] == "")
+        & ~objects["relative"].astype(bool)
+        & ~objects["iscrowd"].astype(bool)  # crowd regions are neither targets nor misses
+    ]
+    usable = usable[usable["class"].astype(str).isin(index)]
+    groups = dict(tuple(usable.groupby("sample_id", sort=False)))
+    targets, ids = [], []
+    for sid, (h, w) in zip(sample_ids, sizes, strict=True):
+        group = groups.get(sid)
+        if group is None:
+            targets.append(Boxes.empty())
+            ids.append([])
+            continue
+        boxes = group[["x0", "y0", "x1", "y1"]].to_numpy(np.float32)
+        boxes = np.clip(boxes, 0, np.array([w, h, w, h], np.float32))
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        labels = group["class"].astype(str).map(index).to_numpy(np.int64)
+        targets.append(Boxes(boxes[keep], labels[keep]))
+        ids.append([str(v) for v in group["object_id"].to_numpy()[keep]])
+    return ImageObjects(targets, ids)
+
+
+def scale_boxes(found: Boxes, sx: float, sy: float) -> Boxes:
+    """``found`` with x multiplied by ``sx`` and y by ``sy`` (to or from the model's input)."""
+    factor = np.array([sx, sy, sx, sy], np.float32)
+    return Boxes(
+        (found.boxes * factor).astype(np.float32), found.labels, found.scores, found.masks
+    )

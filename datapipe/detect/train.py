@@ -1,0 +1,261 @@
+"""The final detector: trained on the curated boxes of the train split with albumentations
+(boxes follow the geometry; ``bbox_params`` clips or drops cut boxes), detection mixup and the
+shared loop; evaluated with COCO metrics on the test split's boxes as given (reviews apply).
+
+Images are decoded once at their own size (full bit depth, unit float), augmented there, then
+resized to ``image_size`` squares and normalised with stats.json, boxes scaled alike. A
+down-weighted image (curation) is drawn into an epoch with probability = its weight, since
+torchvision's detectors sum their losses over the batch and take no per-image weight.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from datapipe.curate import TRAINING_ACTIONS
+from datapipe.data import SampleSpec, manifest_items, normalise
+from datapipe.detect.curate import TRAINING_OBJECT_ACTIONS
+from datapipe.detect.targets import scale_boxes
+from datapipe.errors import DatapipeError
+from datapipe.loop import ListBatch, ModelLoss, Optimisation, RunSettings, Trainer, fit
+from datapipe.progress import progress
+from datapipe.scoring.detection import Boxes
+
+log = logging.getLogger("datapipe")
+
+
+@dataclass(frozen=True)
+class DetectionSet:
+    """Decoded images of one split with their boxes (image pixels) and curation weights."""
+
+    sample_ids: list[str]
+    images: list[np.ndarray]  # (H, W, C) float32 in [0, 1]
+    targets: list[Boxes]
+    weights: np.ndarray  # (N,) in [0, 1]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def detection_set(
+    curated: pd.DataFrame,
+    curated_objects: pd.DataFrame,
+    split: str,
+    spec: SampleSpec,
+    classes: Sequence[str],
+    *,
+    desc: str,
+) -> DetectionSet:
+    """The usable images of ``split`` (a training action) and their boxes that train (keep,
+    relabel, rebox, add), with the final class and box."""
+    rows = curated[(curated["split"] == split) & curated["action"].isin(TRAINING_ACTIONS)]
+    index = {c: i for i, c in enumerate(classes)}
+    boxes = curated_objects[curated_objects["action"].isin(TRAINING_OBJECT_ACTIONS)]
+    groups = dict(tuple(boxes.groupby("sample_id", sort=False)))
+    images, targets = [], []
+    for item, sid in progress(list(zip(manifest_items(rows), rows["sample_id"], strict=True)),
+                              desc=desc, unit="image"):  # fmt: skip
+        image, _ = spec.decode_unit(item)
+        images.append(image)
+        group = groups.get(sid)
+        if group is None:
+            targets.append(Boxes.empty())
+            continue
+        h, w = image.shape[:2]
+        xyxy = np.clip(group[["x0", "y0", "x1", "y1"]].to_numpy(np.float32), 0,
+                       np.array([w, h, w, h], np.float32))  # fmt: skip
+        keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+        labels = group["final_class"].map(index).to_numpy()
+        keep &= pd.notna(labels)
+        targets.append(Boxes(xyxy[keep], labels[keep].astype(np.int64)))
+    weights = rows["weight"].to_numpy(np.float64) if "weight" in rows else np.ones(len(rows))
+    return DetectionSet(rows["sample_id"].astype(str).tolist(), images, targets, weights)
+
+
+def model_input(image: np.ndarray, target: Boxes, spec: SampleSpec, size: int) -> tuple[torch.Tensor, Boxes]:
+    """A unit ``(H, W, C)`` image as the detector's normalised ``(C, size, size)`` input and
+    its boxes scaled into that frame."""
+    h, w = image.shape[:2]
+    x = normalise(image, spec.image, size)
+    return torch.from_numpy(x), scale_boxes(target, size / w, size / h)
+
+
+def train_detector(
+    model: nn.Module,
+    train: DetectionSet,
+    recipe: Any,
+    spec: SampleSpec,
+    run: RunSettings,
+    *,
+    log_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    desc: str = "train",
+) -> list[dict[str, float]]:
+    """Train ``model`` for ``recipe.epochs`` on ``train``; returns the per-epoch history."""
+    from datapipe.augment.detection import augment_objects, build_box_pipeline
+
+    if len(train) < 2:
+        raise DatapipeError("fewer than 2 usable training images in curated.parquet")
+    pipeline = build_box_pipeline(recipe.augment, min_visibility=recipe.min_visibility,
+                                  seed=recipe.seed)  # fmt: skip
+    offset = 1 if hasattr(model, "roi_heads") else 0  # the R-CNNs' background class 0
+    size = recipe.image_size
+
+    def epoch_batches(epoch: int) -> Iterator[ListBatch]:
+        rng = np.random.default_rng([recipe.seed, epoch])
+        drawn = np.flatnonzero(rng.random(len(train)) < train.weights)
+        order = rng.permutation(drawn)
+        pipeline.set_random_seed(int(rng.integers(2**31)))
+        for start in range(0, len(order), recipe.batch_size):
+            xs, ys = [], []
+            picked = order[start : start + recipe.batch_size]
+            for i in picked:
+                t = train.targets[i]
+                image, boxes, labels, _, _ = augment_objects(pipeline, train.images[i], t.boxes, t.labels)
+                x, scaled = model_input(image, Boxes(boxes, labels), spec, size)
+                xs.append(x)
+                ys.append({"boxes": torch.as_tensor(scaled.boxes).reshape(-1, 4),
+                           "labels": torch.as_tensor(scaled.labels + offset)})  # fmt: skip
+            if recipe.mix.mixup_alpha > 0 and len(xs) > 1:
+                from datapipe.augment.detection import draw_box_mix, mix_detection
+
+                xs, ys = mix_detection(xs, ys, draw_box_mix(len(xs), alpha=recipe.mix.mixup_alpha, rng=rng))
+            yield xs, ys, torch.as_tensor(picked)
+
+    expected = max(1, int(np.ceil(train.weights.sum() / recipe.batch_size)))
+    trainer = Trainer.build(model, Optimisation.of(recipe), ModelLoss(),
+                            steps=[expected] * recipe.epochs, run=run)  # fmt: skip
+    ticks = iter(progress(range(recipe.epochs), total=recipe.epochs, desc=desc, unit="epoch"))
+
+    def on_epoch(epoch: int, row: dict[str, float]) -> None:
+        if log_epoch is not None:
+            log_epoch(epoch, row)
+        next(ticks, None)
+
+    from datapipe.loop import Hooks
+
+    history = fit(trainer, epoch_batches, run=run, seed=recipe.seed, hooks=Hooks(on_epoch=on_epoch),
+                  lr_key="train.detection.lr")  # fmt: skip
+    for _ in ticks:
+        pass
+    model.load_state_dict(trainer.final.state_dict())
+    return history
+
+
+def predict_set(
+    model: nn.Module, data: DetectionSet, spec: SampleSpec, size: int, run: RunSettings
+) -> list[Boxes]:
+    """Predictions for every image of ``data``, in each image's own pixels."""
+    offset = 1 if hasattr(model, "roi_heads") else 0
+    model.eval().to(run.device)
+    out = []
+    with torch.no_grad():
+        for image, t in zip(data.images, data.targets, strict=True):
+            h, w = image.shape[:2]
+            x, _ = model_input(image, t, spec, size)
+            found = model([x.to(run.device)])[0]
+            boxes = Boxes(found["boxes"].cpu().numpy().astype(np.float32),
+                          found["labels"].cpu().numpy().astype(np.int64) - offset,
+                          found["scores"].cpu().numpy().astype(np.float32))  # fmt: skip
+            out.append(scale_boxes(boxes, w / size, h / size))
+    return out
+
+
+def evaluate_detector(
+    model: nn.Module,
+    data: DetectionSet,
+    spec: SampleSpec,
+    recipe: Any,
+    classes: Sequence[str],
+    run: RunSettings,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """COCO metrics (maxDets up to ``detections_per_img``) and the object confusion of
+    ``data`` (``(K+1, K+1)``, background last)."""
+    from datapipe.detect.score import object_confusion
+    from datapipe.scoring.coco_eval import coco_metrics
+
+    found = predict_set(model, data, spec, recipe.image_size, run)
+    sizes = [im.shape[:2] for im in data.images]
+    metrics = coco_metrics(data.targets, found, classes, sizes=sizes,
+                           max_detections=recipe.detector.detections_per_img)  # fmt: skip
+    return metrics, object_confusion(data.targets, found, len(classes))
+
+
+def train_run(
+    curated: pd.DataFrame,
+    curated_objects: pd.DataFrame,
+    stats: Any,
+    dataset: Any,
+    recipe: Any,
+    settings: Any,
+    *,
+    files: Any,
+    workers: int,
+    name: str,
+) -> tuple[nn.Module, list[dict[str, float]], dict[str, Any], Any]:
+    """The train stage's work for an object task: the train and val sets, the detector, its
+    training with DVCLive curves, and the validation COCO metrics of the last epoch (one
+    process; under torchrun every rank would train alone, so it is refused)."""
+    from datapipe import tasks
+    from datapipe.data import sample_spec
+    from datapipe.distributed import init_distributed
+    from datapipe.live import live_log
+
+    dist, device = init_distributed(settings.device, key="train.device")
+    if dist.active:
+        raise DatapipeError("detection trains in one process for now; run without torchrun")
+    task, classes = tasks.get(dataset.task), list(stats.classes)
+    spec = sample_spec(dataset, stats, size=recipe.image_size)
+    train = detection_set(curated, curated_objects, "train", spec, classes, desc=f"{name}: decode train")
+    val = detection_set(curated, curated_objects, "val", spec, classes, desc=f"{name}: decode val")
+    torch.manual_seed(recipe.seed)
+    model = task.build_model(recipe, in_channels=stats.image_channels(), num_classes=len(classes),
+                             key=f"train.{task.name}")  # fmt: skip
+    run = RunSettings(device, settings.amp, 0)
+    with live_log(files.dvclive) as log_epoch:
+        history = train_detector(model, train, recipe, spec, run, log_epoch=log_epoch,
+                                 desc=f"train {name}")  # fmt: skip
+    if len(val):
+        scores, _ = evaluate_detector(model, val, spec, recipe, classes, run)
+        history[-1].update({f"val/{k}": v for k, v in scores.items() if isinstance(v, float)})
+    from datapipe.augment import to_dict
+    from datapipe.augment.detection import build_box_pipeline
+
+    pipeline = build_box_pipeline(recipe.augment, min_visibility=recipe.min_visibility)
+    meta = {"task": task.name, "classes": classes, "in_channels": stats.image_channels(),
+            "recipe": recipe.model_dump(mode="json"), "augment": to_dict(pipeline)}  # fmt: skip
+    return model.cpu(), history, meta, pipeline
+
+
+def evaluate_run(
+    model: nn.Module,
+    meta: dict[str, Any],
+    curated: pd.DataFrame,
+    curated_objects: pd.DataFrame,
+    stats: Any,
+    dataset: Any,
+    recipe: Any,
+    settings: Any,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The evaluate stage's work for an object task: COCO metrics and the object confusion
+    of the test split (its boxes as given, reviews applied)."""
+    from datapipe.data import sample_spec
+    from datapipe.distributed import init_distributed
+
+    spec = sample_spec(dataset, stats, size=recipe.image_size)
+    classes = list(meta["classes"])
+    test = detection_set(curated, curated_objects, "test", spec, classes, desc="decode test")
+    if len(test) == 0:
+        raise DatapipeError("no usable test images (datasets.*.splits.test is 0?)")
+    _, device = init_distributed(settings.device, key="train.device")  # one process
+    metrics, cm = evaluate_detector(model, test, spec, recipe, classes,
+                                    RunSettings(device, settings.amp, 0))  # fmt: skip
+    objects = int(sum(len(t.labels) for t in test.targets))
+    return metrics | {"test_samples": len(test), "test_objects": objects}, cm

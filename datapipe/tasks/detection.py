@@ -1,0 +1,98 @@
+"""Object detection: boxes per image (COCO JSON, Pascal VOC XML or YOLO txt), one row per object
+in ``objects.parquet``; torchvision detectors out of fold and for the final model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from datapipe.tasks.base import TaskModule
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from torch import nn
+
+    from datapipe.runs import RunStats
+    from datapipe.score import ScoreJob, ScoreResult
+
+
+class Detection(TaskModule):
+    name = "detection"
+    layouts = ("coco", "voc", "yolo")
+    models = ("auto", "fcos_small", "fasterrcnn_resnet18_fpn", "retinanet_resnet18_fpn",
+              "fcos_resnet18_fpn", "fasterrcnn_mobilenet_v3_fpn")  # fmt: skip
+    image_labels = False
+    dense = False
+    objects = True
+    headline = "map_50"
+    label_issue_action = "downweight"  # per image; boxes get their own actions (detect.curate)
+
+    def recipe_problems(self, recipe: Any) -> list[tuple[str, str]]:
+        found = []
+        loss = recipe.loss
+        if set(loss.terms) != {"loss_ce"} or loss.class_weight != "none" or loss.ohem_thresh:
+            found.append(("loss", "detectors compute their own losses (classification, box "
+                          "regression, centre-ness); only loss.label_smoothing applies"))  # fmt: skip
+        mix = getattr(recipe, "mix", None)  # train recipes only
+        if mix is not None and mix.cutmix_alpha > 0:
+            found.append(("mix.cutmix_alpha", "cutmix is not defined for boxes; use "
+                          "mix.mixup_alpha (detection mixup keeps both images' boxes)"))  # fmt: skip
+        return found
+
+    def suggested_recipe(self, *, median_side: float, samples: int) -> dict[str, int]:
+        """The typical shorter side, a multiple of 32 within 128..640; batch 8 up to 320 px,
+        else 4; train epochs 36 below 2,000 images, else 24."""
+        size = min(640, max(128, 32 * round(median_side / 32)))
+        return {"image_size": size, "batch_size": 8 if size <= 320 else 4,
+                "epochs": 36 if samples < 2000 else 24}  # fmt: skip
+
+    def detect_layout(self, root: Path) -> str:
+        from datapipe.objects import detect_object_layout
+
+        return detect_object_layout(root)
+
+    def ingest_targets(self, table: pd.DataFrame, probes: Sequence[Any], dataset: Any) -> Any:
+        from datapipe.ingest import object_targets
+
+        return object_targets(table, probes, dataset)
+
+    def sample_labels(self, manifest: pd.DataFrame) -> np.ndarray:
+        return np.zeros(len(manifest), np.int64)  # the targets are the objects
+
+    def class_counts(
+        self, labels: np.ndarray, stats: RunStats, classes: Sequence[str]
+    ) -> np.ndarray:
+        """Annotated objects per class (stats.json's ``object_counts``)."""
+        return np.array([float(stats.object_counts.get(c, 0)) for c in classes])
+
+    def build_model(
+        self, recipe: Any, *, in_channels: int, num_classes: int, key: str
+    ) -> nn.Module:
+        from datapipe.models import build_detector
+
+        knobs = recipe.detector
+        min_size = tuple(knobs.min_size) if knobs.min_size else recipe.image_size
+        return build_detector(
+            recipe.model, in_channels=in_channels, num_classes=num_classes,
+            min_size=min_size if not isinstance(min_size, tuple) or len(min_size) > 1
+            else min_size[0],
+            max_size=knobs.max_size or max(recipe.image_size, *(knobs.min_size or [0])),
+            detections_per_img=knobs.detections_per_img, weights=recipe.weights, key=key,
+        )  # fmt: skip
+
+    def score(self, job: ScoreJob) -> ScoreResult | None:
+        from datapipe.detect.score import score_detection
+
+        return score_detection(job)
+
+    def metrics(self, confusion: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+        """Per-class recall and precision of the held-out objects matched by class
+        (``confusion`` rows = given class, the last row and column = background: a missed
+        object or a prediction on nothing). COCO mAP needs the predictions themselves:
+        ``datapipe.scoring.coco_eval`` (evaluate)."""
+        from datapipe.metrics import classification_metrics
+
+        return classification_metrics(confusion, [*classes, "background"])
