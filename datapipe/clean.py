@@ -305,8 +305,11 @@ def _metrics(
         "by_severity": dict(Counter(issues["severity"])),
         "by_check": {name: int((flagged["check"] == name).sum()) for name in CHECKS},
         "by_object_check": {
-            str(k): int(v) for k, v in flagged.loc[flagged["object_id"] != "", "check"]
-            .value_counts().sort_index().items()
+            str(k): int(v)
+            for k, v in flagged.loc[flagged["object_id"] != "", "check"]
+            .value_counts()
+            .sort_index()
+            .items()
         },
         "duplicate_groups": int(out["group"].nunique()),
         "largest_duplicate_group": int(groups.max()) if len(groups) else 0,

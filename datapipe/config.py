@@ -36,7 +36,9 @@ from datapipe import tasks
 from datapipe.errors import ConfigError
 from datapipe.tasks import Task
 
-Layout = Literal["auto", "folders", "labels_csv", "images_masks", "pairs_csv", "coco", "voc", "yolo"]
+Layout = Literal[
+    "auto", "folders", "labels_csv", "images_masks", "pairs_csv", "coco", "voc", "yolo"
+]
 BitDepthParam = Literal["auto", "percentile", 8, 10, 12, 14, 16]
 
 
@@ -505,8 +507,16 @@ class TrainParams(_Strict):
         model="fcos_small", image_size=128, batch_size=8, optimizer="adamw", lr=2e-3,
         weight_decay=1e-4, augment=[{"HorizontalFlip": {"p": 0.5}}],
     )  # fmt: skip
+    instance_segmentation: DetectionTrainParams = DetectionTrainParams(
+        model="maskrcnn_resnet18_fpn", image_size=256, batch_size=4, optimizer="sgd", lr=0.01,
+        weight_decay=1e-4, augment=[{"HorizontalFlip": {"p": 0.5}}],
+    )  # fmt: skip
     preview_samples: int = Field(6, ge=1, le=64, description="rows of augment_preview.png")
     preview_views: int = Field(5, ge=1, le=16, description="augmented views per row")
+
+    def resolved_loader_workers(self, workers: int) -> int:
+        """``loader_workers``, with ``auto`` = the decode ``workers``."""
+        return workers if self.loader_workers == "auto" else int(self.loader_workers)
 
 
 class ScoreParams(_Strict):
@@ -524,6 +534,10 @@ class ScoreParams(_Strict):
     segmentation: FitParams = FitParams(image_size=128, epochs=20, batch_size=8, lr=0.02)
     detection: DetectionFitParams = DetectionFitParams(
         model="fcos_small", image_size=128, epochs=30, batch_size=8, optimizer="adamw", lr=2e-3,
+        weight_decay=1e-4,
+    )  # fmt: skip
+    instance_segmentation: DetectionFitParams = DetectionFitParams(
+        model="maskrcnn_resnet18_fpn", image_size=256, epochs=12, batch_size=4, lr=0.01,
         weight_decay=1e-4,
     )  # fmt: skip
     min_suggest_prob: float = Field(

@@ -279,9 +279,7 @@ def mask_targets(df: pd.DataFrame, probes: Sequence[Probe], dataset: DatasetPara
     )  # fmt: skip
 
 
-def object_targets(
-    df: pd.DataFrame, probes: Sequence[Probe], dataset: DatasetParams
-) -> Targets:
+def object_targets(df: pd.DataFrame, probes: Sequence[Probe], dataset: DatasetParams) -> Targets:
     """Annotated objects (COCO, VOC, YOLO): the classes of the annotation source, the objects
     table in pixels (YOLO's relative boxes scaled by the decoded sizes), ``n_objects`` added;
     strata = the rarest class present in each image, so every class reaches every split."""
@@ -300,7 +298,9 @@ def object_targets(
     classes = list(ann.classes)
     return Targets(
         classes, list(range(len(classes))), _rarest_present(present), ["n_objects"],
-        stats=lambda table: object_stats(table, usable, classes, problems=len(objects) - len(usable)),
+        stats=lambda table: object_stats(
+            table, usable, classes, problems=len(objects) - len(usable)
+        ),
         objects=objects,
     )  # fmt: skip
 

@@ -213,9 +213,9 @@ def scan(
     warning unless ``classes`` (the dataset's ``classes:`` entry) says which are meant.
     """
     resolved: Layout = detect_layout(root, task) if layout == "auto" else layout
-    expected = tasks.of_layout(resolved).name
-    if expected != task:
-        raise ConfigError(f"layout {resolved!r} is for {expected}, but task is {task!r}")
+    owners = [t.name for t in tasks.of_layout(resolved)]
+    if task not in owners:
+        raise ConfigError(f"layout {resolved!r} is for {' or '.join(owners)}, but task is {task!r}")
     match resolved:
         case "folders":
             refs = _scan_folders(root)

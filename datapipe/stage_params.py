@@ -67,16 +67,22 @@ STAGE_PARAMS: dict[str, Callable[[Params, str], Resolved]] = {
         "dataset": _data(p, n),
         "clean": p.clean.model_dump(mode="json"),
         # box_tiny measures boxes at the detector's input size (object tasks only)
-        **({"detector_size": p.train_recipe(n).image_size}
-           if tasks.get(p.dataset(n).task).objects else {}),
+        **(
+            {"detector_size": p.train_recipe(n).image_size}
+            if tasks.get(p.dataset(n).task).objects
+            else {}
+        ),
     },
     "score": _score,
     "curate": lambda p, n: {
         "dataset": _data(p, n),
         "curate": p.dataset(n).curate.model_dump(mode="json"),
         "review": review_sheet(n),
-        **({"object_review": review_sheet(f"{n}_objects")}
-           if tasks.get(p.dataset(n).task).objects else {}),
+        **(
+            {"object_review": review_sheet(f"{n}_objects")}
+            if tasks.get(p.dataset(n).task).objects
+            else {}
+        ),
     },
     "preview": _preview,
     "train": _train,

@@ -426,6 +426,10 @@ def train_dataset(
     return (inputs, result) if dist.is_main else None
 
 
+#: what the train stage saves of a finished run: model, per-epoch history, meta, augmentation
+Trained = tuple[nn.Module, list[dict[str, float]], dict[str, Any], Any]
+
+
 def train_images(
     curated: pd.DataFrame,
     stats: RunStats,
@@ -436,7 +440,7 @@ def train_images(
     files: RunFiles,
     workers: int,
     name: str,
-) -> tuple[nn.Module, list[dict[str, float]], dict[str, Any], Any] | None:
+) -> Trained | None:
     """:func:`train_dataset` for image-label and mask tasks, with what the stage saves: the
     model, its history, its meta and the resolved augmentation (None on ranks other than 0)."""
     own = "lr_mult" in dataset.train

@@ -20,7 +20,7 @@ from stages.common import run_stage, write_metrics
 log = logging.getLogger("datapipe")
 #: what metrics/eval.json holds (dvc metrics show); reports/eval_metrics.json adds per-class
 #: recall / precision or IoU / Dice
-HEADLINE = ("accuracy", "macro_f1", "miou", "mdice", "map", "map_50")
+HEADLINE = ("accuracy", "macro_f1", "miou", "mdice", "map", "map_50", "mask_map_50", "mask_mar_max")
 
 
 def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:

@@ -34,6 +34,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
         Path(dataset.root), params.report, issue_maps=files.issue_maps,
         class_values=inputs.stats.class_values if inputs.kind.dense else [],
         ignore_index=dataset.ignore_index, mask_colors=dataset.mask_colors,
+        objects=inputs.objects, classes=inputs.classes,
     )  # fmt: skip
     history = read_history(files.history)
     numbers = key_numbers(inputs)

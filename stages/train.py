@@ -1,7 +1,6 @@
-"""Stage train@<dataset>: curated.parquet (+ curated_objects.parquet) + stats.json +
-train.<task> params -> model.pt, augment.json (the resolved albumentations pipeline), DVCLive
-logs (dvclive/), metrics/train.json. Resumes from runs/<dataset>/train_state/checkpoint.pt
-after an interruption (train.resume). On several devices:
+"""Stage train@<dataset>: curated.parquet (+ curated_objects.parquet), stats.json, train.<task>
+-> model.pt, augment.json (the resolved albumentations pipeline), DVCLive logs, metrics/train.json;
+resumes from runs/<dataset>/train_state/checkpoint.pt (train.resume). On several devices:
 
     torchrun --nproc_per_node 4 -m stages.train --dataset my_cells
 """
@@ -18,18 +17,19 @@ from datapipe.augment import save_pipeline
 from datapipe.config import DatasetParams, Params
 from datapipe.io import read_table
 from datapipe.runs import RunFiles, read_stats
-from datapipe.training import save_model, train_images
+from datapipe.training import Trained, save_model, train_images
 from stages.common import run_stage, write_metrics
 
-#: metrics/train.json (dvc metrics show); reports/train_metrics.json has the whole last epoch
-HEADLINE = ("epochs", "train/loss", "val/accuracy", "val/miou", "val/map_50")
+#: metrics/train.json (dvc metrics show); reports/train_metrics.json: the whole last epoch
+HEADLINE = ("epochs", "train/loss", "val/accuracy", "val/miou", "val/map_50", "val/mask_map_50")
 
 
 def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
     files = RunFiles.under(out)
     curated = read_table(files.curated, required=("split", "action", "weight"))
     stats, recipe, settings = read_stats(files.stats), params.train_recipe(name), params.train
-    workers = params.resolved_workers() if settings.loader_workers == "auto" else settings.loader_workers  # noqa: E501
+    workers = settings.resolved_loader_workers(params.resolved_workers())
+    trained: Trained | None
     if tasks.get(dataset.task).objects:  # detectors: boxes through albumentations' bbox_params
         from datapipe.detect.train import train_run
 

@@ -50,8 +50,9 @@ def test_metrics_file_holds_the_finite_headline_numbers_and_the_detail_file_all(
 
 
 def test_every_stage_headline_is_a_few_keys() -> None:
+    # the union over the tasks; a run writes the keys its task produces (2 to 4 of them)
     for stage in (clean, score, curate_stage, train, evaluate):
-        assert 2 <= len(stage.HEADLINE) <= 6, stage.__name__
+        assert 2 <= len(stage.HEADLINE) <= 8, stage.__name__
 
 
 def test_score_metrics_file_is_numbers_without_rare_classes(tmp_path: Path) -> None:

@@ -71,8 +71,15 @@ def _set(*path: str, value: Any) -> Any:
             {("shapes_cls", s) for s in ("train", "preview", "evaluate")},
         ),
     ],
-    ids=["dataset-score", "dataset-train", "task-score", "workers", "clean", "detector-size",
-         "task-image-size"],
+    ids=[
+        "dataset-score",
+        "dataset-train",
+        "task-score",
+        "workers",
+        "clean",
+        "detector-size",
+        "task-image-size",
+    ],
 )
 def test_a_change_reaches_only_the_stages_that_read_it(edit, expected, tmp_path: Path) -> None:
     assert _changed(edit, tmp_path) == expected

@@ -2,14 +2,15 @@
 pipeline, and detection mixup.
 
 * :func:`build_box_pipeline` builds the same strictly checked ``augment`` list as
-  :func:`~datapipe.augment.pipeline.build_pipeline`, with albumentations' ``BboxParams`` (pixel
-  ``pascal_voc`` boxes, clipped, dropped below ``min_visibility`` / ``min_area``), so boxes move
-  with the image. A transform that cannot carry boxes (or, with ``masks``, instance masks) is
-  refused when the pipeline is built, naming it and its position: in albumentations 2.0 such a
-  transform still takes the ``bboxes`` key (it is a ``DualTransform``) but leaves ``Targets.BBOXES``
-  out of its ``_targets`` and raises ``NotImplementedError`` only when a box reaches it.
+  :func:`~datapipe.augment.pipeline.build_pipeline`, with albumentations' ``BboxParams`` (boxes
+  clipped, dropped below ``min_visibility`` / ``min_area``), so boxes move with the image. A
+  transform that cannot carry boxes (or, with ``masks``, instance masks) is refused when the
+  pipeline is built, naming it and its position: in albumentations 2.0 such a transform still
+  takes the ``bboxes`` key (it is a ``DualTransform``) but leaves ``Targets.BBOXES`` out of its
+  ``_targets`` and raises ``NotImplementedError`` only when a box reaches it.
 * :func:`augment_objects` runs it on one image and its objects; ``kept_index`` says which input
-  objects came out, so per-object weights and ids follow.
+  objects came out, so per-object weights and ids follow. :func:`check_box_pipeline` runs each
+  transform once on the dataset's channel count (the box counterpart of ``check_pipeline``).
 * Detection mixup (Zhang et al. 2019, "Bag of Freebies for Training Object Detection Neural
   Networks"): :func:`draw_box_mix` draws partners and ratios, :func:`mix_detection` blends each
   image with its partner, keeps both box sets and weights each set by its share.
@@ -43,6 +44,9 @@ LABEL_FIELDS = ("labels", "object_index")
 _MAX_OBJECTS = 2**24
 #: What a detection mixup draw is: ``(partners, lam)``; ``lam[i]`` is image ``i``'s own share.
 BoxMixDraw = tuple[tuple[int, ...], np.ndarray]
+#: A side shorter than this (pixels) after augmentation is float noise, not an object: a cut
+#: exactly on a box's edge leaves albumentations' crops a box ~1e-7 px wide.
+_SLIVER = 1e-3
 _TARGET_KEYS = frozenset({"boxes", "labels", "masks", "weights"})
 
 
@@ -60,11 +64,14 @@ def build_box_pipeline(
 ) -> A.Compose:
     """The params pipeline as one ``A.Compose`` that moves pixel boxes with the image.
 
-    Boxes (``pascal_voc``: x0 y0 x1 y1 pixels) are clipped to the image; a box left with less
-    than ``min_visibility`` of its area or under ``min_area`` pixels² is dropped. With ``masks``
-    every transform must also carry instance masks and may not fill created areas with
-    anything but 0. Call it through :func:`augment_objects`, which feeds the label fields
-    :data:`LABEL_FIELDS`.
+    Boxes are clipped to the image; a box left with less than ``min_visibility`` of its area
+    or under ``min_area`` pixels² is dropped. With ``masks`` every transform must also carry
+    instance masks and may not fill created areas with anything but 0.
+
+    Call it through :func:`augment_objects`, which takes pixel boxes and feeds the label
+    fields :data:`LABEL_FIELDS`. Inside, boxes are in albumentations' own normalised
+    ``x0 y0 x1 y1`` format, normalised here in float64, because albumentations 2.0 normalises
+    ``pascal_voc`` pixel boxes in float32 (a flipped 99 of 100 px comes back as 0.999999).
     """
     if not 0.0 <= min_visibility <= 1.0:
         raise ValueError(f"expected 0 <= min_visibility <= 1, got {min_visibility}")
@@ -78,7 +85,7 @@ def build_box_pipeline(
 
 def _compose(built: list[Any], *, min_visibility: float, min_area: float, seed: int) -> A.Compose:
     params = A.BboxParams(
-        format="pascal_voc",
+        format="albumentations",
         label_fields=list(LABEL_FIELDS),
         min_visibility=min_visibility,
         min_area=min_area,
@@ -187,32 +194,33 @@ def augment_objects(
 
     Boxes are clipped to the image first; a box with no area inside it (degenerate, or wholly
     outside) is not augmented and not kept. Boxes come back clipped to the output image, with
-    positive width and height; ``kept_index[j]`` is the input row of output object ``j``
-    (ascending), so ``weights[kept_index]`` and ``object_ids[kept_index]`` follow. ``labels``
-    are ``labels[kept_index]``. ``seed`` re-seeds the pipeline first (as ``Augment`` does).
+    width and height over 1e-3 px (a thinner one is what a cut on its edge leaves).
+    ``kept_index[j]`` is the input row of output object ``j`` (ascending), so
+    ``weights[kept_index]`` and ``object_ids[kept_index]`` follow; ``labels`` are
+    ``labels[kept_index]``. ``seed`` re-seeds the pipeline first (as ``Augment`` does).
 
-    albumentations 2.0 normalises pascal_voc boxes in float32, so an output coordinate may
-    differ from the exact geometric answer by about one float32 step at the image size
-    (6e-6 px at 100 px).
+    Coordinates are normalised and back in float64, so a flip of float32 boxes gives the
+    float32 answer (but for rounding ties, one float32 step); albumentations' own crop and
+    affine arithmetic is float32, about 1e-7 of the image size.
 
     Shapes: image (H, W, C) float32 in [0, 1] -> (H', W', C) float32; boxes (N, 4) pixels
     x0 y0 x1 y1 -> (M, 4) float32; labels (N,) integer -> (M,) int64; kept_index (M,) int64
     in [0, N); masks (N, H, W) bool or None -> (M, H', W') bool or None.
     """
     _check_box_pipeline(pipeline, masks=masks is not None)
-    boxes = _check_objects(image, boxes, labels, masks)
+    boxes, labels = _check_objects(image, boxes, labels, masks)
     if seed is not None:
         pipeline.set_random_seed(seed)
-    return _augment(pipeline, image, boxes, labels.astype(np.int64), masks)
+    return _augment(pipeline, image, boxes, labels, masks)
 
 
 def _check_box_pipeline(pipeline: A.Compose, *, masks: bool) -> None:
     proc = getattr(pipeline, "processors", {}).get("bboxes")
     params = getattr(proc, "params", None)
     fields = tuple(getattr(params, "label_fields", None) or ())
-    if fields != LABEL_FIELDS or getattr(params, "format", None) != "pascal_voc":
+    if fields != LABEL_FIELDS or getattr(params, "format", None) != "albumentations":
         raise ValueError(
-            "expected a pipeline from build_box_pipeline (pascal_voc boxes with label fields "
+            "expected a pipeline from build_box_pipeline (normalised boxes with label fields "
             f"{list(LABEL_FIELDS)}); got bbox params {params!r}"
         )
     if masks:
@@ -237,7 +245,7 @@ def _leaves(transforms: Sequence[Any]) -> list[Any]:
 
 def _check_objects(
     image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, masks: np.ndarray | None
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.dtype == np.float32):
         raise ValueError(
             "expected image (H, W, C) float32 in [0, 1] (to_unit_float first), got "
@@ -254,9 +262,7 @@ def _check_objects(
     reversed_ = np.flatnonzero((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1]))
     if len(reversed_):
         r = int(reversed_[0])
-        raise ValueError(
-            f"expected x0 <= x1 and y0 <= y1 (pascal_voc pixels), got row {r}: {boxes[r]}"
-        )
+        raise ValueError(f"expected x0 <= x1 and y0 <= y1 (pixels), got row {r}: {boxes[r]}")
     labels = np.asarray(labels)
     if labels.shape != (n,) or labels.dtype.kind not in "iu":
         raise ValueError(f"expected labels ({n},) integer, got {labels.dtype} {labels.shape}")
@@ -269,7 +275,7 @@ def _check_objects(
             f"expected masks ({n}, {image.shape[0]}, {image.shape[1]}) bool, got "
             f"{getattr(masks, 'dtype', type(masks).__name__)} {getattr(masks, 'shape', '')}"
         )
-    return boxes.astype(np.float32)
+    return boxes.astype(np.float32), labels.astype(np.int64)
 
 
 def _augment(
@@ -281,10 +287,10 @@ def _augment(
 ) -> AugmentedObjects:
     h, w, channels = image.shape
     clipped = np.clip(boxes, 0, np.array([w, h, w, h], np.float32))
-    sent = np.flatnonzero(_has_area(clipped))  # albumentations refuses zero-area inputs
+    sent = np.flatnonzero(_has_area(clipped, side=0.0))  # albumentations refuses zero-area
     data: dict[str, Any] = {
         "image": image,
-        "bboxes": clipped[sent],
+        "bboxes": clipped[sent].astype(np.float64) / _frame(h, w),
         "labels": labels[sent],
         "object_index": np.arange(len(sent), dtype=np.int64),
     }
@@ -292,9 +298,10 @@ def _augment(
         data["masks"] = list(masks[sent].view(np.uint8))
     out = pipeline(**data)
     out_image = _hwc(out["image"], channels)
-    out_boxes = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
+    frame = _frame(*out_image.shape[:2])
+    out_boxes = (np.asarray(out["bboxes"], np.float64).reshape(-1, 4) * frame).astype(np.float32)
     local = np.asarray(out["object_index"]).astype(np.int64).reshape(-1)
-    positive = _has_area(out_boxes)  # min_area 0 lets albumentations keep a zero-area box
+    positive = _has_area(out_boxes, side=_SLIVER)  # with min_area 0, slivers come out
     out_boxes, local = out_boxes[positive], local[positive]
     kept = sent[local]
     out_masks = None
@@ -303,8 +310,12 @@ def _augment(
     return AugmentedObjects(out_image, out_boxes, labels[kept], kept, out_masks)
 
 
-def _has_area(boxes: np.ndarray) -> np.ndarray:
-    return np.asarray((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
+def _frame(h: int, w: int) -> np.ndarray:
+    return np.array([w, h, w, h], np.float64)
+
+
+def _has_area(boxes: np.ndarray, *, side: float) -> np.ndarray:
+    return np.asarray((boxes[:, 2] - boxes[:, 0] > side) & (boxes[:, 3] - boxes[:, 1] > side))
 
 
 def _stack_masks(
@@ -344,7 +355,8 @@ def mix_detection(
     their pixels), with both box sets concatenated (own first) and ``weights`` = ``lam`` for
     its own boxes and ``1 - lam`` for the partner's, times any ``weights`` already there.
     Masks (if the targets have them) are padded alike and concatenated, never blended. An
-    image that is its own partner comes back unchanged (a copy) with weights (1 if absent).
+    image that is its own partner comes back unchanged (a copy, its ``lam`` unused) with
+    weights (1 if absent).
 
     ``weights`` is for a loss that reads it (the paper weights each set's loss by its share):
     torchvision's Faster/Mask R-CNN, RetinaNet and FCOS ignore unknown target keys (their

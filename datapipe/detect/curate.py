@@ -32,7 +32,7 @@ from datapipe.errors import DatapipeError
 #: curated_objects.parquet: one row per given box (and per box a review adds)
 CURATED_OBJECT_COLUMNS = (
     "sample_id", "image", "object_id", "split", "given_class", "action", "final_class",
-    "x0", "y0", "x1", "y1", "source", "reason", "note",
+    "x0", "y0", "x1", "y1", "source", "reason", "note", "instance_mask",
 )  # fmt: skip
 OBJECT_ACTIONS = ("keep", "relabel", "rebox", "add", "drop", "exclude")
 #: the actions whose boxes the final detector trains on
@@ -64,9 +64,12 @@ def curate_objects(
         "object_id": objects["object_id"].astype(str),
         "given_class": objects["class"].astype(str),
         **{c: objects[c].to_numpy(np.float64) for c in ("x0", "y0", "x1", "y1")},
+        "instance_mask": objects.get("instance_mask", pd.Series("", objects.index))
+        .fillna("").astype(str).to_numpy(object),
     })  # fmt: skip
     out["split"] = out["sample_id"].map(split).fillna("").to_numpy(object)
-    out["final_class"] = out["given_class"]
+    final = out["given_class"].to_numpy(object).copy()
+    box = out[["x0", "y0", "x1", "y1"]].to_numpy(np.float64).copy()
     action = np.full(len(out), "keep", object)
     source = np.full(len(out), "auto", object)
     reason = np.full(len(out), "", object)
@@ -74,38 +77,36 @@ def curate_objects(
     key = pd.Index(out["sample_id"] + "/" + out["object_id"])
 
     flagged = box_issues[box_issues["object_id"].fillna("").astype(str) != ""]
-    at = key.get_indexer(flagged["sample_id"].astype(str) + "/" + flagged["object_id"].astype(str))
+    at = key.get_indexer(_keys(flagged))
     flagged, at = flagged[at >= 0], at[at >= 0]
     reason[at] = flagged["issue"].astype(str).to_numpy(object)
     in_scope = out["split"].isin(policy.splits).to_numpy(bool)
-    for i, issue in zip(at, flagged.to_dict("records"), strict=True):
+    for i, issue in zip(at.tolist(), flagged.to_dict("records"), strict=True):
         if not in_scope[i] or policy.boxes == "keep":
             continue
         if policy.boxes == "drop":
             action[i] = "drop"
         elif issue["issue"] == "wrong_class" and issue.get("suggested_class"):
-            action[i], out.loc[out.index[i], "final_class"] = "relabel", issue["suggested_class"]
+            action[i], final[i] = "relabel", issue["suggested_class"]
         elif issue["issue"] == "mislocated" and issue.get("suggested_box"):
-            action[i] = "rebox"
-            out.loc[out.index[i], ["x0", "y0", "x1", "y1"]] = parse_box(issue["suggested_box"])
+            action[i], box[i] = "rebox", parse_box(issue["suggested_box"])
 
     added = []
-    if review is not None and len(review):
-        for r in review.to_dict("records"):
-            if r["decision"] == "add":
-                added.append(_added_row(r, split))
-                continue
-            i = key.get_loc(f"{r['sample_id']}/{r['object_id']}")
-            action[i], source[i], note[i] = r["decision"], "review", r["note"]
-            if r["decision"] == "relabel":
-                out.loc[out.index[i], "final_class"] = r["label"]
-            elif r["decision"] == "rebox":
-                out.loc[out.index[i], ["x0", "y0", "x1", "y1"]] = parse_box(r["box"])
-            elif r["decision"] == "keep":
-                out.loc[out.index[i], "final_class"] = out["given_class"].iat[i]
+    for r in review.to_dict("records") if review is not None else []:
+        if r["decision"] == "add":
+            added.append(_added_row(r, split))
+            continue
+        i = int(key.get_indexer(pd.Index([f"{r['sample_id']}/{r['object_id']}"]))[0])
+        action[i], source[i], note[i] = r["decision"], "review", r["note"]
+        if r["decision"] == "relabel":
+            final[i] = r["label"]
+        elif r["decision"] == "rebox":
+            box[i] = parse_box(r["box"])
+        elif r["decision"] == "keep":
+            final[i], box[i] = out["given_class"].iat[i], out[["x0", "y0", "x1", "y1"]].iloc[i]
 
     errors = data_issues[data_issues["check"].isin(EXCLUDING_OBJECT_CHECKS)]
-    bad = key.get_indexer(errors["sample_id"].astype(str) + "/" + errors["object_id"].astype(str))
+    bad = key.get_indexer(_keys(errors))
     bad_checks = errors["check"].to_numpy(object)[bad >= 0]
     bad = bad[bad >= 0]
     action[bad], source[bad], reason[bad] = "exclude", "clean", bad_checks
@@ -114,18 +115,25 @@ def curate_objects(
     source[gone & (source == "auto")] = "image"
 
     out["action"], out["source"], out["reason"], out["note"] = action, source, reason, note
+    out["final_class"] = final
+    out[["x0", "y0", "x1", "y1"]] = box
     if added:
         out = pd.concat([out, pd.DataFrame(added)], ignore_index=True)
     out.loc[out["action"].isin(["drop", "exclude"]), "final_class"] = ""
     return out[list(CURATED_OBJECT_COLUMNS)]
 
 
-def _added_row(r: dict[str, Any], split: pd.Series) -> dict[str, Any]:
+def _keys(table: pd.DataFrame) -> pd.Index:
+    """``sample_id/object_id`` of each row (the object key)."""
+    return pd.Index(table["sample_id"].astype(str) + "/" + table["object_id"].astype(str))
+
+
+def _added_row(r: dict[Any, Any], split: pd.Series) -> dict[str, Any]:
     x0, y0, x1, y1 = parse_box(r["box"])
     return {"sample_id": r["sample_id"], "image": "", "object_id": f"review:{r['row']}",
             "split": split.get(r["sample_id"], ""), "given_class": "", "action": "add",
             "final_class": r["label"], "x0": x0, "y0": y0, "x1": x1, "y1": y1,
-            "source": "review", "reason": "", "note": r["note"]}  # fmt: skip
+            "source": "review", "reason": "", "note": r["note"], "instance_mask": ""}  # fmt: skip
 
 
 def parse_box(text: Any) -> tuple[float, float, float, float]:
@@ -162,7 +170,8 @@ def validate_object_review(
     review["decision"] = review["decision"].str.lower()
     review["row"] = np.arange(2, len(review) + 2)
     known = set(objects["sample_id"].astype(str) + "/" + objects["object_id"].astype(str))
-    images, names, seen = set(sample_ids), set(classes), {}
+    images, names = set(sample_ids), set(classes)
+    seen: dict[str, int] = {}
     for r in review.to_dict("records"):
         where, decision = f"{name} row {r['row']}", r["decision"]
         if not decision:

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from datapipe.detect.targets import ImageObjects, image_objects, scale_boxes
+from datapipe import tasks
+from datapipe.config import DetectorParams
+from datapipe.detect.targets import ImageObjects, image_objects, resize_masks, scale_boxes
 from datapipe.errors import DatapipeError
 from datapipe.objects import box_iou
 from datapipe.scoring.detection import Boxes, detection_label_issues, detection_out_of_fold
@@ -47,18 +49,28 @@ def score_detection(job: ScoreJob) -> ScoreResult | None:
         raise DatapipeError("detection scoring needs objects.parquet (re-run ingest)")
     picked = job.manifest.iloc[job.rows]
     sizes = [(int(h), int(w)) for h, w in zip(picked["height"], picked["width"], strict=True)]
-    given = image_objects(job.objects, picked["sample_id"].tolist(), sizes, classes=job.classes)
+    masks = tasks.get(job.dataset.task).instance_masks
+    given = image_objects(job.objects, picked["sample_id"].tolist(), sizes, classes=job.classes,
+                          masks=masks)  # fmt: skip
     side = job.settings.recipe.image_size
     images = _decoded(job.source, len(job.rows))
-    to_input = [scale_boxes(t, side / w, side / h) for t, (h, w) in zip(given.targets, sizes, strict=True)]
+    to_input = [resize_masks(scale_boxes(t, side / w, side / h), side, side)
+                for t, (h, w) in zip(given.targets, sizes, strict=True)]  # fmt: skip
     held = detection_out_of_fold(
-        images, to_input, job.folds, make_model=job.make_model, settings=job.settings
+        images,
+        to_input,
+        job.folds,
+        make_model=job.make_model,
+        settings=job.settings,
+        desc=f"score {job.name}",
     )
     if not job.dist.is_main:
         return None
-    found = [scale_boxes(p, w / side, h / side) for p, (h, w) in zip(held, sizes, strict=True)]
-    judged = judge(given, found, job.classes, sizes=sizes,
-                   max_detections=job.settings.recipe.detector.detections_per_img)  # fmt: skip
+    found = [resize_masks(scale_boxes(p, w / side, h / side), h, w)
+             for p, (h, w) in zip(held, sizes, strict=True)]  # fmt: skip
+    judged = judge(given, found, job.classes, sizes=sizes, masks=masks,
+                   max_detections=getattr(job.settings.recipe, "detector", DetectorParams())
+                   .detections_per_img)  # fmt: skip
     names = np.asarray(job.classes, dtype=object)
     scored = judged.images.set_axis(job.manifest.index[job.rows])
     scores = base_frame(job.manifest, job.rows).join(scored)
@@ -91,8 +103,9 @@ def score_detection(job: ScoreJob) -> ScoreResult | None:
         label_issues=issues.sort_values(["box_score", "label_quality"], kind="stable")[
             list(BOX_ISSUE_REPORT)
         ],
-        hard_examples=hard.sort_values(["role", "difficulty"], ascending=[False, False],
-                                       kind="stable")[list(OBJECT_HARD_REPORT)],  # fmt: skip
+        hard_examples=hard.sort_values(
+            ["role", "difficulty"], ascending=[False, False], kind="stable"
+        )[list(OBJECT_HARD_REPORT)],
         confusion_rows=confusion_rows(judged.confusion, [*job.classes, "background"]),
         metrics=metrics | {"confusion_classes": k + 1},
         issue_columns=BOX_ISSUE_REPORT,
@@ -132,6 +145,7 @@ def judge(
     *,
     sizes: Sequence[tuple[int, int]],
     max_detections: int,
+    masks: bool = False,
 ) -> Judged:
     """Per image: label quality, flag, difficulty, box counts; per flagged box one issue row;
     per object its role; the object confusion; COCO metrics. Long by design: the four views
@@ -156,10 +170,16 @@ def judge(
             "suggested_box": _box_text(suggested) if suggested is not None else "",
             "box_score": min(r["badloc"], r["swap"]),
         })  # fmt: skip
+    if masks:  # a box in place whose mask the model draws elsewhere
+        flagged_boxes = {(r["image"], r["object_id"]) for r in rows}
+        rows += [r for r in mask_issues(given, found, names)
+                 if (r["image"], r["object_id"]) not in flagged_boxes]  # fmt: skip
     for r in found_issues.missing.to_dict("records"):
-        rows.append({"image": r["image"], "object_id": "", "issue": "missing", "given_class": "",
-                     "given_box": "", "suggested_class": names[r["class"]],
-                     "suggested_box": _box_text(r["box"]), "box_score": r["overlooked"]})  # fmt: skip
+        rows.append({
+            "image": r["image"], "object_id": "", "issue": "missing", "given_class": "",
+            "given_box": "", "suggested_class": names[r["class"]],
+            "suggested_box": _box_text(r["box"]), "box_score": r["overlooked"],
+        })  # fmt: skip
     issues = pd.DataFrame(rows, columns=["image", "object_id", "issue", "given_class",
                                          "given_box", "suggested_class", "suggested_box",
                                          "box_score"])  # fmt: skip
@@ -185,8 +205,41 @@ def judge(
                         for p in found],
         "box_issues": per_image_issues, "aum": np.nan,
     })  # fmt: skip
-    coco = coco_metrics(given.targets, found, classes, sizes=sizes, max_detections=max_detections)
+    coco = coco_metrics(given.targets, found, classes, sizes=sizes, max_detections=max_detections,
+                        masks=masks)  # fmt: skip
     return Judged(images, issues, hard, object_confusion(given.targets, found, k), coco)
+
+
+#: mask_mismatch: a confidently found object (box IoU >= 0.5) whose given mask has a mask IoU
+#: below this with the prediction's
+MASK_ISSUE_IOU = 0.5
+
+
+def mask_issues(
+    given: ImageObjects, found: Sequence[Boxes], names: np.ndarray
+) -> list[dict[str, Any]]:
+    """Per given mask, the mask IoU with the best-overlapping confident same-class prediction
+    (box IoU >= 0.5); a row ``mask_mismatch`` where it is below :data:`MASK_ISSUE_IOU`, the
+    prediction's box as the suggestion (``box_score`` = the mask IoU)."""
+    rows = []
+    for i, (t, p) in enumerate(zip(given.targets, found, strict=True)):
+        if t.masks is None or p.masks is None or not len(t.labels) or not len(p.labels):
+            continue
+        sure = (p.scores if p.scores is not None else np.ones(len(p.labels))) >= CONFIDENT
+        overlap = box_iou(t.boxes, p.boxes) * (t.labels[:, None] == p.labels[None, :]) * sure
+        for b in range(len(t.labels)):
+            j = int(np.argmax(overlap[b]))
+            if overlap[b, j] < 0.5:
+                continue
+            inter = np.logical_and(t.masks[b], p.masks[j]).sum()
+            union = np.logical_or(t.masks[b], p.masks[j]).sum()
+            iou = float(inter / union) if union else 0.0
+            if iou < MASK_ISSUE_IOU:
+                rows.append({"image": i, "object_id": given.object_ids[i][b],
+                             "issue": "mask_mismatch", "given_class": names[t.labels[b]],
+                             "given_box": _box_text(t.boxes[b]), "suggested_class": "",
+                             "suggested_box": _box_text(p.boxes[j]), "box_score": iou})  # fmt: skip
+    return rows
 
 
 def object_confusion(

@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 from datapipe.curate import TRAINING_ACTIONS
-from datapipe.data import SampleSpec, manifest_items, normalise
+from datapipe.data import SampleSpec, manifest_items, normalise, sample_seed
 from datapipe.detect.curate import TRAINING_OBJECT_ACTIONS
-from datapipe.detect.targets import scale_boxes
+from datapipe.detect.targets import group_masks, resize_masks, scale_boxes
 from datapipe.errors import DatapipeError
-from datapipe.loop import ListBatch, ModelLoss, Optimisation, RunSettings, Trainer, fit
+from datapipe.loop import Hooks, ListBatch, ModelLoss, Optimisation, RunSettings, Trainer, fit
 from datapipe.progress import progress
 from datapipe.scoring.detection import Boxes
 
@@ -53,16 +53,18 @@ def detection_set(
     classes: Sequence[str],
     *,
     desc: str,
+    masks: bool = False,
 ) -> DetectionSet:
     """The usable images of ``split`` (a training action) and their boxes that train (keep,
-    relabel, rebox, add), with the final class and box."""
+    relabel, rebox, add), with the final class and box (and, with ``masks``, the decoded
+    instance mask; the filled box for an added box)."""
     rows = curated[(curated["split"] == split) & curated["action"].isin(TRAINING_ACTIONS)]
     index = {c: i for i, c in enumerate(classes)}
     boxes = curated_objects[curated_objects["action"].isin(TRAINING_OBJECT_ACTIONS)]
     groups = dict(tuple(boxes.groupby("sample_id", sort=False)))
     images, targets = [], []
-    for item, sid in progress(list(zip(manifest_items(rows), rows["sample_id"], strict=True)),
-                              desc=desc, unit="image"):  # fmt: skip
+    pairs = list(zip(manifest_items(rows), rows["sample_id"], strict=True))
+    for item, sid in progress(pairs, total=len(pairs), desc=desc, unit="image"):
         image, _ = spec.decode_unit(item)
         images.append(image)
         group = groups.get(sid)
@@ -75,17 +77,67 @@ def detection_set(
         keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
         labels = group["final_class"].map(index).to_numpy()
         keep &= pd.notna(labels)
-        targets.append(Boxes(xyxy[keep], labels[keep].astype(np.int64)))
+        found = group_masks(group[keep], xyxy[keep], h, w) if masks else None
+        targets.append(Boxes(xyxy[keep], labels[keep].astype(np.int64), masks=found))
     weights = rows["weight"].to_numpy(np.float64) if "weight" in rows else np.ones(len(rows))
     return DetectionSet(rows["sample_id"].astype(str).tolist(), images, targets, weights)
 
 
-def model_input(image: np.ndarray, target: Boxes, spec: SampleSpec, size: int) -> tuple[torch.Tensor, Boxes]:
+def model_input(
+    image: np.ndarray, target: Boxes, spec: SampleSpec, size: int
+) -> tuple[torch.Tensor, Boxes]:
     """A unit ``(H, W, C)`` image as the detector's normalised ``(C, size, size)`` input and
     its boxes scaled into that frame."""
     h, w = image.shape[:2]
     x = normalise(image, spec.image, size)
-    return torch.from_numpy(x), scale_boxes(target, size / w, size / h)
+    return torch.from_numpy(x), resize_masks(scale_boxes(target, size / w, size / h), size, size)
+
+
+def epoch_batches(
+    train: DetectionSet, recipe: Any, spec: SampleSpec, *, offset: int
+) -> Callable[[int], Iterator[ListBatch]]:
+    """One epoch's batches, a function of ``(recipe.seed, epoch)``: the images drawn by
+    weight, each augmented with its boxes (and masks), resized and normalised; detection
+    mixup over the batch when ``mix.mixup_alpha`` > 0. ``offset`` 1 adds the R-CNNs'
+    background class."""
+    from datapipe.augment.detection import (
+        augment_objects,
+        build_box_pipeline,
+        draw_box_mix,
+        mix_detection,
+    )
+
+    masks = any(t.masks is not None for t in train.targets)
+    pipeline = build_box_pipeline(recipe.augment, min_visibility=recipe.min_visibility,
+                                  masks=masks, seed=recipe.seed)  # fmt: skip
+
+    def one(i: int, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        t = train.targets[i]
+        image, boxes, labels, _, kept_masks = augment_objects(
+            pipeline, train.images[i], t.boxes, t.labels, t.masks,
+            seed=sample_seed(recipe.seed, epoch, i),
+        )  # fmt: skip
+        x, scaled = model_input(image, Boxes(boxes, labels, masks=kept_masks), spec,
+                                recipe.image_size)  # fmt: skip
+        target = {"boxes": torch.as_tensor(scaled.boxes).reshape(-1, 4),
+                  "labels": torch.as_tensor(scaled.labels + offset)}  # fmt: skip
+        if scaled.masks is not None:
+            target["masks"] = torch.as_tensor(scaled.masks, dtype=torch.uint8)
+        return x, target
+
+    def batches(epoch: int) -> Iterator[ListBatch]:
+        rng = np.random.default_rng([recipe.seed, epoch])
+        order = rng.permutation(np.flatnonzero(rng.random(len(train)) < train.weights))
+        for start in range(0, len(order), recipe.batch_size):
+            picked = order[start : start + recipe.batch_size]
+            pairs = [one(int(i), epoch) for i in picked]
+            xs, ys = [x for x, _ in pairs], [y for _, y in pairs]
+            if recipe.mix.mixup_alpha > 0 and len(xs) > 1:
+                draw = draw_box_mix(len(xs), alpha=recipe.mix.mixup_alpha, rng=rng)
+                xs, ys = mix_detection(xs, ys, draw)
+            yield xs, ys, torch.as_tensor(picked)
+
+    return batches
 
 
 def train_detector(
@@ -99,36 +151,9 @@ def train_detector(
     desc: str = "train",
 ) -> list[dict[str, float]]:
     """Train ``model`` for ``recipe.epochs`` on ``train``; returns the per-epoch history."""
-    from datapipe.augment.detection import augment_objects, build_box_pipeline
-
     if len(train) < 2:
         raise DatapipeError("fewer than 2 usable training images in curated.parquet")
-    pipeline = build_box_pipeline(recipe.augment, min_visibility=recipe.min_visibility,
-                                  seed=recipe.seed)  # fmt: skip
     offset = 1 if hasattr(model, "roi_heads") else 0  # the R-CNNs' background class 0
-    size = recipe.image_size
-
-    def epoch_batches(epoch: int) -> Iterator[ListBatch]:
-        rng = np.random.default_rng([recipe.seed, epoch])
-        drawn = np.flatnonzero(rng.random(len(train)) < train.weights)
-        order = rng.permutation(drawn)
-        pipeline.set_random_seed(int(rng.integers(2**31)))
-        for start in range(0, len(order), recipe.batch_size):
-            xs, ys = [], []
-            picked = order[start : start + recipe.batch_size]
-            for i in picked:
-                t = train.targets[i]
-                image, boxes, labels, _, _ = augment_objects(pipeline, train.images[i], t.boxes, t.labels)
-                x, scaled = model_input(image, Boxes(boxes, labels), spec, size)
-                xs.append(x)
-                ys.append({"boxes": torch.as_tensor(scaled.boxes).reshape(-1, 4),
-                           "labels": torch.as_tensor(scaled.labels + offset)})  # fmt: skip
-            if recipe.mix.mixup_alpha > 0 and len(xs) > 1:
-                from datapipe.augment.detection import draw_box_mix, mix_detection
-
-                xs, ys = mix_detection(xs, ys, draw_box_mix(len(xs), alpha=recipe.mix.mixup_alpha, rng=rng))
-            yield xs, ys, torch.as_tensor(picked)
-
     expected = max(1, int(np.ceil(train.weights.sum() / recipe.batch_size)))
     trainer = Trainer.build(model, Optimisation.of(recipe), ModelLoss(),
                             steps=[expected] * recipe.epochs, run=run)  # fmt: skip
@@ -139,9 +164,8 @@ def train_detector(
             log_epoch(epoch, row)
         next(ticks, None)
 
-    from datapipe.loop import Hooks
-
-    history = fit(trainer, epoch_batches, run=run, seed=recipe.seed, hooks=Hooks(on_epoch=on_epoch),
+    history = fit(trainer, epoch_batches(train, recipe, spec, offset=offset), run=run,
+                  seed=recipe.seed, hooks=Hooks(on_epoch=on_epoch),
                   lr_key="train.detection.lr")  # fmt: skip
     for _ in ticks:
         pass
@@ -161,10 +185,12 @@ def predict_set(
             h, w = image.shape[:2]
             x, _ = model_input(image, t, spec, size)
             found = model([x.to(run.device)])[0]
+            soft = found.get("masks")  # Mask R-CNN: (N, 1, S, S) probabilities
             boxes = Boxes(found["boxes"].cpu().numpy().astype(np.float32),
                           found["labels"].cpu().numpy().astype(np.int64) - offset,
-                          found["scores"].cpu().numpy().astype(np.float32))  # fmt: skip
-            out.append(scale_boxes(boxes, w / size, h / size))
+                          found["scores"].cpu().numpy().astype(np.float32),
+                          None if soft is None else soft[:, 0].cpu().numpy() >= 0.5)  # fmt: skip
+            out.append(resize_masks(scale_boxes(boxes, w / size, h / size), h, w))
     return out
 
 
@@ -183,7 +209,8 @@ def evaluate_detector(
 
     found = predict_set(model, data, spec, recipe.image_size, run)
     sizes = [im.shape[:2] for im in data.images]
-    metrics = coco_metrics(data.targets, found, classes, sizes=sizes,
+    masks = any(t.masks is not None for t in data.targets)
+    metrics = coco_metrics(data.targets, found, classes, sizes=sizes, masks=masks,
                            max_detections=recipe.detector.detections_per_img)  # fmt: skip
     return metrics, object_confusion(data.targets, found, len(classes))
 
@@ -213,8 +240,11 @@ def train_run(
         raise DatapipeError("detection trains in one process for now; run without torchrun")
     task, classes = tasks.get(dataset.task), list(stats.classes)
     spec = sample_spec(dataset, stats, size=recipe.image_size)
-    train = detection_set(curated, curated_objects, "train", spec, classes, desc=f"{name}: decode train")
-    val = detection_set(curated, curated_objects, "val", spec, classes, desc=f"{name}: decode val")
+    masks = task.instance_masks
+    train = detection_set(curated, curated_objects, "train", spec, classes,
+                          desc=f"{name}: decode train", masks=masks)  # fmt: skip
+    val = detection_set(curated, curated_objects, "val", spec, classes,
+                        desc=f"{name}: decode val", masks=masks)  # fmt: skip
     torch.manual_seed(recipe.seed)
     model = task.build_model(recipe, in_channels=stats.image_channels(), num_classes=len(classes),
                              key=f"train.{task.name}")  # fmt: skip
@@ -228,7 +258,8 @@ def train_run(
     from datapipe.augment import to_dict
     from datapipe.augment.detection import build_box_pipeline
 
-    pipeline = build_box_pipeline(recipe.augment, min_visibility=recipe.min_visibility)
+    pipeline = build_box_pipeline(recipe.augment, min_visibility=recipe.min_visibility,
+                                  masks=masks)  # fmt: skip
     meta = {"task": task.name, "classes": classes, "in_channels": stats.image_channels(),
             "recipe": recipe.model_dump(mode="json"), "augment": to_dict(pipeline)}  # fmt: skip
     return model.cpu(), history, meta, pipeline
@@ -251,7 +282,10 @@ def evaluate_run(
 
     spec = sample_spec(dataset, stats, size=recipe.image_size)
     classes = list(meta["classes"])
-    test = detection_set(curated, curated_objects, "test", spec, classes, desc="decode test")
+    from datapipe import tasks
+
+    test = detection_set(curated, curated_objects, "test", spec, classes, desc="decode test",
+                         masks=tasks.get(dataset.task).instance_masks)  # fmt: skip
     if len(test) == 0:
         raise DatapipeError("no usable test images (datasets.*.splits.test is 0?)")
     _, device = init_distributed(settings.device, key="train.device")  # one process

@@ -176,3 +176,28 @@ def legend(classes: Sequence[str]) -> str:
         items.append(f'<span class="swatch" style="background:{colour}"></span>{esc(name)}')
     items.append('<span class="swatch ignored"></span>ignored')
     return f'<div class="legend">{" ".join(items)}</div>'
+
+
+def quality_histogram(quality: pd.Series) -> str:
+    """Label quality of every scored sample in tenths (lower = more likely mislabelled)."""
+    values = pd.to_numeric(quality, errors="coerce").dropna().clip(0.0, 1.0)
+    tenth = np.minimum((values.to_numpy() * 10).astype(int), 9)
+    counts = {f"{k / 10:.1f}–{(k + 1) / 10:.1f}": int((tenth == k).sum()) for k in range(10)}
+    return bars(pd.Series(counts), title="label quality of all scored samples", sort=False)
+
+
+def box_legend(classes: Sequence[str], *, marks: bool = True) -> str:
+    """The box colour of each class on object thumbnails (class 0 is a class here, not
+    background), and with ``marks`` what the line styles mean."""
+    items = [
+        f'<span class="swatch box" style="border-color:{_hex(i)}"></span>{esc(name)}'
+        for i, name in enumerate(classes)
+    ]
+    if marks:
+        items.append('<span class="swatch box flagged"></span>the object a card is about')
+        items.append('<span class="swatch box dashed"></span>suggested box')
+    return f'<div class="legend boxes">{" ".join(items)}</div>'
+
+
+def _hex(index: int) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*PALETTE[index % len(PALETTE)])

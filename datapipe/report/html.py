@@ -10,8 +10,9 @@ and open a thumbnail larger on click (its ``data-zoom`` picture, else the thumbn
 without scripts every card is shown.
 
 Card classes (what tests and people count): ``.issue-card.data-issue`` one per flagged sample
-of the clean stage, ``.issue-card.label-issue`` one per label issue, ``.dup-group`` one per
-duplicate group, ``.gallery-card`` one per hard example shown.
+of the clean stage, ``.issue-card.label-issue`` one per label issue (object tasks: one per
+flagged object row, ``.object-issue`` with ``data-object``), ``.dup-group`` one per duplicate
+group, ``.gallery-card`` one per hard example shown (``.positive`` / ``.negative``).
 """
 
 from __future__ import annotations
@@ -98,6 +99,10 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .swatch { display: inline-block; width: 10px; height: 10px; margin: 0 3px 0 10px;
           border: 1px solid #999; vertical-align: middle; }
 .swatch.ignored { background: repeating-linear-gradient(45deg, #5a5a5a 0 3px, #aaa 3px 6px); }
+.swatch.box { background: transparent; border: 2px solid; }
+.swatch.box.flagged { border-color: #555; box-shadow: 0 0 0 1px #fff, 0 0 0 2px #bbb; }
+.swatch.box.dashed { border: 2px dashed #555; }
+.issue-kind { font-weight: 600; color: var(--error); }
 .pager { display: flex; gap: 8px; align-items: center; margin: 6px 0; font-size: 12px; }
 .pager button { font: inherit; padding: 1px 8px; }
 img.preview { max-width: 100%; height: auto; image-rendering: auto; }

@@ -10,6 +10,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from datapipe.tasks import TaskModule
 #: numbers DVC tabulates; reports/<name>_metrics.json next to them holds all (per-class
 #: tables, lists), and is what the report shows where it exists.
 METRIC_FILES = ("clean", "score", "curate", "train", "eval")
+#: The columns of objects.parquet the thumbnails draw from (object tasks).
+OBJECT_COLUMNS = ("sample_id", "object_id", "class", "x0", "y0", "x1", "y1")
 
 
 @dataclass
@@ -42,6 +45,8 @@ class ReportInputs:
     hard_examples: pd.DataFrame | None = None
     curated: pd.DataFrame | None = None
     curation_summary: pd.DataFrame | None = None
+    objects: pd.DataFrame | None = None  # object tasks: objects.parquet (the given boxes)
+    curated_objects: pd.DataFrame | None = None
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     oof_confusion: pd.DataFrame | None = None
     eval_confusion: pd.DataFrame | None = None
@@ -75,6 +80,15 @@ class ReportInputs:
     @property
     def classes(self) -> list[str]:
         return list(self.stats.classes)
+
+    @cached_property
+    def object_classes(self) -> dict[str, list[str]]:
+        """Per sample id, the classes of its given objects (empty without objects.parquet)."""
+        if self.objects is None or self.objects.empty:
+            return {}
+        named = self.objects[self.objects["class"].map(lambda c: isinstance(c, str) and c != "")]
+        per = named.groupby(named["sample_id"].astype(str))["class"].unique()
+        return {str(sid): [str(c) for c in names] for sid, names in per.items()}
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -117,6 +131,9 @@ def load_inputs(files: RunFiles, *, name: str) -> ReportInputs:
         "oof_confusion": (files.oof_confusion, ("actual", "predicted")),
         "eval_confusion": (files.eval_confusion, ("actual", "predicted")),
     }
+    if found.kind.objects:
+        tables["objects"] = (files.objects, OBJECT_COLUMNS)
+        tables["curated_objects"] = (files.curated_objects, ("sample_id", "object_id", "action"))
     for key, (path, required) in tables.items():
         if path.is_file():
             setattr(found, key, read_table(path, required=required))

@@ -82,16 +82,22 @@ def overlay_mask(
     return out.astype(np.uint8)
 
 
+def placement(height: int, width: int, size: int) -> tuple[int, int, int, int]:
+    """Where :func:`fit` puts a ``height x width`` picture in a ``size`` square:
+    ``(top, left, shown height, shown width)``."""
+    scale = size / max(height, width)
+    nh, nw = max(1, round(height * scale)), max(1, round(width * scale))
+    return (size - nh) // 2, (size - nw) // 2, nh, nw
+
+
 def fit(rgb: np.ndarray, size: int) -> np.ndarray:
     """Scale to fit a ``size`` square (nearest when enlarging, to keep pixels visible),
     centred on a dark background."""
     h, w = rgb.shape[:2]
-    scale = size / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    interp = cv2.INTER_NEAREST if scale > 1 else cv2.INTER_AREA
+    top, left, nh, nw = placement(h, w, size)
+    interp = cv2.INTER_NEAREST if size > max(h, w) else cv2.INTER_AREA
     small = cv2.resize(rgb, (nw, nh), interpolation=interp)
     cell = np.full((size, size, 3), 32, np.uint8)
-    top, left = (size - nh) // 2, (size - nw) // 2
     cell[top : top + nh, left : left + nw] = small
     return cell
 

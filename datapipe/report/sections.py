@@ -6,16 +6,30 @@ it left out; a section whose input is missing says which file it needed.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from datapipe.config import ReportParams
+from datapipe.report import object_sections
+from datapipe.report.boxes import Marks
+from datapipe.report.cards import (
+    Context,
+    Section,
+    by_id,
+    cards,
+    curation_line,
+    facets,
+    file_name,
+    filter_bar,
+    grouped,
+    is_given,
+    records,
+    shown_note,
+    splits_of,
+)
 from datapipe.report.charts import (
     bars,
     confusion,
@@ -25,129 +39,18 @@ from datapipe.report.charts import (
     line_chart,
     not_available,
     note,
+    quality_histogram,
     table,
 )
 from datapipe.report.confusions import confused_pairs, segmentation_breakdown
 from datapipe.report.inputs import ReportInputs
-from datapipe.report.thumbnails import Thumbnailer, View
+from datapipe.report.thumbnails import View
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 DUPLICATE_CHECKS = ("conflicting_labels", "exact_duplicate", "near_duplicate", "split_leakage")
 #: A duplicate group shows this many members' thumbnails; the rest are named in a fold-out.
 GROUP_SHOWN = 4
 GROUP_NAMED = 50
-
-
-@dataclass(frozen=True)
-class Section:
-    id: str
-    title: str
-    body: str
-
-
-@dataclass
-class Context:
-    """What every section shares: the display options and the thumbnail maker."""
-
-    options: ReportParams
-    thumbs: Thumbnailer
-
-    @property
-    def size(self) -> int:
-        return self.options.thumb_size
-
-    def img(
-        self,
-        image: Any,
-        *,
-        mask: Any = None,
-        view: View = "image",
-        sample_id: str = "",
-        caption: str = "",
-        zoom: bool = False,
-    ) -> str:
-        """One thumbnail ``<img>`` (or a placeholder naming why there is none); a click opens
-        it larger, from an embedded larger picture where ``zoom`` (while the budget lasts)."""
-        size = self.size
-        if not isinstance(image, str) or not image:
-            return (
-                f'<div class="thumb missing" style="width:{size}px;height:{size}px">no image</div>'
-            )
-        uri = self.thumbs.thumb(
-            image, mask=mask if isinstance(mask, str) and mask else None, view=view,
-            sample_id=sample_id,
-        )  # fmt: skip
-        if uri is None:
-            return (
-                f'<div class="thumb missing" style="width:{size}px;height:{size}px" '
-                f'title="{esc(image)}">unreadable</div>'
-            )
-        title = f"{image} ({caption})" if caption else image
-        large = ""
-        if zoom:
-            mask_ = mask if isinstance(mask, str) and mask else None
-            big = self.thumbs.zoom(image, mask=mask_, view=view, sample_id=sample_id)
-            large = f' data-zoom="{big}"' if big is not None else ""
-        return (
-            f'<img class="thumb" src="{uri}" width="{size}" height="{size}"{large} '
-            f'alt="{esc(title)}" title="{esc(title)}" loading="lazy">'
-        )
-
-
-def cards(items: Sequence[str], *, page_size: int, list_id: str = "") -> str:
-    """A list of cards the page's script paginates (``page_size`` per page)."""
-    ident = f' id="{esc(list_id)}"' if list_id else ""
-    return f'<div class="cards"{ident} data-page-size="{page_size}">{"".join(items)}</div>'
-
-
-def facets(
-    *,
-    checks: Iterable[Any] = (),
-    classes: Iterable[Any] = (),
-    splits: Iterable[Any] = (),
-    names: Iterable[Any] = (),
-) -> str:
-    """A card's filter attributes (JSON lists the page's filters match against)."""
-    values = {"checks": checks, "classes": classes, "splits": splits, "names": names}
-    return "".join(
-        f' data-{key}="{esc(json.dumps([str(v) for v in dict.fromkeys(vals) if _given(v)]))}"'
-        for key, vals in values.items()
-    )
-
-
-def _given(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and np.isnan(value)) and value != ""
-
-
-def filter_bar(
-    list_id: str,
-    *,
-    checks: Sequence[str] = (),
-    classes: Sequence[str] = (),
-    splits: Sequence[str] = (),
-) -> str:
-    """Filters (check, class, split: a choice each where there is more than one) and a file
-    name search over the cards of list ``list_id``; the page's script applies them."""
-    parts = [f'<div class="filters" data-for="{esc(list_id)}">']
-    for key, label, options in (("checks", "check", checks), ("classes", "class", classes),
-                                ("splits", "split", splits)):  # fmt: skip
-        if len(options) > 1:
-            choices = "".join(f'<option value="{esc(o)}">{esc(o)}</option>' for o in options)
-            parts.append(
-                f'<label>{label} <select data-filter="{key}"><option value="">all</option>'
-                f"{choices}</select></label>"
-            )
-    parts.append(
-        '<label>file <input type="search" data-filter="names" placeholder="part of a path">'
-        '</label><span class="filter-count"></span></div>'
-    )
-    return "".join(parts)
-
-
-def shown_note(total: int, shown: int, what: str) -> str:
-    if total == shown:
-        return note(f"{total} {what}", kind="count")
-    return note(f"{total} {what}; the first {shown} shown (report.max_cards)", kind="count")
 
 
 # ---------------------------------------------------------------- overview
@@ -168,7 +71,8 @@ def overview(inputs: ReportInputs, ctx: Context) -> Section:
         "classes": len(inputs.classes),
         "channels": stats.channels,
     }
-    parts = [key_values(facts), "<h3>Samples per class and split</h3>", _class_split(inputs)]
+    heading = "Objects" if inputs.kind.objects else "Samples"
+    parts = [key_values(facts), f"<h3>{heading} per class and split</h3>", _class_split(inputs)]
     if inputs.kind.dense:
         parts.append(legend(inputs.classes))
     parts.append('<h3>Images</h3><div class="hists">')
@@ -213,6 +117,8 @@ def _bits(m: pd.DataFrame) -> pd.Series:
 
 def _class_split(inputs: ReportInputs) -> str:
     m = inputs.manifest
+    if inputs.kind.objects:
+        return object_sections.class_split(inputs)
     if inputs.kind.image_labels and "label" in m:
         counts = pd.crosstab(m["label"].astype("string").fillna("(none)"), m["split"])
     elif "mask_classes" in m:
@@ -255,8 +161,8 @@ def integrity(inputs: ReportInputs, ctx: Context) -> Section:
             "integrity", title, note("no sample was flagged by the clean stage", kind="ok")
         )
     shown, cap = pick_flagged(issues, limit=ctx.options.max_cards)
-    by_sample = _grouped(_records(issues[issues["sample_id"].isin(set(shown))]), "sample_id")
-    rows = _by_id(inputs.manifest, shown)
+    by_sample = grouped(records(issues[issues["sample_id"].isin(set(shown))]), "sample_id")
+    rows = by_id(inputs.manifest, shown)
     items = [_issue_card(sid, by_sample[sid], rows.get(sid, {}), inputs, ctx) for sid in shown]
     total = issues["sample_id"].nunique()
     body = (
@@ -266,7 +172,7 @@ def integrity(inputs: ReportInputs, ctx: Context) -> Section:
             "integrity-cards",
             checks=_check_order(issues),
             classes=_shown_classes(items_rows(rows, shown), inputs),
-            splits=_splits(rows.values()),
+            splits=splits_of(rows.values()),
         )
         + cards(items, page_size=ctx.options.page_size, list_id="integrity-cards")
     )
@@ -372,7 +278,10 @@ def _flag_order(issues: pd.DataFrame) -> list[str]:
 
 
 def _sample_classes(sample: Mapping[str, Any], inputs: ReportInputs) -> list[str]:
-    """The class names a card is about: its label, or the classes in its mask."""
+    """The class names a card is about: its label, the classes in its mask, or those of its
+    objects."""
+    if inputs.kind.objects:
+        return inputs.object_classes.get(str(sample.get("sample_id")), [])
     label = sample.get("label")
     if isinstance(label, str) and label:
         return [label]
@@ -388,38 +297,9 @@ def _shown_classes(samples: Iterable[Mapping[str, Any]], inputs: ReportInputs) -
     return [c for c in inputs.classes if c in seen] + sorted(seen - set(inputs.classes))
 
 
-def _splits(samples: Iterable[Mapping[str, Any]]) -> list[str]:
-    seen = {str(s["split"]) for s in samples if _given(s.get("split"))}
-    return [x for x in ("train", "val", "test") if x in seen] + sorted(
-        seen - {"train", "val", "test"}
-    )
-
-
-#: The columns of a sample's row that its cards show.
-CARD_COLUMNS = ("sample_id", "label", "split", "mask", "mask_classes", "excluded",
-                "exclude_reason", "action", "final_label")  # fmt: skip
-
-
-def _by_id(table_: pd.DataFrame, ids: Any) -> dict[str, dict[str, Any]]:
-    """The rows of ``ids`` (and only the columns cards show), keyed by ``sample_id``."""
-    wanted = table_[table_["sample_id"].isin(set(map(str, ids)))]
-    wanted = wanted[[c for c in CARD_COLUMNS if c in wanted.columns]]
-    return {str(r["sample_id"]): r for r in _records(wanted)}
-
-
-def _records(table_: pd.DataFrame) -> list[dict[str, Any]]:
-    return cast(list[dict[str, Any]], table_.to_dict("records"))
-
-
-def _grouped(rows: Iterable[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:
-    """Records grouped by ``str(row[key])``, in order."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        out.setdefault(str(row[key]), []).append(row)
-    return out
-
-
 def _view(inputs: ReportInputs) -> View:
+    if inputs.kind.objects:
+        return "objects"
     return "mask" if inputs.kind.dense else "image"
 
 
@@ -435,10 +315,14 @@ def _issue_card(
     image = rows[0]["image"]
     checks = "".join(
         f'<li><span class="sev {esc(r["severity"])}">{esc(r["severity"])}</span> '
-        f"<b>{esc(r['check'])}</b> {esc(r.get('detail'))}</li>"
+        f"<b>{esc(r['check'])}</b>{_object_of(r)} {esc(r.get('detail'))}</li>"
         for r in rows
     )
-    thumb = ctx.img(image, mask=sample.get("mask"), view=_view(inputs), sample_id=sid)
+    flagged = tuple(
+        dict.fromkeys(str(r["object_id"]) for r in rows if is_given(r.get("object_id")))
+    )
+    thumb = ctx.img(image, mask=sample.get("mask"), view=_view(inputs), sample_id=sid,
+                    marks=Marks(flagged=flagged) if flagged else None)  # fmt: skip
     tags = facets(checks=[r["check"] for r in rows], classes=_sample_classes(sample, inputs),
                   splits=[sample.get("split")], names=[image])  # fmt: skip
     return (
@@ -448,21 +332,19 @@ def _issue_card(
     )
 
 
+def _object_of(row: Mapping[str, Any]) -> str:
+    """`` (object 12)`` for an object check's row, nothing for an image check's."""
+    oid = row.get("object_id")
+    return f' <span class="small">(object {esc(oid)})</span>' if is_given(oid) else ""
+
+
 def _sample_line(image: Any, sample: dict[str, Any]) -> str:
     bits = [esc(sample.get("label")), esc(sample.get("split"))]
     reason = sample.get("exclude_reason")
     if sample.get("excluded") and isinstance(reason, str) and reason:
         bits.append(f'<span class="excluded">excluded: {esc(reason)}</span>')
     line = " · ".join(b for b in bits if b)
-    return f"{_file_name(image)}<div>{line}</div>"
-
-
-def _file_name(image: Any) -> str:
-    """The file's name in bold and its folder above it, so both read at a glance."""
-    path = str(image) if _given(image) else ""
-    folder, _, name = path.rpartition("/")
-    where = f'<span class="folder">{esc(folder)}/</span>' if folder else ""
-    return f'<div class="path" title="{esc(path)}">{where}<b>{esc(name)}</b></div>'
+    return f"{file_name(image)}<div>{line}</div>"
 
 
 # ---------------------------------------------------------------- duplicates
@@ -475,15 +357,15 @@ def duplicates(inputs: ReportInputs, ctx: Context) -> Section:
         return Section(
             "duplicates", title, not_available("data issues", inputs.missing["data_issues"])
         )
-    grouped = issues[issues["check"].isin(DUPLICATE_CHECKS) & issues["group"].notna()]
-    if grouped.empty:
+    in_groups = issues[issues["check"].isin(DUPLICATE_CHECKS) & issues["group"].notna()]
+    if in_groups.empty:
         return Section("duplicates", title, note("no duplicate groups", kind="ok"))
-    by_group = _grouped(_records(grouped.assign(group=grouped["group"].astype("int64"))), "group")
+    by_group = grouped(records(in_groups.assign(group=in_groups["group"].astype("int64"))), "group")
     groups = sorted(by_group.items(), key=_group_rank)
     shown = groups[: ctx.options.max_cards]
-    rows = _by_id(inputs.manifest, [r["sample_id"] for _, g in shown for r in g])
+    rows = by_id(inputs.manifest, [r["sample_id"] for _, g in shown for r in g])
     items = [_group_card(gid, g, rows, inputs, ctx) for gid, g in shown]
-    present = [c for c in DUPLICATE_CHECKS if c in set(grouped["check"])]
+    present = [c for c in DUPLICATE_CHECKS if c in set(in_groups["check"])]
     body = (
         note(
             "exact and near duplicates side by side; conflicting labels first; a large group "
@@ -491,7 +373,7 @@ def duplicates(inputs: ReportInputs, ctx: Context) -> Section:
             kind="info",
         )
         + shown_note(len(groups), len(shown), "groups")
-        + filter_bar("duplicate-groups", checks=present, splits=_splits(rows.values()))
+        + filter_bar("duplicate-groups", checks=present, splits=splits_of(rows.values()))
         + cards(items, page_size=max(1, ctx.options.page_size // 4), list_id="duplicate-groups")
     )
     return Section("duplicates", title, body)
@@ -507,7 +389,7 @@ def _group_card(
     gid: str, rows: list[dict[str, Any]], manifest: dict[str, dict[str, Any]],
     inputs: ReportInputs, ctx: Context,
 ) -> str:  # fmt: skip
-    by_member = _grouped(rows, "sample_id")
+    by_member = grouped(rows, "sample_id")
     members = list(by_member)
     cells = []
     for sid in members[:GROUP_SHOWN]:
@@ -525,7 +407,7 @@ def _group_card(
     extra = ""
     if rest:
         named = "".join(
-            f"<li>{_file_name(by_member[sid][0]['image'])}</li>" for sid in rest[:GROUP_NAMED]
+            f"<li>{file_name(by_member[sid][0]['image'])}</li>" for sid in rest[:GROUP_NAMED]
         )
         unnamed = len(rest) - GROUP_NAMED
         named += f"<li>… {unnamed} more</li>" if unnamed > 0 else ""
@@ -549,6 +431,9 @@ def _group_card(
 
 def label_issues(inputs: ReportInputs, ctx: Context) -> Section:
     title = "Label issues"
+    if inputs.kind.objects:
+        parts = [*object_sections.label_issue_parts(inputs, ctx), _confusion_tables(inputs)]
+        return Section("label-issues", title, "".join(parts))
     parts = []
     score = inputs.metrics.get("score")
     if score is not None:
@@ -559,21 +444,21 @@ def label_issues(inputs: ReportInputs, ctx: Context) -> Section:
         parts.append(not_available("label issues", inputs.missing["label_issues"]))
         return Section("label-issues", title, "".join(parts))
     shown = issues.head(ctx.options.max_cards)
-    manifest = _by_id(inputs.manifest, shown["sample_id"])
-    curated = _by_id(inputs.curated, shown["sample_id"]) if inputs.curated is not None else {}
+    manifest = by_id(inputs.manifest, shown["sample_id"])
+    curated = by_id(inputs.curated, shown["sample_id"]) if inputs.curated is not None else {}
     card = _cls_label_card if inputs.kind.image_labels else _mask_label_card
     items, about = [], []
-    for r in _records(shown):
+    for r in records(shown):
         sample = manifest.get(str(r["sample_id"]), {})
         about.append(_label_card_classes(r, sample, inputs))
         items.append(card(r, sample, curated.get(str(r["sample_id"]), {}), about[-1], ctx))
     if inputs.scores is not None and "label_quality" in inputs.scores:
-        parts.append(_quality_histogram(inputs.scores["label_quality"]))
+        parts.append(quality_histogram(inputs.scores["label_quality"]))
     parts.append(shown_note(len(issues), len(shown), "samples flagged, worst first"))
     if items:
         seen = {c for cs in about for c in cs}
         names = [c for c in inputs.classes if c in seen] + sorted(seen - set(inputs.classes))
-        parts.append(filter_bar("label-cards", classes=names, splits=_splits(manifest.values())))
+        parts.append(filter_bar("label-cards", classes=names, splits=splits_of(manifest.values())))
         parts.append(cards(items, page_size=ctx.options.page_size, list_id="label-cards"))
     parts.append(_confusion_tables(inputs))
     return Section("label-issues", title, "".join(parts))
@@ -585,7 +470,7 @@ def _label_card_classes(
     """A label issue is about its given and suggested class (a mask's: the classes in it)."""
     if not inputs.kind.image_labels:
         return _sample_classes(sample, inputs)
-    return [str(v) for v in (row.get("given_label"), row.get("suggested_label")) if _given(v)]
+    return [str(v) for v in (row.get("given_label"), row.get("suggested_label")) if is_given(v)]
 
 
 def _confusion_tables(inputs: ReportInputs) -> str:
@@ -614,23 +499,6 @@ def _confusion_tables(inputs: ReportInputs) -> str:
     return "".join(parts)
 
 
-def _quality_histogram(quality: pd.Series) -> str:
-    """Label quality of every scored sample in tenths (lower = more likely mislabelled)."""
-    values = pd.to_numeric(quality, errors="coerce").dropna().clip(0.0, 1.0)
-    tenth = np.minimum((values.to_numpy() * 10).astype(int), 9)
-    counts = {f"{k / 10:.1f}–{(k + 1) / 10:.1f}": int((tenth == k).sum()) for k in range(10)}
-    return bars(pd.Series(counts), title="label quality of all scored samples", sort=False)
-
-
-def _curation_line(curated: dict[str, Any]) -> str:
-    action = curated.get("action")
-    if not isinstance(action, str) or not action:
-        return ""
-    final = curated.get("final_label")
-    to = f" → {esc(final)}" if action == "relabel" and isinstance(final, str) else ""
-    return f'<div class="small">curation: <b>{esc(action)}</b>{to}</div>'
-
-
 def _label_tags(row: Mapping[str, Any], sample: Mapping[str, Any], about: list[str]) -> str:
     return facets(classes=about, splits=[sample.get("split")], names=[row.get("image")])
 
@@ -647,11 +515,11 @@ def _cls_label_card(
     return (
         f'<div class="card issue-card label-issue" data-sample="{esc(sid)}"{tags}>'
         f'{ctx.img(row["image"], sample_id=sid, zoom=True)}<div class="meta">'
-        f"{_file_name(row['image'])}"
+        f"{file_name(row['image'])}"
         f'<div class="labels"><span class="given">{esc(row.get("given_label"))}</span> → '
         f'<span class="suggested">{esc(row.get("suggested_label")) or "?"}</span></div>'
         f"<div>quality {esc(row.get('label_quality'))}</div>"
-        f'<div class="small">{esc(row.get("reasons"))}</div>{_curation_line(curated)}'
+        f'<div class="small">{esc(row.get("reasons"))}</div>{curation_line(curated)}'
         "</div></div>"
     )
 
@@ -673,10 +541,10 @@ def _mask_label_card(
     return (
         f'<div class="card issue-card label-issue wide" data-sample="{esc(sid)}"{tags}>'
         f'<div class="pair">{given}{issue}</div><div class="meta">'
-        f"{_file_name(row['image'])}"
+        f"{file_name(row['image'])}"
         f"<div>quality {esc(row.get('label_quality'))} · issue pixels "
         f"{esc(row.get('issue_fraction'))}</div>"
-        f'<div class="small">{esc(row.get("reasons"))}</div>{_curation_line(curated)}'
+        f'<div class="small">{esc(row.get("reasons"))}</div>{curation_line(curated)}'
         "</div></div>"
     )
 
@@ -691,6 +559,8 @@ def galleries(inputs: ReportInputs, ctx: Context) -> Section:
         return Section(
             "hard", title, not_available("hard examples", inputs.missing["hard_examples"])
         )
+    if inputs.kind.objects:
+        return Section("hard", title, object_sections.gallery_body(inputs, ctx, hard))
     if "difficulty" in hard:
         hard = hard[hard["difficulty"].astype(str) == "hard"]
     if hard.empty:
@@ -703,7 +573,7 @@ def galleries(inputs: ReportInputs, ctx: Context) -> Section:
         hard = hard.sort_values("loss", ascending=False, kind="stable")
     picks = {key: rows for key, rows in hard.groupby(["class", "role"], sort=False)}
     shown = pd.concat([rows.head(per)["sample_id"] for rows in picks.values()])
-    manifest = _by_id(inputs.manifest, shown)
+    manifest = by_id(inputs.manifest, shown)
     blocks = []
     for name in names:
         lists = []
@@ -711,7 +581,7 @@ def galleries(inputs: ReportInputs, ctx: Context) -> Section:
             picked = picks.get((name, role), hard.iloc[:0])
             items = [
                 _gallery_card(r, manifest.get(str(r["sample_id"]), {}), inputs, ctx)
-                for r in _records(picked.head(per))
+                for r in records(picked.head(per))
             ]
             label = f"hard {role}s: {len(picked)}"
             label += f" ({per} shown)" if len(picked) > per else ""
@@ -733,7 +603,7 @@ def _gallery_card(
     given = f"label {esc(label)} · " if isinstance(label, str) else ""
     return (
         f'<div class="card gallery-card {esc(row.get("role"))}" data-sample="{esc(sid)}">'
-        f'{thumb}<div class="meta small">{_file_name(row["image"])}{given}'
+        f'{thumb}<div class="meta small">{file_name(row["image"])}{given}'
         f"p({esc(row['class'])}) {esc(row.get('prob'))} · loss {esc(row.get('loss'))}</div></div>"
     )
 
@@ -752,6 +622,8 @@ def curation(inputs: ReportInputs, ctx: Context) -> Section:
         parts.append("<h3>Actions per class</h3>" + table(inputs.curation_summary))
     else:
         parts.append(not_available("curation summary", inputs.missing["curation_summary"]))
+    if inputs.kind.objects:
+        parts.append(object_sections.object_curation(inputs))
     return Section("curation", title, "".join(parts))
 
 
@@ -769,14 +641,16 @@ def training(inputs: ReportInputs, ctx: Context) -> Section:
     if last:
         parts.append("<h3>Last epoch</h3>" + key_values(last))
     parts.append("<h3>Evaluation on the test split</h3>")
-    if "eval" in inputs.metrics:
+    if "eval" in inputs.metrics and inputs.kind.objects:
+        parts.append(object_sections.eval_metrics(inputs))
+    elif "eval" in inputs.metrics:
         parts.append(key_values(inputs.metrics["eval"]))
     else:
         parts.append(not_available("evaluation metrics", inputs.missing["metrics/eval"]))
     if inputs.eval_confusion is not None and not inputs.eval_confusion.empty:
-        parts.append(
-            "<h4>confusion</h4>" + confusion(inputs.eval_confusion, classes=inputs.classes)
-        )
+        what = " (boxes matched at IoU 0.5; background: missed or false alarm)"
+        heading = f"<h4>confusion{what if inputs.kind.objects else ''}</h4>"
+        parts.append(heading + confusion(inputs.eval_confusion, classes=inputs.classes))
     return Section("training", title, "".join(parts))
 
 

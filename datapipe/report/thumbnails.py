@@ -10,26 +10,33 @@ PNG encoding, and is made once per (path, view) however many sections show it.
 :meth:`Thumbnailer.zoom` makes the larger picture a click on a card opens (at most
 :data:`ZOOM_SIZE`, never larger than the image, as long as :data:`ZOOM_BUDGET` lasts), so a
 segmentation issue map is readable without blowing the page's size budget.
+
+``view="objects"`` (detection, instance segmentation) draws the sample's given boxes and
+instance masks (:mod:`datapipe.report.boxes`), plus a card's :class:`~datapipe.report.boxes.Marks`
+(the flagged object, a suggested box); each distinct set of marks is its own thumbnail.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import cv2
 import numpy as np
+import pandas as pd
 
 from datapipe.config import ReportParams
 from datapipe.data import MaskSpec, index_mask
 from datapipe.errors import DatapipeError
 from datapipe.io import read_image
-from datapipe.report.render import fit, overlay_mask, to_display
+from datapipe.report.boxes import Marks, ObjectIndex, Placement, draw_objects
+from datapipe.report.render import fit, overlay_mask, placement, to_display
 
-View = Literal["image", "mask", "issues"]
+View = Literal["image", "mask", "issues", "objects"]
+_Key = tuple[str, Hashable, View]
 
 #: The larger picture of a card (pixels on a side) and the bytes all of them may take together;
 #: past the budget a click shows the thumbnail enlarged instead.
@@ -137,8 +144,9 @@ class Thumbnailer:
     options: ReportParams
     masks: MaskSpec | None = None
     issue_maps: Path | None = None
-    _cache: dict[tuple[str, str | None, View], str | None] = field(default_factory=dict)
-    _zooms: dict[tuple[str, str | None, View], str | None] = field(default_factory=dict)
+    objects: ObjectIndex | None = None
+    _cache: dict[_Key, str | None] = field(default_factory=dict)
+    _zooms: dict[_Key, str | None] = field(default_factory=dict)
     zoom_bytes: int = 0  # spent of ZOOM_BUDGET
 
     def thumb(
@@ -148,10 +156,13 @@ class Thumbnailer:
         mask: str | None = None,
         view: View = "image",
         sample_id: str = "",
+        marks: Marks | None = None,
     ) -> str | None:
-        key = (image, mask if view == "mask" else sample_id if view == "issues" else None, view)
+        key = _key(image, mask, view, sample_id, marks)
         if key not in self._cache:
-            self._cache[key] = self._make(image, mask, view, sample_id, self.options.thumb_size)
+            self._cache[key] = self._make(
+                image, mask, view, sample_id, self.options.thumb_size, marks=marks
+            )
         return self._cache[key]
 
     def zoom(
@@ -161,14 +172,17 @@ class Thumbnailer:
         mask: str | None = None,
         view: View = "image",
         sample_id: str = "",
+        marks: Marks | None = None,
     ) -> str | None:
         """The larger picture of ``thumb``'s (at most :data:`ZOOM_SIZE`, never enlarged);
         ``None`` when unreadable, no larger than the thumbnail, or past :data:`ZOOM_BUDGET`."""
-        key = (image, mask if view == "mask" else sample_id if view == "issues" else None, view)
+        key = _key(image, mask, view, sample_id, marks)
         if key not in self._zooms:
             uri = None
             if self.zoom_bytes < ZOOM_BUDGET:
-                uri = self._make(image, mask, view, sample_id, ZOOM_SIZE, enlarge=False)
+                uri = self._make(
+                    image, mask, view, sample_id, ZOOM_SIZE, enlarge=False, marks=marks
+                )
             self.zoom_bytes += len(uri) if uri is not None else 0
             self._zooms[key] = uri
         return self._zooms[key]
@@ -179,7 +193,7 @@ class Thumbnailer:
 
     def _make(
         self, image: str, mask: str | None, view: View, sample_id: str, size: int,
-        *, enlarge: bool = True,
+        *, enlarge: bool = True, marks: Marks | None = None,
     ) -> str | None:  # fmt: skip
         try:
             full = read_image(self.root / image)
@@ -198,7 +212,12 @@ class Thumbnailer:
             rgb = self._with_mask(rgb, mask, self.masks)
         elif view == "issues":
             rgb = self._with_issues(rgb, sample_id)
-        return data_uri(fit(rgb, size), jpeg_quality=self.options.jpeg_quality)
+        cell = fit(rgb, size)
+        if view == "objects" and self.objects is not None:
+            top, left, height, width = placement(rgb.shape[0], rgb.shape[1], size)
+            place = Placement(top, left, height, width, full.shape[0], full.shape[1])
+            cell = draw_objects(cell, place, self.objects.of(sample_id), marks)
+        return data_uri(cell, jpeg_quality=self.options.jpeg_quality)
 
     def _with_mask(self, rgb: np.ndarray, mask: str, spec: MaskSpec) -> np.ndarray:
         try:
@@ -218,6 +237,17 @@ class Thumbnailer:
         except (DatapipeError, OSError, ValueError):
             return rgb
         return issue_overlay(rgb, issue_map.astype(np.uint8))
+
+
+def _key(image: str, mask: str | None, view: View, sample_id: str, marks: Marks | None) -> _Key:
+    """What makes two thumbnails the same picture."""
+    if view == "mask":
+        return image, mask, view
+    if view == "issues":
+        return image, sample_id, view
+    if view == "objects":
+        return image, (sample_id, marks or Marks()), view
+    return image, None, view
 
 
 def picture_uri(path: Path, *, max_side: int = 960, jpeg_quality: int = 80) -> str | None:
@@ -240,12 +270,18 @@ def thumbnailer(
     ignore_index: int = 255,
     mask_colors: Mapping[int, tuple[int, int, int]] | None = None,
     issue_maps: Path | None = None,
+    objects: pd.DataFrame | None = None,
+    classes: Sequence[str] = (),
 ) -> Thumbnailer:
     """The thumbnail maker of one dataset; ``class_values`` (from stats.json) turn stored
-    mask values into class indices for the overlays (none: no overlays)."""
+    mask values into class indices for the overlays (none: no overlays); ``objects``
+    (objects.parquet) gives ``view="objects"`` its boxes, coloured by their place in
+    ``classes``."""
     masks = (
         MaskSpec(class_values=list(class_values), ignore_index=ignore_index, colors=mask_colors)
         if class_values
         else None
     )
-    return Thumbnailer(root=root, options=options, masks=masks, issue_maps=issue_maps)
+    index = ObjectIndex(objects, classes) if objects is not None else None
+    return Thumbnailer(root=root, options=options, masks=masks, issue_maps=issue_maps,
+                       objects=index)  # fmt: skip

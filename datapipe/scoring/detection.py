@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from datapipe.distributed import Dist
-from datapipe.loop import ListBatch, ModelLoss, Optimisation, RunSettings, Trainer, fit
+from datapipe.loop import Hooks, ListBatch, ModelLoss, Optimisation, RunSettings, Trainer, fit
 from datapipe.objects import box_iou
+from datapipe.progress import progress
 from datapipe.scoring.oof import TrainSettings
 
 log = logging.getLogger("datapipe")
@@ -59,6 +60,7 @@ def detection_out_of_fold(
     make_model: Callable[[], nn.Module],
     settings: TrainSettings,
     on_fold: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+    desc: str = "score",
 ) -> list[Boxes]:
     """Held-out predictions for every image (``images[i]`` ``(C, H, W)`` float32, normalised).
 
@@ -67,6 +69,9 @@ def detection_out_of_fold(
     """
     run = RunSettings(torch.device(settings.device), settings.amp, 0, Dist())
     predictions: list[Boxes] = [Boxes.empty() for _ in images]
+    ticks = iter(progress(range(len(np.unique(folds)) * settings.epochs),
+                          total=len(np.unique(folds)) * settings.epochs, desc=desc,
+                          unit="fold-epoch"))  # fmt: skip
     for fold in np.unique(folds):
         train, held = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
         if on_fold is not None:
@@ -86,12 +91,19 @@ def detection_out_of_fold(
             batches,
             run=run,
             seed=settings.seed * 1000 + int(fold),
+            hooks=Hooks(on_epoch=lambda _epoch, _row: _tick(ticks)),
             lr_key=f"{settings.key}.lr",
         )
         for i, found in zip(held, _predict(trainer.final, images, held, run, offset), strict=True):
             predictions[i] = found
         log.info("detection fold %d: trained on %d, predicted %d", fold, len(train), len(held))
+    for _ in ticks:  # the closing progress line
+        pass
     return predictions
+
+
+def _tick(ticks: Iterator[int]) -> None:
+    next(ticks, None)
 
 
 def _batches(

@@ -11,7 +11,7 @@ from typing import get_args
 
 from datapipe.tasks.base import Task, TaskModule
 from datapipe.tasks.classification import Classification
-from datapipe.tasks.detection import Detection
+from datapipe.tasks.detection import Detection, InstanceSegmentation
 from datapipe.tasks.segmentation import Segmentation
 
 __all__ = [
@@ -33,7 +33,8 @@ def register(module: type[TaskModule]) -> TaskModule:
     return module()
 
 
-TASKS: dict[str, TaskModule] = {t.name: t for t in map(register, (Classification, Segmentation, Detection))}
+MODULES = (Classification, Segmentation, Detection, InstanceSegmentation)
+TASKS: dict[str, TaskModule] = {t.name: t for t in map(register, MODULES)}
 if set(TASKS) != set(get_args(Task)):  # the literal and the registry are one list
     raise TypeError(f"Task {get_args(Task)} and the registered modules {list(TASKS)} differ")
 
@@ -48,9 +49,10 @@ def get(task: str | TaskModule) -> TaskModule:
         raise KeyError(f"unknown task {task!r}; known: {list(TASKS)}") from None
 
 
-def of_layout(layout: str) -> TaskModule:
-    """The task whose samples a manifest layout lists."""
-    for module in TASKS.values():
-        if layout in module.layouts:
-            return module
-    raise KeyError(f"unknown layout {layout!r}")
+def of_layout(layout: str) -> list[TaskModule]:
+    """The tasks whose samples a manifest layout lists (object layouts serve detection and
+    instance segmentation alike)."""
+    found = [module for module in TASKS.values() if layout in module.layouts]
+    if not found:
+        raise KeyError(f"unknown layout {layout!r}")
+    return found

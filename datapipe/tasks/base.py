@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from datapipe.score import ScoreJob, ScoreResult
 
 #: The tasks datapipe knows; the one definition of the literal.
-Task = Literal["classification", "segmentation", "detection"]
+Task = Literal["classification", "segmentation", "detection", "instance_segmentation"]
 
 
 class TaskModule(ABC):
@@ -53,6 +53,8 @@ class TaskModule(ABC):
     #: each sample has annotated objects (boxes, optionally instance masks) in
     #: ``objects.parquet``: box checks in clean, per-object issues, curation and metrics
     objects: ClassVar[bool] = False
+    #: objects carry an (H, W) mask each (``instance_mask``): mask targets, mask issues, mask AP
+    instance_masks: ClassVar[bool] = False
 
     _REQUIRED: ClassVar[tuple[str, ...]] = (
         "name", "layouts", "models", "image_labels", "dense", "headline", "label_issue_action",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -21,9 +21,11 @@ if TYPE_CHECKING:
 
 class Detection(TaskModule):
     name = "detection"
-    layouts = ("coco", "voc", "yolo")
-    models = ("auto", "fcos_small", "fasterrcnn_resnet18_fpn", "retinanet_resnet18_fpn",
-              "fcos_resnet18_fpn", "fasterrcnn_mobilenet_v3_fpn")  # fmt: skip
+    layouts: ClassVar[tuple[str, ...]] = ("coco", "voc", "yolo")
+    models: ClassVar[tuple[str, ...]] = (
+        "auto", "fcos_small", "fasterrcnn_resnet18_fpn", "retinanet_resnet18_fpn",
+        "fcos_resnet18_fpn", "fasterrcnn_mobilenet_v3_fpn",
+    )  # fmt: skip
     image_labels = False
     dense = False
     objects = True
@@ -32,14 +34,17 @@ class Detection(TaskModule):
 
     def recipe_problems(self, recipe: Any) -> list[tuple[str, str]]:
         found = []
-        loss = recipe.loss
-        if set(loss.terms) != {"loss_ce"} or loss.class_weight != "none" or loss.ohem_thresh:
-            found.append(("loss", "detectors compute their own losses (classification, box "
-                          "regression, centre-ness); only loss.label_smoothing applies"))  # fmt: skip
+        if recipe.loss != type(recipe.loss)():
+            found.append((
+                "loss", "detectors compute their own losses (classification, box regression, "
+                "centre-ness); leave loss: at its defaults",
+            ))  # fmt: skip
         mix = getattr(recipe, "mix", None)  # train recipes only
         if mix is not None and mix.cutmix_alpha > 0:
-            found.append(("mix.cutmix_alpha", "cutmix is not defined for boxes; use "
-                          "mix.mixup_alpha (detection mixup keeps both images' boxes)"))  # fmt: skip
+            found.append((
+                "mix.cutmix_alpha", "cutmix is not defined for boxes; use mix.mixup_alpha "
+                "(detection mixup keeps both images' boxes)",
+            ))  # fmt: skip
         return found
 
     def suggested_recipe(self, *, median_side: float, samples: int) -> dict[str, int]:
@@ -96,3 +101,22 @@ class Detection(TaskModule):
         from datapipe.metrics import classification_metrics
 
         return classification_metrics(confusion, [*classes, "background"])
+
+
+class InstanceSegmentation(Detection):
+    """Boxes plus one mask per object (COCO polygons / RLE, YOLO segmentation polygons):
+    Mask R-CNN out of fold and for the final model, mask issues and mask AP / AR."""
+
+    name = "instance_segmentation"
+    layouts = ("coco", "yolo")  # Pascal VOC XML carries no instance masks
+    models = ("auto", "maskrcnn_resnet18_fpn")
+    instance_masks = True
+    headline = "mask_map_50"
+
+    def build_model(
+        self, recipe: Any, *, in_channels: int, num_classes: int, key: str
+    ) -> nn.Module:
+        if recipe.model == "auto":
+            recipe = recipe.model_copy(update={"model": "maskrcnn_resnet18_fpn"})
+        return super().build_model(recipe, in_channels=in_channels, num_classes=num_classes,
+                                   key=key)  # fmt: skip

@@ -1,5 +1,9 @@
 """A synthetic run folder for report tests: images on disk plus every table the report
-reads, with known numbers of flagged samples, label issues and hard examples."""
+reads, with known numbers of flagged samples, label issues and hard examples.
+
+``task="detection"`` adds objects.parquet (three boxes per image at known places, the third
+with an instance polygon), per-object label issues (wrong class, mislocated, missing in
+turn), object hard examples and curated_objects.parquet (:func:`_detection_part`)."""
 
 from __future__ import annotations
 
@@ -63,9 +67,11 @@ def make_run(
     size: int = 32,
     channels: int = 3,
     seed: int = 0,
+    flat: bool = False,
 ) -> SyntheticRun:
     """Write a run: ``n`` samples whose images cycle through ``pool`` distinct files (all
-    distinct by default); even files are dim 12-bit data in uint16, odd ones uint8."""
+    distinct by default); even files are dim 12-bit data in uint16, odd ones uint8
+    (``flat``: every file uint8 grey 100, so drawn colours can be read back exactly)."""
     rng = np.random.default_rng(seed)
     name = "synth"
     root, run = base / "data", base / "runs" / name
@@ -77,6 +83,8 @@ def make_run(
     for f in range(pool):
         unit = texture(rng, size, channels)
         pixels = (unit * 4000).astype(np.uint16) if f % 2 == 0 else (unit * 255).astype(np.uint8)
+        if flat:
+            pixels = np.full((size, size, channels), FLAT_GREY, np.uint8)
         cv2.imwrite(str(root / "img" / f"{f:05d}.png"), pixels[..., ::-1])
     ids = [f"s{i:05d}" for i in range(n)]
     manifest = pd.DataFrame(
@@ -104,7 +112,7 @@ def make_run(
             cv2.imwrite(str(root / "mask" / f"{f:05d}.png"), mask)
         manifest["mask"] = [f"mask/{i % pool:05d}.png" for i in range(n)]
         manifest["mask_classes"] = [[0, 1 + (i % pool) % (n_classes - 1)] for i in range(n)]
-    else:
+    elif task == "classification":
         manifest["label"] = [classes[i % n_classes] for i in range(n)]
     manifest.to_parquet(run / "clean_manifest.parquet")
     quality = np.where(np.arange(n) < flagged + label_issues, 0.05, 0.95)  # tenths 0 and 9
@@ -152,6 +160,8 @@ def make_run(
         "curate": {"keep": n, "relabel": 0},
     }.items():
         (run / "metrics" / f"{metric}.json").write_text(json.dumps(values))
+    if task == "detection":
+        _detection_part(run, manifest, classes, size, flagged, label_issues, hard_per_class)
     return SyntheticRun(
         root=root, run=run, name=name, task=task, classes=classes, flagged=flagged,
         label_issues=label_issues, hard_per_class=hard_per_class, groups=groups,
@@ -192,6 +202,129 @@ def _hard(manifest: pd.DataFrame, classes: list[str], per: int) -> pd.DataFrame:
     )
 
 
+FLAT_GREY = 100
+#: The three objects of every detection image, as shares of its side: (x0, y0, x1, y1).
+OBJECT_PLACES = ((0.125, 0.125, 0.375, 0.375), (0.625, 0.125, 0.875, 0.375),
+                 (0.125, 0.625, 0.375, 0.875))  # fmt: skip
+ISSUE_CYCLE = ("wrong_class", "mislocated", "missing")
+NEGATIVE_KINDS = ("background", "wrong_class", "duplicate")
+
+
+def object_box(i: int, j: int, size: int) -> list[float]:
+    """The pixel box of object ``j`` of image ``i`` (object id ``3 * i + j``)."""
+    return [share * size for share in OBJECT_PLACES[j]]
+
+
+def _detection_part(
+    run: Path, manifest: pd.DataFrame, classes: list[str], size: int, flagged: int,
+    label_issues: int, hard_per_class: int,
+) -> None:  # fmt: skip
+    """The object tables of a detection run (see the module docstring); replaces the
+    image-level label issues and hard examples, and makes the 'dark' checks object checks."""
+    rows = []
+    for i, (sid, image) in enumerate(zip(manifest["sample_id"], manifest["image"], strict=True)):
+        for j in range(3):
+            x0, y0, x1, y1 = object_box(i, j, size)
+            polygon = json.dumps([[x0, y0, x1, y0, (x0 + x1) / 2, y1]]) if j == 2 else ""
+            rows.append({"sample_id": sid, "image": image, "object_id": str(3 * i + j),
+                         "class": classes[j % len(classes)], "class_id": j % len(classes),
+                         "x0": x0, "y0": y0, "x1": x1, "y1": y1, "area": (x1 - x0) * (y1 - y0),
+                         "iscrowd": False, "difficult": False, "instance_mask": polygon,
+                         "relative": False, "problem": ""})  # fmt: skip
+    objects = pd.DataFrame(rows)
+    objects.to_parquet(run / "objects.parquet")
+    _object_label_issues(manifest, classes, size, flagged, label_issues).to_csv(
+        run / "reports" / "label_issues.csv", index=False
+    )
+    _object_hard(objects, classes, hard_per_class).to_csv(
+        run / "reports" / "hard_examples.csv", index=False
+    )
+    issues = pd.read_csv(run / "reports" / "data_issues.csv", dtype={"sample_id": str})
+    dark = issues["check"] == "dark"
+    index = manifest.reset_index().set_index("sample_id")["index"]
+    issues["object_id"] = np.where(dark, (3 * issues["sample_id"].map(index)).astype(str), "")
+    issues.loc[dark, "check"] = "box_clipped"
+    issues.to_csv(run / "reports" / "data_issues.csv", index=False)
+    curated = objects[["sample_id", "image", "object_id"]].assign(
+        given_class=objects["class"], action="keep", final_class=objects["class"],
+        x0=objects["x0"], y0=objects["y0"], x1=objects["x1"], y1=objects["y1"],
+        source="policy", reason="",
+    )  # fmt: skip
+    curated.to_parquet(run / "curated_objects.parquet")
+    by_split = {
+        split: {c: 3 * int((manifest["split"] == split).sum()) // len(classes) for c in classes}
+        for split in ("train", "val", "test")
+    }
+    stats = json.loads((run / "stats.json").read_text())
+    stats |= {
+        "layout": "coco",
+        "object_counts_by_split": by_split,
+        "object_counts": {c: sum(s[c] for s in by_split.values()) for c in classes},
+    }
+    (run / "stats.json").write_text(json.dumps(stats))
+    score = {
+        "label_issues": label_issues,
+        "oof_map": 0.4,
+        "oof_map_50": 0.7,
+        "oof_map_large": None,
+        "oof_map_per_class": {c: 0.1 * (k + 1) for k, c in enumerate(classes)},
+    }
+    (run / "metrics" / "score.json").write_text(json.dumps(score))
+
+
+def _object_label_issues(
+    manifest: pd.DataFrame, classes: list[str], size: int, flagged: int, n: int
+) -> pd.DataFrame:
+    """``n`` rows on the images after the flagged ones, issue kinds in turn (wrong_class on
+    object 0, mislocated on object 1 with a box shifted down by a quarter of the side, a
+    missing box in the empty bottom-right corner), box scores falling down the file so
+    'worst first' reverses it."""
+    rows = []
+    for r in range(n):
+        i = flagged + r
+        sid, image = manifest.at[i, "sample_id"], manifest.at[i, "image"]
+        kind = ISSUE_CYCLE[r % 3]
+        j = {"wrong_class": 0, "mislocated": 1, "missing": -1}[kind]
+        given = object_box(i, j, size) if j >= 0 else None
+        suggested = {
+            "wrong_class": None,
+            "mislocated": [v + (size / 4 if k % 2 == 1 else 0) for k, v in enumerate(given or [])],
+            "missing": [0.625 * size, 0.625 * size, 0.875 * size, 0.875 * size],
+        }[kind]
+        rows.append({
+            "sample_id": sid, "image": image, "object_id": str(3 * i + j) if j >= 0 else "",
+            "issue": kind, "given_class": classes[j % len(classes)] if j >= 0 else "",
+            "given_box": json.dumps(given) if given else "",
+            "suggested_class": {"wrong_class": classes[1], "mislocated": "",
+                                "missing": classes[2 % len(classes)]}[kind],
+            "suggested_box": json.dumps(suggested) if suggested else "",
+            "box_score": 0.01 + 0.02 * (n - 1 - r), "label_quality": 0.3,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _object_hard(objects: pd.DataFrame, classes: list[str], per: int) -> pd.DataFrame:
+    """Per class: ``per`` hard positives (its objects, the first missed), ``per`` hard
+    negatives (no object id, kinds in turn) and one easy positive."""
+    rows = []
+    for name in classes:
+        mine = objects[objects["class"] == name].reset_index(drop=True)
+        for j in range(per):
+            o = mine.iloc[j % len(mine)]
+            iou, score = (0.0, np.nan) if j == 0 else (0.3, 0.4)
+            rows.append((o["sample_id"], o["image"], o["object_id"], name, "hard_positive", "",
+                         1.0 - 0.01 * j, iou, score))  # fmt: skip
+            o = mine.iloc[(j + 1) % len(mine)]
+            rows.append((o["sample_id"], o["image"], "", name, "hard_negative",
+                         NEGATIVE_KINDS[j % 3], 0.9 - 0.01 * j, 0.1, 0.9 - 0.01 * j))  # fmt: skip
+        o = mine.iloc[0]
+        rows.append((o["sample_id"], o["image"], o["object_id"], name, "easy_positive", "",
+                     0.05, 0.95, 0.99))  # fmt: skip
+    columns = ["sample_id", "image", "object_id", "class", "role", "kind", "difficulty", "iou",
+               "score"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
 def render(sr: SyntheticRun, options: ReportParams | None = None) -> str:
     """The report page of a synthetic run, built the way the stage builds it."""
     options = options or ReportParams()
@@ -199,6 +332,7 @@ def render(sr: SyntheticRun, options: ReportParams | None = None) -> str:
     thumbs = thumbnailer(
         sr.root, options, issue_maps=sr.files.issue_maps,
         class_values=inputs.stats.class_values if inputs.kind.dense else [],
+        objects=inputs.objects, classes=inputs.classes,
     )  # fmt: skip
     return build_report(
         inputs, options=options, thumbs=thumbs, previous=None, numbers=key_numbers(inputs)
@@ -246,3 +380,8 @@ def cls_run(tmp_path: Path) -> SyntheticRun:
 @pytest.fixture
 def seg_run(tmp_path: Path) -> SyntheticRun:
     return make_run(tmp_path, task="segmentation", n_classes=3)
+
+
+@pytest.fixture
+def det_run(tmp_path: Path) -> SyntheticRun:
+    return make_run(tmp_path, task="detection", n_classes=3, size=64, flat=True)

@@ -76,7 +76,7 @@ def _severe(logs: list[dict[str, Any]]) -> list[str]:
     return [str(entry.get("message")) for entry in logs if entry.get("level") == "SEVERE"]
 
 
-@pytest.mark.parametrize("task", ["classification", "segmentation"])
+@pytest.mark.parametrize("task", ["classification", "segmentation", "detection"])
 def test_page_loads_without_console_errors_and_shows_every_issue_card(
     driver: Any, tmp_path: Path, task: str
 ) -> None:

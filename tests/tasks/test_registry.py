@@ -18,7 +18,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_literal_and_the_registry_name_the_same_tasks() -> None:
-    assert set(get_args(Task)) == set(TASKS) == {"classification", "segmentation", "detection"}
+    assert (
+        set(get_args(Task))
+        == set(TASKS)
+        == {
+            "classification",
+            "segmentation",
+            "detection",
+            "instance_segmentation",
+        }
+    )
     assert all(TASKS[name].name == name for name in TASKS)
 
 
@@ -62,11 +71,15 @@ def test_get_names_the_known_tasks_for_an_unknown_one() -> None:
     assert tasks.get(TASKS["segmentation"]) is TASKS["segmentation"]
 
 
-def test_every_layout_belongs_to_exactly_one_task() -> None:
-    owners = [name for name, t in TASKS.items() for _ in t.layouts]
-    layouts = [layout for t in TASKS.values() for layout in t.layouts]
-    assert len(layouts) == len(set(layouts))
-    assert {tasks.of_layout(layout).name for layout in layouts} == set(owners)
+def test_every_layout_belongs_to_its_tasks_and_only_object_tasks_share() -> None:
+    for name, module in TASKS.items():
+        for layout in module.layouts:
+            owners = tasks.of_layout(layout)
+            assert module in owners
+            assert len(owners) == 1 or all(t.objects for t in owners), (layout, name)
+    assert [t.name for t in tasks.of_layout("coco")] == ["detection", "instance_segmentation"]
+    with pytest.raises(KeyError, match="unknown layout 'zarr'"):
+        tasks.of_layout("zarr")
 
 
 def test_class_counts_per_task() -> None:
