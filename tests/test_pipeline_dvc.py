@@ -18,7 +18,7 @@ def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None
     work = copy_repo(tmp_path / "repo")
     # the stages' wiring is under test here, not the models: train them for one epoch
     settings = yaml.safe_load((work / "params.yaml").read_text())
-    for task in ("classification", "segmentation"):
+    for task in ("classification", "segmentation", "detection"):
         settings["score"][task]["epochs"] = 1
         settings["train"][task]["epochs"] = 1
     (work / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
@@ -67,6 +67,7 @@ def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None
         assert page.count("issue-card label-issue") == min(
             200, len(pd.read_csv(work / "runs" / name / "reports" / "label_issues.csv"))
         )
+    _check_detection_run(work / "runs" / "shapes_det")
     assert (work / "dvc.lock").is_file()
 
     second = dvc(work, "repro")
@@ -116,3 +117,33 @@ def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None
     typo = dvc(work, "repro", "ingest")
     assert typo.returncode != 0
     assert "datasets.shapes_seg.bit_dept: unknown key" in typo.stderr + typo.stdout
+
+
+def _check_detection_run(run: Path) -> None:
+    """The object outputs of every stage on the sample detection set (one epoch: the wiring,
+    not the model, is under test)."""
+    objects = pd.read_parquet(run / "objects.parquet")
+    coco = json.loads((run.parents[1] / "sample_data/shapes_det/annotations.json").read_text())
+    assert len(objects) == len(coco["annotations"])
+    issues = pd.read_csv(run / "reports" / "data_issues.csv", dtype={"object_id": str})
+    for check in ("box_outside", "box_degenerate", "duplicate_box", "image_missing"):
+        assert (issues["check"] == check).sum() >= 1, check
+    scores = pd.read_parquet(run / "scores.parquet")
+    assert scores.loc[scores["scored"], "label_quality"].between(0, 1).all()
+    assert scores.loc[scores["scored"], "n_objects"].sum() > 0
+    flagged = pd.read_csv(run / "reports" / "label_issues.csv", dtype={"object_id": str})
+    assert set(flagged["issue"]) <= {"wrong_class", "mislocated", "missing"}
+    hard = pd.read_csv(run / "reports" / "hard_examples.csv", dtype={"object_id": str})
+    assert set(hard["role"]) <= {"hard_positive", "easy_positive", "hard_negative"}
+    curated = pd.read_parquet(run / "curated_objects.parquet")
+    assert len(curated) >= len(objects)
+    excluded = set(curated.loc[curated["action"] == "exclude", "object_id"])
+    outside = issues.loc[issues["check"].isin(["box_outside", "box_degenerate"]), "object_id"]
+    assert set(outside) <= excluded
+    evaluation = json.loads((run / "reports" / "eval_metrics.json").read_text())
+    for key in ("map", "map_50", "map_75", "mar_100", "mar_max", "map_per_class"):
+        assert key in evaluation, key
+    assert 0 <= evaluation["map_50"] <= 1 and evaluation["test_objects"] > 0
+    page = (run / "reports" / "report.html").read_text()
+    assert page.count("issue-card label-issue") == min(200, len(flagged))
+    assert all(name in page for name in evaluation["map_per_class"])
