@@ -56,7 +56,8 @@ bench: setup
 	$(BIN)/python bench/seg_label_quality.py
 	$(BIN)/python bench/stage_startup.py
 	$(BIN)/python bench/clean_vs_cleanvision.py
-	$(BIN)/python bench/detection_oof.py --model fcos_small --epochs 60 --folds 2
+	$(BIN)/python bench/detection_oof.py
+	$(BIN)/python bench/detection_memory.py
 
 sample-data: setup
 	$(BIN)/python sample_data/make_sample_data.py

@@ -200,8 +200,9 @@ class BoxCheckParams(_Strict):
     """Annotation checks of object tasks (``datapipe.checks.boxes``)."""
 
     smallest_anchor: float = Field(
-        16.0, gt=0, description="box_tiny: a box under a quarter of this side at the detector's "
-        "input size (train.<task>.image_size) is tiny; fcos_small's is 16, torchvision's FPNs' 32"
+        8.0, gt=0, description="box_tiny: a box under a quarter of this side at the detector's "
+        "input size (train.<task>.image_size) is tiny; the *_small detectors' is 8, "
+        "torchvision's FPNs' 32"
     )  # fmt: skip
     max_aspect: float = Field(8.0, gt=1, description="box_aspect: longer / shorter side above")
     duplicate_iou: float = Field(
@@ -504,11 +505,11 @@ class TrainParams(_Strict):
         loss=LossParams(terms={"loss_ce": 1.0, "loss_dice": 1.0}),
     )  # fmt: skip
     detection: DetectionTrainParams = DetectionTrainParams(
-        model="fcos_small", image_size=128, batch_size=8, optimizer="adamw", lr=2e-3,
+        model="fasterrcnn_small", image_size=128, batch_size=8, optimizer="adamw", lr=2e-3,
         weight_decay=1e-4, augment=[{"HorizontalFlip": {"p": 0.5}}],
     )  # fmt: skip
     instance_segmentation: DetectionTrainParams = DetectionTrainParams(
-        model="maskrcnn_resnet18_fpn", image_size=256, batch_size=4, optimizer="sgd", lr=0.01,
+        model="maskrcnn_small", image_size=128, batch_size=8, optimizer="adamw", lr=2e-3,
         weight_decay=1e-4, augment=[{"HorizontalFlip": {"p": 0.5}}],
     )  # fmt: skip
     preview_samples: int = Field(6, ge=1, le=64, description="rows of augment_preview.png")
@@ -533,12 +534,12 @@ class ScoreParams(_Strict):
     classification: FitParams = FitParams(image_size=64, epochs=20)
     segmentation: FitParams = FitParams(image_size=128, epochs=20, batch_size=8, lr=0.02)
     detection: DetectionFitParams = DetectionFitParams(
-        model="fcos_small", image_size=128, epochs=30, batch_size=8, optimizer="adamw", lr=2e-3,
+        model="fasterrcnn_small", image_size=128, epochs=25, batch_size=8, optimizer="adamw", lr=2e-3,
         weight_decay=1e-4,
     )  # fmt: skip
     instance_segmentation: DetectionFitParams = DetectionFitParams(
-        model="maskrcnn_resnet18_fpn", image_size=256, epochs=12, batch_size=4, lr=0.01,
-        weight_decay=1e-4,
+        model="maskrcnn_small", image_size=128, epochs=30, batch_size=8, optimizer="adamw",
+        lr=2e-3, weight_decay=1e-4,
     )  # fmt: skip
     min_suggest_prob: float = Field(
         0.5, gt=0, le=1, description="suggest another label only when its OOF prob is this high"

@@ -60,11 +60,18 @@ def _set(*path: str, value: Any) -> Any:
         (_set("workers", value=0), set()),
         (
             _set("clean", "near_duplicate_bits", value=6),
-            {("shapes_cls", "clean"), ("shapes_seg", "clean"), ("shapes_det", "clean")},
+            {
+                (name, "clean")
+                for name in ("shapes_cls", "shapes_seg", "shapes_det", "shapes_det_voc")
+            },
         ),
         (  # box_tiny measures boxes at the detector's input size: clean reads it
             _set("train", "detection", "image_size", value=96),
-            {("shapes_det", s) for s in ("clean", "train", "preview", "evaluate")},
+            {
+                (name, s)
+                for name in ("shapes_det", "shapes_det_voc")
+                for s in ("clean", "train", "preview", "evaluate")
+            },
         ),
         (
             _set("train", "classification", "image_size", value=32),

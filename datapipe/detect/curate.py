@@ -76,7 +76,9 @@ def curate_objects(
     note = np.full(len(out), "", object)
     key = pd.Index(out["sample_id"] + "/" + out["object_id"])
 
-    flagged = box_issues[box_issues["object_id"].fillna("").astype(str) != ""]
+    text = ["object_id", "issue", "suggested_class", "suggested_box"]  # NaN from CSV cells -> ""
+    box_issues = box_issues.assign(**{c: box_issues[c].fillna("").astype(str) for c in text})
+    flagged = box_issues[box_issues["object_id"] != ""]
     at = key.get_indexer(_keys(flagged))
     flagged, at = flagged[at >= 0], at[at >= 0]
     reason[at] = flagged["issue"].astype(str).to_numpy(object)

@@ -23,8 +23,8 @@ class Detection(TaskModule):
     name = "detection"
     layouts: ClassVar[tuple[str, ...]] = ("coco", "voc", "yolo")
     models: ClassVar[tuple[str, ...]] = (
-        "auto", "fcos_small", "fasterrcnn_resnet18_fpn", "retinanet_resnet18_fpn",
-        "fcos_resnet18_fpn", "fasterrcnn_mobilenet_v3_fpn",
+        "auto", "fasterrcnn_small", "fcos_small", "fasterrcnn_resnet18_fpn",
+        "retinanet_resnet18_fpn", "fcos_resnet18_fpn", "fasterrcnn_mobilenet_v3_fpn",
     )  # fmt: skip
     image_labels = False
     dense = False
@@ -76,8 +76,12 @@ class Detection(TaskModule):
     def build_model(
         self, recipe: Any, *, in_channels: int, num_classes: int, key: str
     ) -> nn.Module:
+        """``auto`` is ``fasterrcnn_small`` (the CPU detector whose softmax scores reach the
+        0.95 cleanlab's overlooked and swap scores ask of a prediction)."""
         from datapipe.models import build_detector
 
+        if recipe.model == "auto":
+            recipe = recipe.model_copy(update={"model": "fasterrcnn_small"})
         knobs = recipe.detector
         min_size = tuple(knobs.min_size) if knobs.min_size else recipe.image_size
         return build_detector(
@@ -109,7 +113,7 @@ class InstanceSegmentation(Detection):
 
     name = "instance_segmentation"
     layouts = ("coco", "yolo")  # Pascal VOC XML carries no instance masks
-    models = ("auto", "maskrcnn_resnet18_fpn")
+    models: ClassVar[tuple[str, ...]] = ("auto", "maskrcnn_small", "maskrcnn_resnet18_fpn")
     instance_masks = True
     headline = "mask_map_50"
 
@@ -117,6 +121,6 @@ class InstanceSegmentation(Detection):
         self, recipe: Any, *, in_channels: int, num_classes: int, key: str
     ) -> nn.Module:
         if recipe.model == "auto":
-            recipe = recipe.model_copy(update={"model": "maskrcnn_resnet18_fpn"})
+            recipe = recipe.model_copy(update={"model": "maskrcnn_small"})
         return super().build_model(recipe, in_channels=in_channels, num_classes=num_classes,
                                    key=key)  # fmt: skip

@@ -59,6 +59,14 @@ def test_fix_relabels_a_wrong_class_and_reboxes_a_mislocated_box() -> None:
     assert out.loc["2", "action"] == "keep" and out.loc["2", "final_class"] == "square"
 
 
+def test_empty_suggestions_read_back_from_csv_are_no_suggestions(tmp_path) -> None:
+    path = tmp_path / "label_issues.csv"
+    _issues(("a", "1", "wrong_class", "", ""), ("b", "3", "mislocated", "", "")).to_csv(path)
+    out = _curate(pd.read_csv(path, dtype={"sample_id": str, "object_id": str}))
+    assert out.loc["1", ["action", "final_class"]].tolist() == ["keep", "disk"]
+    assert out.loc["3", "action"] == "keep"
+
+
 def test_a_flag_without_a_suggestion_keeps_the_box_and_says_why() -> None:
     out = _curate(_issues(("a", "1", "mislocated", "", "")))
     assert (out.loc["1", "action"], out.loc["1", "reason"]) == ("keep", "mislocated")

@@ -97,3 +97,12 @@ def test_clean_names_the_object_of_each_annotation_finding(det_ingest, tmp_path)
     for object_id, problem in zip(planted["object_id"], planted["problem"], strict=True):
         if problem in kinds:
             assert (str(object_id), kinds[problem]) in found, (object_id, problem)
+
+
+def test_object_task_models_are_detectors_the_factory_builds() -> None:
+    from datapipe import tasks
+    from datapipe.models import DETECTORS
+
+    for module in tasks.TASKS.values():
+        if module.objects:
+            assert module.models[0] == "auto" and set(module.models[1:]) <= set(DETECTORS)
