@@ -534,8 +534,8 @@ class ScoreParams(_Strict):
     classification: FitParams = FitParams(image_size=64, epochs=20)
     segmentation: FitParams = FitParams(image_size=128, epochs=20, batch_size=8, lr=0.02)
     detection: DetectionFitParams = DetectionFitParams(
-        model="fasterrcnn_small", image_size=128, epochs=25, batch_size=8, optimizer="adamw", lr=2e-3,
-        weight_decay=1e-4,
+        model="fasterrcnn_small", image_size=128, epochs=25, batch_size=8, optimizer="adamw",
+        lr=2e-3, weight_decay=1e-4,
     )  # fmt: skip
     instance_segmentation: DetectionFitParams = DetectionFitParams(
         model="maskrcnn_small", image_size=128, epochs=30, batch_size=8, optimizer="adamw",
