@@ -35,6 +35,7 @@ BOX_ISSUE_REPORT = (
 #: reports/hard_examples.csv for object tasks: one row per object (or confident false alarm)
 OBJECT_HARD_REPORT = (
     "sample_id", "image", "object_id", "class", "role", "kind", "difficulty", "iou", "score",
+    "predicted_box",
 )  # fmt: skip
 #: a held-out prediction this confident counts in the object confusion
 CONFIDENT = 0.5
@@ -184,10 +185,12 @@ def judge(
                                          "given_box", "suggested_class", "suggested_box",
                                          "box_score"])  # fmt: skip
     roles = object_roles(given.targets, found)
+    pairs = list(zip(roles.rows["image"], roles.rows["box"], roles.rows["prediction"], strict=True))
     hard = roles.rows.assign(
-        object_id=[given.object_ids[i][b] if b >= 0 else ""
-                   for i, b in zip(roles.rows["image"], roles.rows["box"], strict=True)]
-    )  # fmt: skip
+        object_id=[given.object_ids[i][b] if b >= 0 else "" for i, b, _ in pairs],
+        # the matched (or nearest) held-out prediction's box: a false alarm's only box
+        predicted_box=[_box_text(found[i].boxes[j]) if j >= 0 else "" for i, _, j in pairs],
+    )
     n = len(given.targets)
     per_image_issues = np.bincount(issues["image"].to_numpy(np.int64), minlength=n)
     flagged = found_issues.images["is_label_issue"].to_numpy(bool) | (per_image_issues > 0)

@@ -106,3 +106,22 @@ def test_object_task_models_are_detectors_the_factory_builds() -> None:
     for module in tasks.TASKS.values():
         if module.objects:
             assert module.models[0] == "auto" and set(module.models[1:]) <= set(DETECTORS)
+
+
+def test_judge_writes_the_false_alarm_box_and_one_issue_row_per_flagged_object() -> None:
+    from datapipe.detect.score import judge
+    from datapipe.detect.targets import ImageObjects
+
+    truth = Boxes(np.array([[10, 10, 30, 30], [50, 50, 70, 70]], np.float32), np.array([0, 1]))
+    found = Boxes(
+        np.array([[10, 10, 30, 30], [50, 50, 70, 70], [90, 90, 110, 110]], np.float32),
+        np.array([0, 0, 1]), np.array([0.99, 0.99, 0.99], np.float32),
+    )  # fmt: skip
+    judged = judge(ImageObjects([truth], [["a", "b"]]), [found], ["disk", "square"],
+                   sizes=[(128, 128)], max_detections=100)  # fmt: skip
+    alarm = judged.hard[(judged.hard["role"] == "hard_negative") & (judged.hard["box"] < 0)]
+    assert "[90.0, 90.0, 110.0, 110.0]" in set(alarm["predicted_box"])
+    wrong = judged.issues[judged.issues["object_id"] == "b"]
+    assert wrong["issue"].tolist() == ["wrong_class"]
+    assert wrong["suggested_class"].tolist() == ["disk"]
+    assert judged.images["is_label_issue"].tolist() == [True]
