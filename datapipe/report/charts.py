@@ -201,3 +201,10 @@ def box_legend(classes: Sequence[str], *, marks: bool = True) -> str:
 
 def _hex(index: int) -> str:
     return "#{:02x}{:02x}{:02x}".format(*PALETTE[index % len(PALETTE)])
+
+
+def metric_details(values: Mapping[str, Any] | None, summary: str) -> str:
+    """A stage's whole metrics dict as a collapsed table under ``summary`` ("" when absent)."""
+    if values is None:
+        return ""
+    return f"<details><summary>{summary}</summary>" + key_values(values) + "</details>"

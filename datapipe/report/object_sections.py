@@ -39,6 +39,7 @@ from datapipe.report.charts import (
     box_legend,
     esc,
     key_values,
+    metric_details,
     not_available,
     note,
     quality_histogram,
@@ -227,11 +228,10 @@ def eval_metrics(inputs: ReportInputs) -> str:
 def label_issue_parts(inputs: ReportInputs, ctx: Context) -> list[str]:
     """The label-issues section of an object task: held-out quality, then one card per
     flagged object, worst (lowest box score) first."""
-    parts = [oof_metrics(inputs)]
-    score = inputs.metrics.get("score")
-    if score is not None:
-        parts.append("<details><summary>every scoring metric</summary>")
-        parts.append(key_values(score) + "</details>")
+    parts = [
+        oof_metrics(inputs),
+        metric_details(inputs.metrics.get("score"), "every scoring metric"),
+    ]
     issues = inputs.label_issues
     if issues is None:
         parts.append(not_available("label issues", inputs.missing["label_issues"]))

@@ -37,6 +37,7 @@ from datapipe.report.charts import (
     key_values,
     legend,
     line_chart,
+    metric_details,
     not_available,
     note,
     quality_histogram,
@@ -434,11 +435,7 @@ def label_issues(inputs: ReportInputs, ctx: Context) -> Section:
     if inputs.kind.objects:
         parts = [*object_sections.label_issue_parts(inputs, ctx), _confusion_tables(inputs)]
         return Section("label-issues", title, "".join(parts))
-    parts = []
-    score = inputs.metrics.get("score")
-    if score is not None:
-        parts.append("<details><summary>scoring metrics (out-of-fold)</summary>")
-        parts.append(key_values(score) + "</details>")
+    parts = [metric_details(inputs.metrics.get("score"), "scoring metrics (out-of-fold)")]
     issues = inputs.label_issues
     if issues is None:
         parts.append(not_available("label issues", inputs.missing["label_issues"]))
