@@ -473,6 +473,47 @@ class DetectorParams(_Strict):
     detections_per_img: int = Field(
         100, ge=1, description="kept per image; evaluation's AR@max_detections uses the same"
     )
+    anchor_sizes: list[list[Annotated[int, Field(ge=1)]]] | None = Field(
+        None, description="anchor sizes in input pixels, one list per feature level (the small "
+        "detectors have 2 levels: [[8, 16], [24, 48]]; the ResNet FPNs 5); default: the model's"
+    )  # fmt: skip
+    aspect_ratios: list[list[Annotated[float, Field(gt=0)]]] | None = Field(
+        None, description="anchor height / width ratios: one list for every level, or one per "
+        "level; default: the model's ([1.0] small, [0.5, 1, 2] FPN)"
+    )  # fmt: skip
+    rpn_nms_thresh: float | None = Field(None, gt=0, le=1, description="R-CNN proposal NMS IoU")
+    rpn_fg_iou_thresh: float | None = Field(None, gt=0, le=1, description="anchor positive IoU")
+    rpn_bg_iou_thresh: float | None = Field(None, ge=0, lt=1, description="anchor negative IoU")
+    rpn_batch_size_per_image: int | None = Field(None, ge=1, description="anchors sampled")
+    rpn_positive_fraction: float | None = Field(None, gt=0, le=1)
+    box_score_thresh: float | None = Field(
+        None, ge=0, lt=1, description="predictions below this score are dropped (all families)"
+    )
+    box_nms_thresh: float | None = Field(None, gt=0, le=1, description="per-class NMS IoU")
+    box_fg_iou_thresh: float | None = Field(None, gt=0, le=1, description="RoI positive IoU")
+    box_bg_iou_thresh: float | None = Field(None, ge=0, lt=1, description="RoI negative IoU")
+    box_batch_size_per_image: int | None = Field(None, ge=1, description="RoIs sampled")
+    box_positive_fraction: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _anchors(self) -> Self:
+        for level, sizes in enumerate(self.anchor_sizes or []):
+            if not sizes:
+                raise ValueError(f"anchor_sizes[{level}]: at least one size")
+        for level, ratios in enumerate(self.aspect_ratios or []):
+            if not ratios:
+                raise ValueError(f"aspect_ratios[{level}]: at least one ratio")
+        for lo, hi in (("rpn_bg_iou_thresh", "rpn_fg_iou_thresh"),
+                       ("box_bg_iou_thresh", "box_fg_iou_thresh")):  # fmt: skip
+            low, high = getattr(self, lo), getattr(self, hi)
+            if low is not None and high is not None and low > high:
+                raise ValueError(f"{lo} {low} is above {hi} {high}")
+        return self
+
+    def head_options(self) -> dict[str, Any]:
+        """The thresholds and sampler sizes set (torchvision's names), for ``build_detector``."""
+        skip = {"min_size", "max_size", "detections_per_img", "anchor_sizes", "aspect_ratios"}
+        return {k: v for k, v in self.model_dump().items() if k not in skip and v is not None}
 
 
 class DetectionFitParams(FitParams):

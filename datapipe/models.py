@@ -7,7 +7,7 @@ channels (grey, RGB, 4+ channel microscopy) by building their first convolution 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -289,7 +289,7 @@ class _SmallBackbone(nn.Module):
 
 
 def _small_detector(
-    name: str, in_channels: int, num_classes: int, common: dict[str, Any]
+    name: str, in_channels: int, num_classes: int, common: dict[str, Any], anchors: Any = None
 ) -> nn.Module:
     """The CPU detectors, for objects of ~8-64 px at the detector's input size.
 
@@ -309,13 +309,13 @@ def _small_detector(
 
     if name == "fcos_small":  # one anchor point per location, anchor size = stride
         backbone = _SmallBackbone(in_channels, (32, 32, 64, 64), keep=(2, 3))
-        anchors = AnchorGenerator(sizes=((8,), (16,)), aspect_ratios=((1.0,), (1.0,)))
+        anchors = anchors or AnchorGenerator(sizes=((8,), (16,)), aspect_ratios=((1.0,), (1.0,)))
         head = FCOSHead(backbone.out_channels, 1, num_classes, num_convs=2)
         return FCOS(backbone, num_classes, anchor_generator=anchors, head=head, **common)
     backbone = _SmallBackbone(in_channels, (24, 48, 48), keep=(1, 2))
     width = backbone.out_channels
     common["box_detections_per_img"] = common.pop("detections_per_img")
-    anchors = AnchorGenerator(sizes=((8, 16), (24, 48)), aspect_ratios=((1.0,), (1.0,)))
+    anchors = anchors or AnchorGenerator(sizes=((8, 16), (24, 48)), aspect_ratios=((1.0,),) * 2)
     if name == "maskrcnn_small":  # the same, plus a 2-conv mask head on 10x10 RoIs
         from torchvision.models.detection import MaskRCNN
         from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
@@ -326,13 +326,14 @@ def _small_detector(
             "mask_predictor": MaskRCNNPredictor(width, width, num_classes + 1),
         }
     factory = MaskRCNN if name == "maskrcnn_small" else FasterRCNN
+    lean = {"rpn_pre_nms_top_n_train": 300, "rpn_post_nms_top_n_train": 64,
+            "rpn_pre_nms_top_n_test": 200, "rpn_post_nms_top_n_test": 50,
+            "rpn_batch_size_per_image": 128, "box_batch_size_per_image": 32}  # fmt: skip
     return factory(
         backbone, None, rpn_anchor_generator=anchors,
         box_roi_pool=MultiScaleRoIAlign(["0"], output_size=5, sampling_ratio=1),
         box_head=TwoMLPHead(width * 25, 128), box_predictor=FastRCNNPredictor(128, num_classes + 1),
-        rpn_pre_nms_top_n_train=300, rpn_post_nms_top_n_train=64, rpn_pre_nms_top_n_test=200,
-        rpn_post_nms_top_n_test=50, rpn_batch_size_per_image=128, box_batch_size_per_image=32,
-        **common,
+        **(lean | common),
     )  # fmt: skip
 
 
@@ -344,13 +345,19 @@ def build_detector(
     min_size: int | tuple[int, ...] = 800,
     max_size: int = 1333,
     detections_per_img: int = 100,
+    anchor_sizes: Sequence[Sequence[int]] | None = None,
+    aspect_ratios: Sequence[Sequence[float]] | None = None,
+    options: Mapping[str, Any] | None = None,
+    label_smoothing: float = 0.0,
     weights: str | Path | None = None,
     key: str = "score.detection",
 ) -> nn.Module:
     """A torchvision detector for ``num_classes`` object classes (background is added for the
     R-CNNs), its backbone's stem built for ``in_channels``; inputs are already normalised
     (datapipe's per-channel mean / std), so the detector's own normalisation is the identity.
-    ``min_size`` a tuple: one is drawn per batch in training (multi-scale).
+    ``min_size`` a tuple: one is drawn per batch in training (multi-scale). ``anchor_sizes``
+    / ``aspect_ratios`` per feature level, ``options`` (RPN / box thresholds and sampler
+    sizes) and ``label_smoothing`` on the box classifier: ``datapipe.detect.knobs``.
 
     ``auto`` is Faster R-CNN on a ResNet-18 FPN, small enough to train out of fold on a CPU.
     Long by design: five torchvision families share one stem and normalisation setup.
@@ -365,6 +372,8 @@ def build_detector(
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
     from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
+    from datapipe.detect import knobs
+
     resolved = "fasterrcnn_resnet18_fpn" if name == "auto" else name
     if resolved not in DETECTORS:
         raise ConfigError(f"{key}.model: unknown detector {name!r}; known: {list(DETECTORS)}")
@@ -375,10 +384,11 @@ def build_detector(
     common = {
         "min_size": min_size, "max_size": max_size, "image_mean": [0.0] * in_channels,
         "image_std": [1.0] * in_channels, "detections_per_img": detections_per_img,
-    }  # fmt: skip
+    } | knobs.head_kwargs(resolved, options or {}, key)  # fmt: skip
+    anchors = knobs.anchor_generator(resolved, anchor_sizes, aspect_ratios, key)
     model: nn.Module
     if resolved in ("fcos_small", "fasterrcnn_small", "maskrcnn_small"):
-        model = _small_detector(resolved, in_channels, num_classes, common)
+        model = _small_detector(resolved, in_channels, num_classes, common, anchors)
     elif resolved == "fasterrcnn_mobilenet_v3_fpn":
         common["box_detections_per_img"] = common.pop("detections_per_img")
         model = fasterrcnn_mobilenet_v3_large_fpn(
@@ -395,13 +405,16 @@ def build_detector(
         )  # fmt: skip
         backbone.body.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
         if resolved.startswith("retinanet"):
-            model = RetinaNet(backbone, num_classes, **common)
+            model = RetinaNet(backbone, num_classes, anchor_generator=anchors, **common)
         elif resolved.startswith("fcos"):
-            model = FCOS(backbone, num_classes, **common)
+            model = FCOS(backbone, num_classes, anchor_generator=anchors, **common)
         else:
             common["box_detections_per_img"] = common.pop("detections_per_img")
             factory = MaskRCNN if resolved.startswith("maskrcnn") else FasterRCNN
             model = factory(backbone, num_classes + 1, **common)
+    if anchors is not None and knobs.family(resolved) == "rcnn":
+        knobs.set_rpn_anchors(model, anchors)  # the mobilenet builder fixes its own anchors
+    knobs.smooth_box_classifier(model, label_smoothing)
     if weights is not None:
         load_weights(model, Path(weights), key=f"{key}.weights")
     return model

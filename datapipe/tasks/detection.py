@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from datapipe.errors import ConfigError
 from datapipe.tasks.base import TaskModule
 
 if TYPE_CHECKING:
@@ -30,15 +31,18 @@ class Detection(TaskModule):
     dense = False
     objects = True
     headline = "map_50"
+    default_model = "fasterrcnn_small"  # what ``model: auto`` builds
     label_issue_action = "downweight"  # per image; boxes get their own actions (detect.curate)
 
     def recipe_problems(self, recipe: Any) -> list[tuple[str, str]]:
         found = []
-        if recipe.loss != type(recipe.loss)():
+        if recipe.loss.model_copy(update={"label_smoothing": 0.0}) != type(recipe.loss)():
             found.append((
                 "loss", "detectors compute their own losses (classification, box regression, "
-                "centre-ness); leave loss: at its defaults",
+                "centre-ness); leave loss: at its defaults but for label_smoothing (the R-CNN "
+                "box classifier's)",
             ))  # fmt: skip
+        found += _knob_problems(recipe, self.default_model)
         mix = getattr(recipe, "mix", None)  # train recipes only
         if mix is not None and mix.cutmix_alpha > 0:
             found.append((
@@ -81,7 +85,7 @@ class Detection(TaskModule):
         from datapipe.models import build_detector
 
         if recipe.model == "auto":
-            recipe = recipe.model_copy(update={"model": "fasterrcnn_small"})
+            recipe = recipe.model_copy(update={"model": self.default_model})
         knobs = recipe.detector
         min_size = tuple(knobs.min_size) if knobs.min_size else recipe.image_size
         return build_detector(
@@ -89,7 +93,9 @@ class Detection(TaskModule):
             min_size=min_size if not isinstance(min_size, tuple) or len(min_size) > 1
             else min_size[0],
             max_size=knobs.max_size or max(recipe.image_size, *(knobs.min_size or [0])),
-            detections_per_img=knobs.detections_per_img, weights=recipe.weights, key=key,
+            detections_per_img=knobs.detections_per_img, anchor_sizes=knobs.anchor_sizes,
+            aspect_ratios=knobs.aspect_ratios, options=knobs.head_options(),
+            label_smoothing=recipe.loss.label_smoothing, weights=recipe.weights, key=key,
         )  # fmt: skip
 
     def score(self, job: ScoreJob) -> ScoreResult | None:
@@ -116,11 +122,22 @@ class InstanceSegmentation(Detection):
     models: ClassVar[tuple[str, ...]] = ("auto", "maskrcnn_small", "maskrcnn_resnet18_fpn")
     instance_masks = True
     headline = "mask_map_50"
+    default_model = "maskrcnn_small"
 
-    def build_model(
-        self, recipe: Any, *, in_channels: int, num_classes: int, key: str
-    ) -> nn.Module:
-        if recipe.model == "auto":
-            recipe = recipe.model_copy(update={"model": "maskrcnn_small"})
-        return super().build_model(recipe, in_channels=in_channels, num_classes=num_classes,
-                                   key=key)  # fmt: skip
+
+def _knob_problems(recipe: Any, default_model: str) -> list[tuple[str, str]]:
+    """The detector knobs the chosen model cannot take (no torch: the params check runs it)."""
+    from datapipe.detect import knobs
+
+    name = default_model if recipe.model == "auto" else recipe.model
+    found = []
+    if recipe.loss.label_smoothing > 0 and knobs.family(name) != "rcnn":
+        found.append(("loss.label_smoothing", f"{name} has no softmax box classifier (sigmoid "
+                      "focal loss); label smoothing applies to the R-CNNs"))  # fmt: skip
+    try:
+        knobs.head_kwargs(name, recipe.detector.head_options(), "")
+        knobs.anchor_layout(name, recipe.detector.anchor_sizes, recipe.detector.aspect_ratios, "")
+    except ConfigError as err:
+        where, _, why = str(err).partition(": ")
+        found.append((where.removeprefix(".").strip(), why))
+    return found
