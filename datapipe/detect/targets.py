@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from datapipe.scoring.detection import Boxes
+from datapipe.scoring.masks import RleMasks
 
 
 @dataclass(frozen=True)
@@ -98,10 +99,12 @@ def resize_masks(found: Boxes, height: int, width: int) -> Boxes:
         return found
     import cv2
 
+    rle = isinstance(found.masks, RleMasks)
+    dense = found.masks.dense() if isinstance(found.masks, RleMasks) else found.masks
     resized = [cv2.resize(m.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
-               for m in found.masks]  # fmt: skip
+               for m in dense]  # fmt: skip
     stack = np.stack(resized).astype(bool) if resized else np.zeros((0, height, width), bool)
-    return Boxes(found.boxes, found.labels, found.scores, stack)
+    return Boxes(found.boxes, found.labels, found.scores, RleMasks.encode(stack) if rle else stack)
 
 
 def scale_boxes(found: Boxes, sx: float, sy: float) -> Boxes:

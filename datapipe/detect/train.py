@@ -28,6 +28,7 @@ from datapipe.errors import DatapipeError
 from datapipe.loop import Hooks, ListBatch, ModelLoss, Optimisation, RunSettings, Trainer, fit
 from datapipe.progress import progress
 from datapipe.scoring.detection import Boxes
+from datapipe.scoring.masks import RleMasks
 
 log = logging.getLogger("datapipe")
 
@@ -189,7 +190,8 @@ def predict_set(
             boxes = Boxes(found["boxes"].cpu().numpy().astype(np.float32),
                           found["labels"].cpu().numpy().astype(np.int64) - offset,
                           found["scores"].cpu().numpy().astype(np.float32),
-                          None if soft is None else soft[:, 0].cpu().numpy() >= 0.5)  # fmt: skip
+                          None if soft is None
+                          else RleMasks.encode(soft[:, 0].cpu().numpy() >= 0.5))  # fmt: skip
             out.append(resize_masks(scale_boxes(boxes, w / size, h / size), h, w))
     return out
 

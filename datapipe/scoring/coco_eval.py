@@ -32,6 +32,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from datapipe.scoring.masks import RleMasks
+
 if TYPE_CHECKING:
     from datapipe.scoring.detection import Boxes
 
@@ -125,8 +127,8 @@ def _check_boxes(
     if scored and (b.scores is None or np.shape(b.scores) != (n,)):
         shape = None if b.scores is None else np.shape(b.scores)
         raise ValueError(f"expected {name} scores ({n},), got {shape}")
-    if masks and n and (b.masks is None or np.shape(b.masks) != (n, *size)):
-        shape = None if b.masks is None else np.shape(b.masks)
+    if masks and n and (b.masks is None or tuple(b.masks.shape) != (n, *size)):
+        shape = None if b.masks is None else tuple(b.masks.shape)
         raise ValueError(f"expected {name} masks ({n}, {size[0]}, {size[1]}), got {shape}")
 
 
@@ -188,9 +190,12 @@ def _annotations(
     return out
 
 
-def _encode(masks: np.ndarray | None) -> list[dict[str, Any]]:
-    """COCO RLEs of ``(N, H, W)`` bool masks (``encode`` wants Fortran-ordered ``(H, W, N)``)."""
+def _encode(masks: np.ndarray | RleMasks | None) -> list[dict[str, Any]]:
+    """COCO RLEs of ``(N, H, W)`` bool masks (``encode`` wants Fortran-ordered ``(H, W, N)``);
+    predictions come encoded already."""
     assert masks is not None  # checked at the boundary
+    if isinstance(masks, RleMasks):
+        return list(masks.rles)
     stacked = np.asfortranarray(np.asarray(masks).transpose(1, 2, 0).astype(np.uint8))
     return list(mask_utils.encode(stacked))
 

@@ -28,6 +28,7 @@ from datapipe.distributed import Dist
 from datapipe.loop import Hooks, ListBatch, ModelLoss, Optimisation, RunSettings, Trainer, fit
 from datapipe.objects import box_iou
 from datapipe.progress import progress
+from datapipe.scoring.masks import RleMasks
 from datapipe.scoring.oof import TrainSettings
 
 log = logging.getLogger("datapipe")
@@ -40,12 +41,13 @@ SUGGEST_SCORE = 0.5
 @dataclass(frozen=True)
 class Boxes:
     """One image's boxes: ``boxes (N, 4)`` x0 y0 x1 y1 pixels, ``labels (N,)`` 0-based classes,
-    for predictions ``scores (N,)``, and for instance segmentation ``masks (N, H, W)`` bool."""
+    for predictions ``scores (N,)``, and for instance segmentation ``masks (N, H, W)`` bool
+    (predictions hold them as :class:`RleMasks`, ~30x smaller)."""
 
     boxes: np.ndarray
     labels: np.ndarray
     scores: np.ndarray | None = None
-    masks: np.ndarray | None = None
+    masks: np.ndarray | RleMasks | None = None
 
     @classmethod
     def empty(cls) -> Boxes:
@@ -155,7 +157,7 @@ def _predict(
             x = torch.from_numpy(np.ascontiguousarray(images[i], np.float32)).to(run.device)
             found = model([x])[0]
             soft = found.get("masks")  # Mask R-CNN: (N, 1, H, W) probabilities
-            masks = None if soft is None else soft[:, 0].cpu().numpy() >= 0.5
+            masks = None if soft is None else RleMasks.encode(soft[:, 0].cpu().numpy() >= 0.5)
             out.append(Boxes(found["boxes"].cpu().numpy().astype(np.float32),
                              found["labels"].cpu().numpy().astype(np.int64) - offset,
                              found["scores"].cpu().numpy().astype(np.float32), masks))  # fmt: skip

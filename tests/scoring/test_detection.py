@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from datapipe.models import build_detector
+from datapipe.scoring.masks import RleMasks
 from datapipe.scoring.detection import (
     Boxes,
     cleanlab_inputs,
@@ -115,6 +116,7 @@ def test_instance_masks_train_mask_rcnn_out_of_fold_and_come_back_per_box() -> N
         ),
         settings=TrainSettings.of(epochs=1, batch_size=2, lr=0.002, amp=False),
     )  # fmt: skip
-    for p in predictions:
-        assert p.masks is not None and p.masks.dtype == bool
+    for p in predictions:  # kept as RLE, decoding to one (48, 48) bool mask per box
+        assert isinstance(p.masks, RleMasks)
         assert p.masks.shape == (len(p.boxes), 48, 48)
+        assert p.masks.dense().shape == (len(p.boxes), 48, 48)
