@@ -97,21 +97,21 @@ def anchor_layout(
     the params check runs it too)."""
     own_sizes, own_ratios = ANCHORS[name]
     levels = len(own_sizes)
-    sizes = [list(s) for s in (sizes or own_sizes)]
-    if len(sizes) != levels:
+    level_sizes = [[int(v) for v in s] for s in (sizes or own_sizes)]
+    if len(level_sizes) != levels:
         raise ConfigError(
             f"{key}.detector.anchor_sizes: {name} has {levels} feature levels; got "
-            f"{len(sizes)} lists of sizes"
+            f"{len(level_sizes)} lists of sizes"
         )
-    ratios = [list(r) for r in (ratios or [own_ratios])]
-    if len(ratios) == 1:
-        ratios = ratios * levels
-    if len(ratios) != levels:
+    level_ratios = [[float(v) for v in r] for r in (ratios or [own_ratios])]
+    if len(level_ratios) == 1:
+        level_ratios = level_ratios * levels
+    if len(level_ratios) != levels:
         raise ConfigError(
             f"{key}.detector.aspect_ratios: one list for every level, or {levels} lists; got "
-            f"{len(ratios)}"
+            f"{len(level_ratios)}"
         )
-    per_location = {len(s) * len(r) for s, r in zip(sizes, ratios, strict=True)}
+    per_location = {len(s) * len(r) for s, r in zip(level_sizes, level_ratios, strict=True)}
     if len(per_location) > 1:
         raise ConfigError(
             f"{key}.detector.anchor_sizes: every level needs the same number of anchors "
@@ -119,7 +119,7 @@ def anchor_layout(
         )
     if family(name) == "fcos" and per_location != {1}:
         raise ConfigError(f"{key}.detector.anchor_sizes: FCOS takes one size and ratio per level")
-    return sizes, ratios
+    return level_sizes, level_ratios
 
 
 def set_rpn_anchors(model: nn.Module, anchors: Any) -> None:
@@ -159,11 +159,12 @@ def _keep_uniform_ce(module: nn.Module, _args: Any, output: Any) -> None:
 
 def _smoothed_losses(module: nn.Module, _args: Any, output: Any, *, smoothing: float) -> Any:
     result, losses = output
-    uniform: torch.Tensor | None = getattr(module.box_predictor, "uniform_ce", None)
+    predictor: Any = module.box_predictor
+    uniform: torch.Tensor | None = getattr(predictor, "uniform_ce", None)
     if module.training and uniform is not None and "loss_classifier" in losses:
         losses = dict(losses)
         losses["loss_classifier"] = (1 - smoothing) * losses["loss_classifier"] + (
             smoothing * uniform
         )
-        module.box_predictor.uniform_ce = None
+        predictor.uniform_ce = None
     return result, losses

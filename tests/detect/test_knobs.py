@@ -151,7 +151,7 @@ def test_thresholds_and_sampler_sizes_reach_each_family() -> None:
 def test_detector_params_check_thresholds_and_name_torchvision_options() -> None:
     knobs = DetectorParams(box_score_thresh=0.2, rpn_batch_size_per_image=64)
     assert knobs.head_options() == {"box_score_thresh": 0.2, "rpn_batch_size_per_image": 64}
-    with pytest.raises(ValueError, match="box_bg_iou_thresh 0.6 is above box_fg_iou_thresh"):
+    with pytest.raises(ValueError, match=r"box_bg_iou_thresh 0\.6 is above box_fg_iou_thresh"):
         DetectorParams(box_fg_iou_thresh=0.5, box_bg_iou_thresh=0.6)
     with pytest.raises(ValueError, match=r"anchor_sizes\[1\]"):
         DetectorParams(anchor_sizes=[[8], []])

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from datapipe.models import build_detector
-from datapipe.scoring.masks import RleMasks
 from datapipe.scoring.detection import (
     Boxes,
     cleanlab_inputs,
     detection_label_issues,
     detection_out_of_fold,
 )
+from datapipe.scoring.masks import RleMasks
 from datapipe.scoring.oof import TrainSettings
 
 A = np.array([[10, 10, 40, 40]], np.float32)  # class 0's place

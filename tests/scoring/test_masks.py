@@ -47,4 +47,5 @@ def test_resizing_rle_predictions_keeps_them_encoded_and_equal_to_the_dense_resi
     as_dense = resize_masks(Boxes(boxes, np.zeros(5, np.int64), np.ones(5), dense), 74, 106)
     assert isinstance(as_rle.masks, RleMasks)
     np.testing.assert_array_equal(as_rle.masks.dense(), as_dense.masks)
+    assert isinstance(as_dense.masks, np.ndarray)
     assert as_dense.masks.shape == (5, 74, 106) and as_dense.masks.sum() > dense.sum() * 3
