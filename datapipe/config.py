@@ -179,10 +179,12 @@ class DatasetParams(_Strict):
 
     @field_validator("classes")
     @classmethod
-    def _unique_classes(cls, v: list[str] | None) -> list[str] | None:
+    def _unique_classes(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        task = info.data.get("task")
+        fewest = tasks.get(task).min_classes if task in tasks.TASKS else 2
         if v is not None:
-            if len(v) < 2:
-                raise ValueError(f"needs at least 2 classes; got {v}")
+            if len(v) < fewest:
+                raise ValueError(f"needs at least {fewest} classes; got {v}")
             if len(set(v)) != len(v):
                 raise ValueError(f"class names must be unique; got {v}")
         return v

@@ -160,7 +160,7 @@ def score(
     stats = RunStats.coerce(stats)
     task = tasks.get(dataset.task)
     classes = list(stats.classes)
-    include = _included(manifest, classes, dataset.folds)
+    include = _included(manifest, classes, dataset.folds, min_classes=task.min_classes)
     fit: FitParams = getattr(params, task.name)
     labels = task.sample_labels(manifest)
     items = manifest_items(manifest)
@@ -269,11 +269,15 @@ def _fingerprint(
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _included(manifest: pd.DataFrame, classes: list[str], folds: int) -> np.ndarray:
+def _included(
+    manifest: pd.DataFrame, classes: list[str], folds: int, *, min_classes: int = 2
+) -> np.ndarray:
     """Rows to score: not excluded by clean. Refuses data that cannot be scored at all."""
     include = ~manifest["excluded"].to_numpy(bool)
-    if len(classes) < 2:
-        raise DatapipeError(f"scoring needs at least 2 classes; stats.json lists {classes}")
+    if len(classes) < min_classes:
+        raise DatapipeError(
+            f"scoring this task needs at least {min_classes} classes; stats.json lists {classes}"
+        )
     if include.sum() < 2 * folds:
         raise DatapipeError(
             f"only {int(include.sum())} samples are left after clean's exclusions; "

@@ -54,7 +54,7 @@ def image_objects(
     for sid, (h, w) in zip(sample_ids, sizes, strict=True):
         group = groups.get(sid)
         if group is None:
-            targets.append(Boxes.empty())
+            targets.append(Boxes.empty((h, w) if masks else None))
             ids.append([])
             continue
         boxes = group[["x0", "y0", "x1", "y1"]].to_numpy(np.float32)

@@ -115,7 +115,7 @@ def epoch_batches(
     def one(i: int, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         t = train.targets[i]
         image, boxes, labels, _, kept_masks = augment_objects(
-            pipeline, train.images[i], t.boxes, t.labels, t.masks,
+            pipeline, train.images[i], t.boxes, t.labels, t.dense_masks(),
             seed=sample_seed(recipe.seed, epoch, i),
         )  # fmt: skip
         x, scaled = model_input(image, Boxes(boxes, labels, masks=kept_masks), spec,

@@ -50,8 +50,16 @@ class Boxes:
     masks: np.ndarray | RleMasks | None = None
 
     @classmethod
-    def empty(cls) -> Boxes:
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    def empty(cls, mask_shape: tuple[int, int] | None = None) -> Boxes:
+        """No boxes; with ``mask_shape`` ``(H, W)`` an empty ``(0, H, W)`` mask stack, which
+        Mask R-CNN needs on an image without objects."""
+        masks = None if mask_shape is None else np.zeros((0, *mask_shape), bool)
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32),
+                   masks)  # fmt: skip
+
+    def dense_masks(self) -> np.ndarray | None:
+        """The masks as an ``(N, H, W)`` bool array (decoding RLEs), or None."""
+        return self.masks.dense() if isinstance(self.masks, RleMasks) else self.masks
 
 
 def detection_out_of_fold(
@@ -142,7 +150,7 @@ def _batch(
         target = {"boxes": torch.as_tensor(t.boxes, dtype=torch.float32).reshape(-1, 4),
                   "labels": torch.as_tensor(t.labels + offset, dtype=torch.int64)}  # fmt: skip
         if t.masks is not None:  # Mask R-CNN: one (H, W) mask per box
-            target["masks"] = torch.as_tensor(t.masks, dtype=torch.uint8)
+            target["masks"] = torch.as_tensor(t.dense_masks(), dtype=torch.uint8)
         y.append(target)
     return x, y, torch.as_tensor(rows)
 

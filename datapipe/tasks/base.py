@@ -55,6 +55,9 @@ class TaskModule(ABC):
     objects: ClassVar[bool] = False
     #: objects carry an (H, W) mask each (``instance_mask``): mask targets, mask issues, mask AP
     instance_masks: ClassVar[bool] = False
+    #: the fewest classes a dataset can be scored with (2 for image and pixel labels; 1 for
+    #: objects, where background is the implicit other class)
+    min_classes: ClassVar[int] = 2
 
     _REQUIRED: ClassVar[tuple[str, ...]] = (
         "name", "layouts", "models", "image_labels", "dense", "headline", "label_issue_action",

@@ -30,6 +30,7 @@ class Detection(TaskModule):
     image_labels = False
     dense = False
     objects = True
+    min_classes = 1  # background is the implicit other class
     headline = "map_50"
     default_model = "fasterrcnn_small"  # what ``model: auto`` builds
     label_issue_action = "downweight"  # per image; boxes get their own actions (detect.curate)

@@ -38,6 +38,38 @@ def test_image_objects_clip_and_skip_what_cannot_train() -> None:
     assert got.targets[2].boxes.shape == (0, 4)
 
 
+def test_an_image_without_objects_gets_an_empty_mask_stack_of_its_size() -> None:
+    objects = pd.DataFrame([_row("a", "1", "disk", (1, 1, 5, 5), instance_mask="")])
+    got = image_objects(objects, ["a", "empty"], [(10, 12), (7, 9)], classes=["disk"], masks=True)
+    assert got.targets[1].masks is not None and got.targets[1].masks.shape == (0, 7, 9)
+    plain = image_objects(objects, ["empty"], [(7, 9)], classes=["disk"])
+    assert plain.targets[0].masks is None and len(plain.targets[0].boxes) == 0
+
+
+def test_a_single_class_detection_set_is_scored_with_background_as_the_other(det_ingest) -> None:
+    import torch
+
+    from datapipe.config import DetectionFitParams, ScoreParams
+    from datapipe.score import score
+
+    dataset, result = det_ingest
+    keep = result.manifest[result.manifest["split"] != "test"].head(9).copy()
+    keep["excluded"] = False
+    objects = result.objects[result.objects["sample_id"].isin(keep["sample_id"])]
+    objects = objects.assign(**{"class": "shape"})
+    stats = {**result.stats, "classes": ["shape"]}
+    fit = DetectionFitParams(image_size=64, epochs=1, batch_size=4)
+    out = score(keep, stats, pd.DataFrame({"sample_id": [], "check": []}),
+                dataset.model_copy(update={"classes": ["shape"]}), ScoreParams(detection=fit),
+                workers=0, device=torch.device("cpu"), objects=objects)  # fmt: skip
+    assert out is not None and out.scores["scored"].sum() == 9
+    assert out.scores["label_quality"].between(0, 1).all()
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        DatasetParams(root=SAMPLE_DATA / "shapes_det", task="classification", classes=["a"])
+    assert DatasetParams(root=SAMPLE_DATA / "shapes_det", task="detection",
+                         classes=["a"]).classes == ["a"]  # fmt: skip
+
+
 def test_scale_boxes_scales_x_and_y_apart() -> None:
     found = scale_boxes(Boxes(np.array([[10, 20, 30, 40]], np.float32), np.array([0])), 0.5, 2.0)
     np.testing.assert_array_equal(found.boxes, [[5, 40, 15, 80]])

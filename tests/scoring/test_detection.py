@@ -100,7 +100,7 @@ def test_each_image_is_predicted_by_a_model_that_never_trained_on_it() -> None:
 def test_instance_masks_train_mask_rcnn_out_of_fold_and_come_back_per_box() -> None:
     rng = np.random.default_rng(1)
     images, targets = [], []
-    for i in range(4):
+    for i in range(5):
         image = rng.normal(0, 0.1, (1, 48, 48)).astype(np.float32)
         x0 = 6 + 4 * i
         image[0, 10:30, x0 : x0 + 16] += 2.0
@@ -109,8 +109,10 @@ def test_instance_masks_train_mask_rcnn_out_of_fold_and_come_back_per_box() -> N
         box = np.array([[x0, 10, x0 + 16, 30]], np.float32)
         images.append(image)
         targets.append(Boxes(box, np.array([0]), masks=mask))
+    images[4] = rng.normal(0, 0.1, (1, 48, 48)).astype(np.float32)
+    targets[4] = Boxes.empty((48, 48))  # an image without objects trains Mask R-CNN too
     predictions = detection_out_of_fold(
-        images, targets, np.arange(4) % 2,
+        images, targets, np.arange(5) % 2,
         make_model=lambda: build_detector(
             "maskrcnn_resnet18_fpn", in_channels=1, num_classes=1, min_size=48, max_size=48
         ),
