@@ -21,6 +21,7 @@ from datapipe.detect.targets import ImageObjects, image_objects, resize_masks, s
 from datapipe.errors import DatapipeError
 from datapipe.objects import box_iou
 from datapipe.scoring.detection import Boxes, detection_label_issues, detection_out_of_fold
+from datapipe.scoring.held_out import HeldOutStore
 
 if TYPE_CHECKING:
     from datapipe.score import ScoreJob, ScoreResult
@@ -57,6 +58,8 @@ def score_detection(job: ScoreJob) -> ScoreResult | None:
     images = _decoded(job.source, len(job.rows))
     to_input = [resize_masks(scale_boxes(t, side / w, side / h), side, side)
                 for t, (h, w) in zip(given.targets, sizes, strict=True)]  # fmt: skip
+    store = (None if job.checkpoint is None
+             else HeldOutStore(job.checkpoint.directory, job.checkpoint.fingerprint))  # fmt: skip
     held = detection_out_of_fold(
         images,
         to_input,
@@ -64,6 +67,7 @@ def score_detection(job: ScoreJob) -> ScoreResult | None:
         make_model=job.make_model,
         settings=job.settings,
         desc=f"score {job.name}",
+        store=store,  # cleared once the result is built
     )
     if not job.dist.is_main:
         return None
@@ -99,6 +103,8 @@ def score_detection(job: ScoreJob) -> ScoreResult | None:
     }  # fmt: skip
     from datapipe.metrics import confusion_rows
 
+    if store is not None:
+        store.clear()
     return ScoreResult(
         scores=scores,
         label_issues=issues.sort_values(["box_score", "label_quality"], kind="stable")[

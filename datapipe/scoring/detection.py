@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,10 +26,14 @@ import torch
 from torch import nn
 
 from datapipe.distributed import Dist
+from datapipe.errors import DatapipeError
 from datapipe.loop import Hooks, ListBatch, ModelLoss, Optimisation, RunSettings, Trainer, fit
 from datapipe.objects import box_iou
 from datapipe.progress import progress
 from datapipe.scoring.masks import RleMasks
+
+if TYPE_CHECKING:
+    from datapipe.scoring.held_out import HeldOutStore
 from datapipe.scoring.oof import TrainSettings
 
 log = logging.getLogger("datapipe")
@@ -71,11 +76,14 @@ def detection_out_of_fold(
     settings: TrainSettings,
     on_fold: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
     desc: str = "score",
+    store: HeldOutStore | None = None,
 ) -> list[Boxes]:
     """Held-out predictions for every image (``images[i]`` ``(C, H, W)`` float32, normalised).
 
     ``on_fold(fold, train, held)`` sees each fold's row positions (tests check they are
-    disjoint). Predictions are kept in memory for now (boxes are small: ~100 per image).
+    disjoint). With ``store``, each fold's predictions go to disk when the fold ends and are
+    read back once all folds are done, and a fold whose file matches is not trained again
+    (a killed run resumes); without it they stay in memory.
     """
     run = RunSettings(torch.device(settings.device), settings.amp, 0, Dist())
     predictions: list[Boxes] = [Boxes.empty() for _ in images]
@@ -86,6 +94,12 @@ def detection_out_of_fold(
         train, held = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
         if on_fold is not None:
             on_fold(int(fold), train, held)
+        saved = store.load(int(fold)) if store is not None else None
+        if saved is not None and sorted(saved) == held.tolist():
+            log.info("detection fold %d: resumed from its saved predictions", fold)
+            for _ in range(settings.epochs):
+                _tick(ticks)
+            continue
         torch.manual_seed(settings.seed * 1000 + int(fold))
         model = make_model()
         offset = _background_offset(model)
@@ -104,11 +118,23 @@ def detection_out_of_fold(
             hooks=Hooks(on_epoch=lambda _epoch, _row: _tick(ticks)),
             lr_key=f"{settings.key}.lr",
         )
-        for i, found in zip(held, _predict(trainer.final, images, held, run, offset), strict=True):
-            predictions[i] = found
+        found = _predict(trainer.final, images, held, run, offset)
+        if store is not None:
+            store.save(int(fold), held, found)
+        else:
+            for i, one in zip(held, found, strict=True):
+                predictions[i] = one
         log.info("detection fold %d: trained on %d, predicted %d", fold, len(train), len(held))
+        del found, trainer, model
     for _ in ticks:  # the closing progress line
         pass
+    if store is not None:
+        for k in np.unique(folds).tolist():
+            back = store.load(k)
+            if back is None:
+                raise DatapipeError(f"{store.path(k)}: written by this run, now unreadable")
+            for position, one in back.items():
+                predictions[position] = one
     return predictions
 
 
