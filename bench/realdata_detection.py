@@ -11,8 +11,8 @@ box-label problems.
     options: [--ref HEAD (copy the code of a commit, not the working tree)] [--keep DIR]
              [--crop 128] [--epochs 25] [--inst-epochs 25] [--seed 0]
              [--tasks detection,instance_segmentation] [--no-train] [--inst-train]
-             [--bit-depth percentile] [--single-class (one category: shows the refusal)]
-             [--inst-keep-empty (instance seg on the empty crops too: shows the crash)]
+             [--bit-depth percentile] [--single-class (one category 'nucleus')]
+             [--image-size N (the detectors' input side; default --crop)]
 
 Corpus (:func:`build_nuclei`): the 9 uint16 DAPI images of ``../shared/realdata/nucseg_20x``
 (512², five organs; Mahbod et al. 2021, Apache-2.0) cut into non-overlapping ``--crop`` squares
@@ -21,8 +21,8 @@ Corpus (:func:`build_nuclei`): the 9 uint16 DAPI images of ``../shared/realdata/
 pixels, compressed-RLE mask through pycocotools) that keeps at least ``MIN_AREA`` = 10 px and at
 least ``MIN_VISIBLE`` = 25% of the whole nucleus inside the crop (smaller slivers cut by the crop
 border stay unannotated; their count is printed). Two categories, ``small`` and ``large``
-nucleus, split at the median visible area: the score stage refuses a dataset with one class
-(``--single-class`` shows it), and a second class makes wrong-class plants possible.
+nucleus, split at the median visible area, so that wrong-class plants are possible
+(``--single-class``: one ``nucleus`` category, no wrong-class plants).
 
 Planted (seeded, each on an image of its own with >= 3 nuclei, never in the test split: the
 pipeline's split is a hash of the sample id, :func:`datapipe.manifest.split_by_hash`, checked
@@ -92,13 +92,11 @@ def build_nuclei(
     seed: int = 0,
     plants: Mapping[str, int] = PLANTS,
     single_class: bool = False,
-    keep_empty: bool = True,
     split_seed: int = 0,
 ) -> Corpus:
     """Write ``root/images/*.tif`` (uint16 crops) and ``root/annotations.json`` (COCO); the
     corpus' ``planted`` lists the plants, its ``dataset`` the params.yaml entry (``task`` to
-    be set), ``dataset["_meta"]`` counts (objects, skipped slivers, threshold). Without
-    ``keep_empty`` the crops without a nucleus are left out (same plants: they have >= 3)."""
+    be set), ``dataset["_meta"]`` counts (objects, skipped slivers, threshold)."""
     (root / "images").mkdir(parents=True)
     images, objects, skipped = _crops(root, nucseg, crop)
     areas = np.array([o["area"] for o in objects], np.float64)
@@ -112,12 +110,6 @@ def build_nuclei(
     categories = ([{"id": 1, "name": "nucleus"}] if single_class
                   else [{"id": 1, "name": "small"}, {"id": 2, "name": "large"}])  # fmt: skip
     annotations = [_coco(o) for o in objects if not o.get("deleted")]
-    if not keep_empty:
-        busy = {a["image_id"] for a in annotations}
-        for e in images:
-            if e["id"] not in busy:
-                (root / e["file_name"]).unlink()
-        images = [e for e in images if e["id"] in busy]
     (root / "annotations.json").write_text(
         json.dumps({"images": images, "annotations": annotations, "categories": categories})
     )
@@ -413,8 +405,7 @@ def main() -> None:
     parser.add_argument("--inst-train", action="store_true", help="instance seg to evaluate too")
     parser.add_argument("--bit-depth", default="percentile", help="datasets.*.bit_depth")
     parser.add_argument("--single-class", action="store_true", help="one category 'nucleus'")
-    parser.add_argument("--inst-keep-empty", action="store_true",
-                        help="instance seg on every crop, the empty ones too")  # fmt: skip
+    parser.add_argument("--image-size", type=int, help="detector input side (default: --crop)")
     args = parser.parse_args()
     tasks = [t for t in args.tasks.split(",") if t]
     if args.quick:
@@ -426,13 +417,6 @@ def main() -> None:
         corpus = build_nuclei(base / "data" / "nuclei", crop=args.crop, seed=args.seed,
                               single_class=args.single_class)  # fmt: skip
         write_planted(corpus, base / "planted")
-        roots = {"detection": corpus.dataset["root"],
-                 "instance_segmentation": corpus.dataset["root"]}  # fmt: skip
-        if "instance_segmentation" in tasks and not args.inst_keep_empty:  # see EMPTY
-            roots["instance_segmentation"] = build_nuclei(
-                base / "data" / "nuclei_busy", crop=args.crop, seed=args.seed,
-                single_class=args.single_class, keep_empty=False,
-            ).dataset["root"]  # fmt: skip
         meta = corpus.dataset["_meta"]
         print(f"corpus: {meta['images']} crops, {meta['objects']} objects "
               f"({meta['skipped_slivers']} border slivers / specks left out), median area "
@@ -440,11 +424,13 @@ def main() -> None:
               file=sys.stderr)  # fmt: skip
         work = copy_repo(base / "repo", names=CODE, ref=args.ref)
         entry = {"folds": 3, "bit_depth": args.bit_depth}
-        recipes = {"detection": {"epochs": args.epochs, "image_size": args.crop},
+        side = args.image_size or args.crop
+        recipes = {"detection": {"epochs": args.epochs, "image_size": side},
                    "instance_segmentation": {"epochs": args.inst_epochs,
-                                             "image_size": args.crop}}  # fmt: skip
-        datasets = {NAMES[t]: {"root": roots[t], **entry, "task": t, "score": recipes[t],
-                               "train": recipes[t]} for t in tasks}  # fmt: skip
+                                             "image_size": side}}  # fmt: skip
+        entry["root"] = corpus.dataset["root"]
+        datasets = {NAMES[t]: {**entry, "task": t, "score": recipes[t], "train": recipes[t]}
+                    for t in tasks}  # fmt: skip
         set_params(work, {"datasets": datasets, "score": {"device": "cpu", "loader_workers": 0},
                           "train": {"device": "cpu", "loader_workers": 0}},
                    replace=("datasets",))  # fmt: skip
@@ -474,8 +460,8 @@ def main() -> None:
     code = f"commit {args.ref}" if args.ref else "working tree"
     classes = "1 class" if args.single_class else "small / large"
     print(f"\nreal nuclei through `dvc repro` ({code}): {meta['images']} crops of {args.crop}² "
-          f"uint16, {meta['objects']} objects ({classes}; instance seg on the crops with a "
-          f"nucleus unless --inst-keep-empty), {len(corpus.planted)} plants; "
+          f"uint16 at {side} px, {meta['objects']} objects ({classes}), "
+          f"{len(corpus.planted)} plants; "
           f"detection {args.epochs} epochs, instance seg "
           f"{args.inst_epochs} epochs, 3 folds, bit_depth {args.bit_depth}, seed {args.seed}; "
           f"total {total:.0f} s\n")  # fmt: skip

@@ -100,32 +100,15 @@ def detection_out_of_fold(
             for _ in range(settings.epochs):
                 _tick(ticks)
             continue
-        torch.manual_seed(settings.seed * 1000 + int(fold))
-        model = make_model()
-        offset = _background_offset(model)
-        batches = _batches(images, targets, train, settings, seed=int(fold), offset=offset)
-
-        steps = -(-len(train) // settings.batch_size)
-        trainer = Trainer.build(
-            model, Optimisation.of(settings.recipe), ModelLoss(),
-            steps=[steps] * settings.epochs, run=run,
-        )  # fmt: skip
-        fit(
-            trainer,
-            batches,
-            run=run,
-            seed=settings.seed * 1000 + int(fold),
-            hooks=Hooks(on_epoch=lambda _epoch, _row: _tick(ticks)),
-            lr_key=f"{settings.key}.lr",
-        )
-        found = _predict(trainer.final, images, held, run, offset)
+        found = _fold_predictions(images, targets, train, held, make_model, settings,
+                                  run=run, fold=int(fold), tick=lambda: _tick(ticks))  # fmt: skip
         if store is not None:
             store.save(int(fold), held, found)
         else:
             for i, one in zip(held, found, strict=True):
                 predictions[i] = one
         log.info("detection fold %d: trained on %d, predicted %d", fold, len(train), len(held))
-        del found, trainer, model
+        del found
     for _ in ticks:  # the closing progress line
         pass
     if store is not None:
@@ -136,6 +119,40 @@ def detection_out_of_fold(
             for position, one in back.items():
                 predictions[position] = one
     return predictions
+
+
+def _fold_predictions(
+    images: Sequence[np.ndarray],
+    targets: Sequence[Boxes],
+    train: np.ndarray,
+    held: np.ndarray,
+    make_model: Callable[[], nn.Module],
+    settings: TrainSettings,
+    *,
+    run: RunSettings,
+    fold: int,
+    tick: Callable[[], None],
+) -> list[Boxes]:
+    """A model built, then trained on the ``train`` rows, seeded by the fold alone (a resumed
+    run retrains a fold exactly), predicting the ``held`` rows."""
+    torch.manual_seed(settings.seed * 1000 + fold)
+    model = make_model()
+    offset = _background_offset(model)
+    batches = _batches(images, targets, train, settings, seed=fold, offset=offset)
+    steps = -(-len(train) // settings.batch_size)
+    trainer = Trainer.build(
+        model, Optimisation.of(settings.recipe), ModelLoss(),
+        steps=[steps] * settings.epochs, run=run,
+    )  # fmt: skip
+    fit(
+        trainer,
+        batches,
+        run=run,
+        seed=settings.seed * 1000 + fold,
+        hooks=Hooks(on_epoch=lambda _epoch, _row: tick()),
+        lr_key=f"{settings.key}.lr",
+    )
+    return _predict(trainer.final, images, held, run, offset)
 
 
 def _tick(ticks: Iterator[int]) -> None:
