@@ -73,6 +73,12 @@ class RunSettings:
     amp: bool = True
     workers: int = 0
     dist: Dist = field(default_factory=Dist)
+    #: model and 4-D batches in ``torch.channels_last``; None: on CUDA only
+    channels_last: bool | None = None
+
+    @property
+    def nhwc(self) -> bool:
+        return self.device.type == "cuda" if self.channels_last is None else self.channels_last
 
 
 @dataclass(frozen=True)
@@ -198,7 +204,7 @@ def prepare(
     """``(raw, net)``: the model on the device (channels_last on CUDA, SyncBatchNorm when asked
     and possible) and, under torchrun, its DistributedDataParallel wrapper."""
     raw = model.to(run.device)
-    if run.device.type == "cuda":
+    if run.nhwc:
         raw = raw.to(memory_format=torch.channels_last)
     if sync_bn and run.dist.active and run.device.type == "cuda":
         raw = nn.SyncBatchNorm.convert_sync_batchnorm(raw)
@@ -208,18 +214,19 @@ def prepare(
     return raw, nn.parallel.DistributedDataParallel(raw, device_ids=ids)
 
 
-def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Images as float32 on ``device`` (channels_last on CUDA)."""
+def to_device(x: torch.Tensor, device: torch.device, nhwc: bool | None = None) -> torch.Tensor:
+    """Images as float32 on ``device``, 4-D ones channels_last when ``nhwc`` (None: on CUDA)."""
     x = x.to(device, torch.float32, non_blocking=True)
-    if device.type == "cuda" and x.ndim == 4:
+    if (device.type == "cuda" if nhwc is None else nhwc) and x.ndim == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
 
 
-def _to_device(x: Any, y: Any, device: torch.device) -> tuple[Any, Any]:
-    """A batch on ``device``: tensors, or (detection) lists of images and target dicts."""
+def _to_device(x: Any, y: Any, run: RunSettings) -> tuple[Any, Any]:
+    """A batch on the run's device: tensors, or (detection) lists of images and target dicts."""
+    device = run.device
     if isinstance(x, torch.Tensor):
-        return to_device(x, device), y.to(device, non_blocking=True)
+        return to_device(x, device, run.nhwc), y.to(device, non_blocking=True)
     images = [i.to(device, torch.float32, non_blocking=True) for i in x]
     return images, [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in y]
 
@@ -275,7 +282,7 @@ def _epoch(
     count = 0
     model_loss = isinstance(trainer.criterion, ModelLoss)
     for i, (x, y, index) in enumerate(batches):
-        x, y = _to_device(x, y, device)
+        x, y = _to_device(x, y, run)
         bad_input |= ~_finite(x)
         if hooks.transform is not None:
             x, y = hooks.transform(x, y, epoch, i)
@@ -327,7 +334,7 @@ def predict(
     model.eval()
     with torch.no_grad():
         for x, y, index in batches:
-            x = to_device(x, run.device)
+            x = to_device(x, run.device, run.nhwc)
             with autocast(run.device, enabled=run.amp):
                 p = probs(model, x) if probs is not None else model(x).float().softmax(1)
             yield np.asarray(index), p.float().cpu(), y

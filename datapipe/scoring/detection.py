@@ -168,12 +168,19 @@ def _batches(
     seed: int,
     offset: int,
 ) -> Callable[[int], Iterator[ListBatch]]:
-    """One epoch's shuffled batches of ``train``, a function of ``(seed, fold, epoch)``."""
+    """One epoch's shuffled batches of ``train``, a function of ``(seed, fold, epoch)``; with
+    the recipe's ``flip``, each image (with its boxes and masks) flipped left-right and
+    upside-down with probability 0.5 each."""
 
     def epoch_batches(epoch: int) -> Iterator[ListBatch]:
-        picked = np.random.default_rng([settings.seed, seed, epoch]).permutation(train)
+        rng = np.random.default_rng([settings.seed, seed, epoch])
+        picked = rng.permutation(train)
+        flips = rng.random((len(picked), 2)) < 0.5
+        if not settings.recipe.flip:
+            flips[:] = False
         for start in range(0, len(picked), settings.batch_size):
-            yield _batch(images, targets, picked[start : start + settings.batch_size], offset)
+            rows = slice(start, start + settings.batch_size)
+            yield _batch(images, targets, picked[rows], offset, flips[rows])
 
     return epoch_batches
 
@@ -183,17 +190,39 @@ def _background_offset(model: nn.Module) -> int:
     return 1 if hasattr(model, "roi_heads") else 0
 
 
+def flip_objects(
+    image: np.ndarray, t: Boxes, horizontal: bool, vertical: bool
+) -> tuple[np.ndarray, Boxes]:
+    """``(image, boxes)`` of a ``(C, H, W)`` image flipped left-right and / or upside-down, its
+    boxes (x0 y0 x1 y1, exclusive ends) and masks with it."""
+    h, w = image.shape[-2:]
+    boxes, masks = t.boxes.reshape(-1, 4).copy(), t.dense_masks()
+    if horizontal:
+        image, boxes[:, [0, 2]] = image[..., ::-1], w - boxes[:, [2, 0]]
+        masks = None if masks is None else masks[..., ::-1]
+    if vertical:
+        image, boxes[:, [1, 3]] = image[..., ::-1, :], h - boxes[:, [3, 1]]
+        masks = None if masks is None else masks[..., ::-1, :]
+    return image, Boxes(boxes, t.labels, t.scores, masks)
+
+
 def _batch(
-    images: Sequence[np.ndarray], targets: Sequence[Boxes], rows: np.ndarray, offset: int
+    images: Sequence[np.ndarray],
+    targets: Sequence[Boxes],
+    rows: np.ndarray,
+    offset: int,
+    flips: np.ndarray | None = None,
 ) -> ListBatch:
-    x = [torch.from_numpy(np.ascontiguousarray(images[i], np.float32)) for i in rows]
-    y = []
-    for i in rows:
-        t = targets[i]
+    x, y = [], []
+    for k, i in enumerate(rows):
+        image, t = images[i], targets[i]
+        if flips is not None and flips[k].any():
+            image, t = flip_objects(image, t, *flips[k].tolist())
+        x.append(torch.from_numpy(np.ascontiguousarray(image, np.float32)))
         target = {"boxes": torch.as_tensor(t.boxes, dtype=torch.float32).reshape(-1, 4),
                   "labels": torch.as_tensor(t.labels + offset, dtype=torch.int64)}  # fmt: skip
         if t.masks is not None:  # Mask R-CNN: one (H, W) mask per box
-            target["masks"] = torch.as_tensor(t.dense_masks(), dtype=torch.uint8)
+            target["masks"] = torch.from_numpy(np.ascontiguousarray(t.dense_masks(), np.uint8))
         y.append(target)
     return x, y, torch.as_tensor(rows)
 

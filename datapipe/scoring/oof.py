@@ -50,6 +50,9 @@ class TrainSettings:
     class_counts: tuple[float, ...] | None = None  # for loss.class_weight from counts
     seed: int = 0
     key: str = "score"  # the params section, for errors
+    #: model and batches in ``torch.channels_last`` (None: on CUDA only); the task module's
+    #: ``channels_last_on_cpu`` turns it on where it measured faster on the CPU
+    channels_last: bool | None = None
 
     @classmethod
     def of(cls, **fields: Any) -> TrainSettings:
@@ -172,7 +175,8 @@ def out_of_fold(
             f"{None if labels is None else len(labels)}, {len(folds)}, {len(include)}"
         )
     classification = sink is None
-    run = RunSettings(torch.device(settings.device), amp=settings.amp, dist=dist)
+    run = RunSettings(torch.device(settings.device), amp=settings.amp, dist=dist,
+                      channels_last=settings.channels_last)  # fmt: skip
     probs = np.full((n, num_classes), np.nan, np.float32) if classification else None
     dynamics = Dynamics.zeros(n) if classification else None
     accuracy: dict[int, float] = {}

@@ -122,3 +122,24 @@ def test_instance_masks_train_mask_rcnn_out_of_fold_and_come_back_per_box() -> N
         assert isinstance(p.masks, RleMasks)
         assert p.masks.shape == (len(p.boxes), 48, 48)
         assert p.masks.dense().shape == (len(p.boxes), 48, 48)
+
+
+@pytest.mark.parametrize(("horizontal", "vertical"), [(True, False), (False, True), (True, True)])
+def test_a_flipped_image_keeps_its_boxes_and_masks_on_its_objects(
+    horizontal: bool, vertical: bool
+) -> None:
+    from datapipe.scoring.detection import flip_objects
+
+    image = np.zeros((2, 6, 10), np.float32)
+    image[:, 1:3, 2:5] = 1.0  # the object: rows 1-2, columns 2-4
+    mask = image[0].astype(bool)[None]
+    t = Boxes(np.array([[2, 1, 5, 3]], np.float32), np.array([0]), masks=mask)
+    out, moved = flip_objects(image, t, horizontal, vertical)
+    x0, y0, x1, y1 = moved.boxes[0].astype(int)
+    expected = [[5, 1, 8, 3], [2, 3, 5, 5], [5, 3, 8, 5]][[(1, 0), (0, 1), (1, 1)].index(
+        (horizontal, vertical))]  # fmt: skip
+    assert [x0, y0, x1, y1] == expected
+    assert out[:, y0:y1, x0:x1].min() == 1.0 and out.sum() == image.sum()
+    assert moved.masks is not None and moved.masks[0, y0:y1, x0:x1].all()
+    assert moved.masks.sum() == mask.sum()
+    np.testing.assert_array_equal(t.boxes, [[2, 1, 5, 3]])  # the target itself is untouched

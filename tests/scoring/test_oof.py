@@ -148,3 +148,35 @@ def test_the_score_recipes_loss_is_the_one_trained() -> None:
 
     ce, focal = run(LossParams()), run(LossParams(terms={"loss_focal": 1.0}))
     assert all(focal[k] < ce[k] for k in ce)
+
+
+def test_channels_last_on_the_cpu_reaches_the_model_and_keeps_the_probabilities() -> None:
+    rng = np.random.default_rng(1)
+    labels = np.arange(48) % 2
+    images = torch.tensor(labels[:, None, None, None] + rng.normal(0, 0.3, (48, 3, 8, 8)),
+                          dtype=torch.float32)  # fmt: skip
+    seen: list[bool] = []
+
+    def make_model() -> torch.nn.Module:
+        model = build_classifier("small_cnn", in_channels=3, num_classes=2, image_size=8)
+        first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        first.register_forward_pre_hook(
+            lambda _m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+        )
+        return model
+
+    def run(channels_last: bool | None) -> np.ndarray:
+        seen.clear()
+        result = out_of_fold(
+            images, labels, np.arange(48) % 3, np.ones(48, bool), num_classes=2,
+            make_model=make_model,
+            settings=TrainSettings.of(epochs=2, batch_size=8, lr=0.05,
+                                      channels_last=channels_last),
+        )  # fmt: skip
+        return result.probs
+
+    plain = run(None)  # CPU: the default keeps contiguous batches
+    assert seen and not any(seen)
+    nhwc = run(True)
+    assert seen and all(seen)
+    np.testing.assert_allclose(nhwc, plain, atol=1e-4)
