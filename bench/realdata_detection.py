@@ -12,7 +12,7 @@ box-label problems.
              [--crop 128] [--epochs 25] [--inst-epochs 25] [--seed 0]
              [--tasks detection,instance_segmentation] [--no-train] [--inst-train]
              [--bit-depth percentile] [--single-class (one category 'nucleus')]
-             [--image-size N (the detectors' input side; default --crop)]
+             [--image-size N (the detectors' input side; default --crop)] [--detector JSON]
 
 Corpus (:func:`build_nuclei`): the 9 uint16 DAPI images of ``../shared/realdata/nucseg_20x``
 (512², five organs; Mahbod et al. 2021, Apache-2.0) cut into non-overlapping ``--crop`` squares
@@ -406,6 +406,8 @@ def main() -> None:
     parser.add_argument("--bit-depth", default="percentile", help="datasets.*.bit_depth")
     parser.add_argument("--single-class", action="store_true", help="one category 'nucleus'")
     parser.add_argument("--image-size", type=int, help="detector input side (default: --crop)")
+    parser.add_argument("--detector", type=json.loads, default={},
+                        help="JSON of detector knobs")  # fmt: skip
     args = parser.parse_args()
     tasks = [t for t in args.tasks.split(",") if t]
     if args.quick:
@@ -425,9 +427,10 @@ def main() -> None:
         work = copy_repo(base / "repo", names=CODE, ref=args.ref)
         entry = {"folds": 3, "bit_depth": args.bit_depth}
         side = args.image_size or args.crop
-        recipes = {"detection": {"epochs": args.epochs, "image_size": side},
+        knobs = {"detector": args.detector} if args.detector else {}
+        recipes = {"detection": {"epochs": args.epochs, "image_size": side, **knobs},
                    "instance_segmentation": {"epochs": args.inst_epochs,
-                                             "image_size": side}}  # fmt: skip
+                                             "image_size": side, **knobs}}  # fmt: skip
         entry["root"] = corpus.dataset["root"]
         datasets = {NAMES[t]: {**entry, "task": t, "score": recipes[t], "train": recipes[t]}
                     for t in tasks}  # fmt: skip

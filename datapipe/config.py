@@ -483,6 +483,13 @@ class DetectorParams(_Strict):
         None, description="anchor height / width ratios: one list for every level, or one per "
         "level; default: the model's ([1.0] small, [0.5, 1, 2] FPN)"
     )  # fmt: skip
+    rpn_pre_nms_top_n: int | None = Field(
+        None, ge=1, description="R-CNN proposals per level before NMS (training and test)"
+    )  # fmt: skip
+    rpn_post_nms_top_n: int | None = Field(
+        None, ge=1, description="R-CNN proposals kept after NMS (training and test); keep it "
+        "above the most objects an image has, and above detections_per_img"
+    )  # fmt: skip
     rpn_nms_thresh: float | None = Field(None, gt=0, le=1, description="R-CNN proposal NMS IoU")
     rpn_fg_iou_thresh: float | None = Field(None, gt=0, le=1, description="anchor positive IoU")
     rpn_bg_iou_thresh: float | None = Field(None, ge=0, lt=1, description="anchor negative IoU")

@@ -2,7 +2,8 @@
 
 Anchors (sizes and aspect ratios per feature level), the RPN's and the box head's IoU
 thresholds and sampler sizes, the test-time score / NMS thresholds, and label smoothing on the
-box classifier. Names follow torchvision's two-stage detectors (``rpn_*``, ``box_*``); for the
+box classifier. ``rpn_pre_nms_top_n`` / ``rpn_post_nms_top_n`` set torchvision's train and
+test values at once. Names follow torchvision's two-stage detectors (``rpn_*``, ``box_*``); for the
 one-stage ones (RetinaNet, FCOS) ``box_score_thresh`` / ``box_nms_thresh`` are their
 ``score_thresh`` / ``nms_thresh`` and RetinaNet's matcher takes ``box_fg_iou_thresh`` /
 ``box_bg_iou_thresh``; a knob a family does not have is refused with its key.
@@ -37,10 +38,13 @@ ANCHORS: dict[str, tuple[tuple[tuple[int, ...], ...], tuple[float, ...]]] = {
 }
 #: The two-stage knobs, named as torchvision's FasterRCNN / MaskRCNN take them.
 RCNN_KNOBS = (
-    "rpn_nms_thresh", "rpn_fg_iou_thresh", "rpn_bg_iou_thresh", "rpn_batch_size_per_image",
-    "rpn_positive_fraction", "box_score_thresh", "box_nms_thresh", "box_fg_iou_thresh",
-    "box_bg_iou_thresh", "box_batch_size_per_image", "box_positive_fraction",
+    "rpn_pre_nms_top_n", "rpn_post_nms_top_n", "rpn_nms_thresh", "rpn_fg_iou_thresh",
+    "rpn_bg_iou_thresh", "rpn_batch_size_per_image", "rpn_positive_fraction",
+    "box_score_thresh", "box_nms_thresh", "box_fg_iou_thresh", "box_bg_iou_thresh",
+    "box_batch_size_per_image", "box_positive_fraction",
 )  # fmt: skip
+#: One knob, torchvision's train and test arguments (proposals kept before / after NMS).
+SPLIT_KNOBS = ("rpn_pre_nms_top_n", "rpn_post_nms_top_n")
 #: One-stage detectors: our name -> theirs.
 ONE_STAGE_KNOBS = {
     "retinanet": {"box_score_thresh": "score_thresh", "box_nms_thresh": "nms_thresh",
@@ -68,7 +72,11 @@ def head_kwargs(name: str, options: Mapping[str, Any], key: str) -> dict[str, An
         raise ConfigError(
             f"{key}.detector.{unknown[0]}: {name} has no such knob ({kind} takes {sorted(rename)})"
         )
-    return {rename[k]: v for k, v in chosen.items()}
+    out = {rename[k]: v for k, v in chosen.items() if k not in SPLIT_KNOBS}
+    for k in SPLIT_KNOBS:
+        if k in chosen:
+            out |= {f"{k}_train": chosen[k], f"{k}_test": chosen[k]}
+    return out
 
 
 def anchor_generator(

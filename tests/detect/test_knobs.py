@@ -139,7 +139,11 @@ def test_thresholds_and_sampler_sizes_reach_each_family() -> None:
     assert rcnn.roi_heads.fg_bg_sampler.batch_size_per_image == 48
     assert rcnn.rpn.fg_bg_sampler.batch_size_per_image == 100
     assert rcnn.rpn.proposal_matcher.high_threshold == 0.6
-    assert rcnn.rpn._pre_nms_top_n["training"] == 300  # the small model's lean RPN is kept
+    assert rcnn.rpn._pre_nms_top_n["training"] == 600  # the small model's lean RPN is kept
+    knobs = {"rpn_post_nms_top_n": 400, "rpn_pre_nms_top_n": 900}
+    dense = build_detector("fasterrcnn_small", in_channels=1, num_classes=2, options=knobs)
+    assert dense.rpn._post_nms_top_n == {"training": 400, "testing": 400}
+    assert dense.rpn._pre_nms_top_n == {"training": 900, "testing": 900}
     fcos = build_detector("fcos_small", in_channels=1, num_classes=2,
                           options={"box_score_thresh": 0.35})  # fmt: skip
     assert fcos.score_thresh == 0.35
