@@ -575,6 +575,10 @@ class ScoreParams(_Strict):
 
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
     amp: bool = Field(True, description="bfloat16 autocast on CUDA; ignored on the CPU")
+    cpu_bf16: Literal["auto", "on", "off"] = Field(
+        "auto", description="bfloat16 autocast of the out-of-fold classifiers on the CPU; auto: "
+        "where the CPU has bf16 instructions (AMX / AVX512-BF16), which make it faster"
+    )  # fmt: skip
     loader_workers: Workers = Field(
         "auto", description="DataLoader processes when images stream from disk"
     )

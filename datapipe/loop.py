@@ -75,6 +75,8 @@ class RunSettings:
     dist: Dist = field(default_factory=Dist)
     #: model and 4-D batches in ``torch.channels_last``; None: on CUDA only
     channels_last: bool | None = None
+    #: bfloat16 autocast on the CPU too
+    cpu_amp: bool = False
 
     @property
     def nhwc(self) -> bool:
@@ -288,7 +290,7 @@ def _epoch(
             x, y = hooks.transform(x, y, epoch, i)
         w = hooks.sample_weight(index) if hooks.sample_weight is not None else None
         trainer.schedule.step(step)
-        with autocast(device, enabled=run.amp):
+        with autocast(device, enabled=run.amp, cpu=run.cpu_amp):
             logits = trainer.net(x, y) if model_loss else trainer.net(x)
         loss, terms = trainer.criterion(
             logits if model_loss else logits.float(), y, sample_weight=w
@@ -335,6 +337,6 @@ def predict(
     with torch.no_grad():
         for x, y, index in batches:
             x = to_device(x, run.device, run.nhwc)
-            with autocast(run.device, enabled=run.amp):
+            with autocast(run.device, enabled=run.amp, cpu=run.cpu_amp):
                 p = probs(model, x) if probs is not None else model(x).float().softmax(1)
             yield np.asarray(index), p.float().cpu(), y

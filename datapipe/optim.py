@@ -29,6 +29,7 @@ import contextlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 import torch
@@ -425,14 +426,32 @@ def make_ema(model: nn.Module, *, decay: float) -> AveragedModel:
 
 
 def autocast(
-    device: torch.device | str, *, enabled: bool = True, dtype: AmpDtype = "bfloat16"
+    device: torch.device | str,
+    *,
+    enabled: bool = True,
+    dtype: AmpDtype = "bfloat16",
+    cpu: bool = False,
 ) -> contextlib.AbstractContextManager[Any]:
-    """Mixed precision on CUDA (bfloat16 unless ``dtype``); a no-op elsewhere or disabled."""
+    """Mixed precision on CUDA when ``enabled`` (bfloat16 unless ``dtype``), bfloat16 on the
+    CPU when ``cpu``; a no-op otherwise."""
     if dtype not in get_args(AmpDtype):
         raise ValueError(f"expected dtype in {get_args(AmpDtype)}, got {dtype!r}")
-    if not enabled or torch.device(device).type != "cuda":
+    kind = torch.device(device).type
+    if kind == "cpu" and cpu:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    if not enabled or kind != "cuda":
         return contextlib.nullcontext()
     return torch.autocast("cuda", dtype=getattr(torch, dtype))
+
+
+def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether the CPU has bfloat16 instructions (AMX or AVX512-BF16, from the Linux CPU
+    flags); False where that cannot be read."""
+    try:
+        flags = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("amx_bf16", "avx512_bf16"))
 
 
 def _check_positive(what: str, value: float) -> None:

@@ -33,6 +33,7 @@ from datapipe.errors import DatapipeError
 from datapipe.io import atomic_path, write_table, write_text_atomic
 from datapipe.label_issues import classification_label_issues
 from datapipe.metrics import confusion_rows, segmentation_metrics
+from datapipe.optim import cpu_has_bf16
 from datapipe.runs import RunFiles, RunStats
 from datapipe.scoring.data import make_source
 from datapipe.scoring.oof import FoldCheckpoint, OOFResult, TrainSettings, out_of_fold
@@ -181,6 +182,7 @@ def score(
         fit,
         device,
         params,
+        fast=task.cpu_fast_paths,
         ignore=dataset.ignore_index if task.dense else -100,
         class_counts=task.class_counts(labels[rows], stats, classes),
         key=f"score.{task.name}",
@@ -293,10 +295,13 @@ def _settings(
     device: torch.device,
     params: ScoreParams,
     *,
+    fast: bool,
     ignore: int,
     class_counts: np.ndarray,
     key: str,
 ) -> TrainSettings:
+    """``fast``: the task's CPU fast paths (channels_last; bfloat16 per ``cpu_bf16``)."""
+    bf16 = params.cpu_bf16 == "on" or (params.cpu_bf16 == "auto" and cpu_has_bf16())
     return TrainSettings(
         fit,
         device=str(device),
@@ -304,6 +309,8 @@ def _settings(
         ignore_index=ignore,
         class_counts=tuple(float(c) for c in class_counts),
         key=key,
+        channels_last=True if fast else None,
+        cpu_amp=fast and device.type == "cpu" and bf16,
     )
 
 

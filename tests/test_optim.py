@@ -326,3 +326,22 @@ def test_cosine_factor_is_within_bounds_and_non_increasing_after_warmup() -> Non
     assert all(0.05 - 1e-12 <= f <= 1.0 for f in factors)
     assert all(b <= a + 1e-12 for a, b in itertools.pairwise(factors))
     assert math.isclose(factors[0], 1.0)
+
+
+def test_cpu_bf16_autocast_only_when_asked_and_bf16_units_read_from_the_cpu_flags(
+    tmp_path,
+) -> None:
+    from datapipe.optim import autocast, cpu_has_bf16
+
+    x = torch.ones(2, 4)
+    layer = torch.nn.Linear(4, 3)
+    with autocast("cpu", enabled=True):
+        assert layer(x).dtype == torch.float32  # amp alone: CUDA only
+    with autocast("cpu", enabled=False, cpu=True):
+        assert layer(x).dtype == torch.bfloat16
+    info = tmp_path / "cpuinfo"
+    info.write_text("flags\t\t: fpu sse avx2 avx512f amx_bf16 amx_tile\n")
+    assert cpu_has_bf16(info)
+    info.write_text("flags\t\t: fpu sse avx2 avx512f avx512bw\n")
+    assert not cpu_has_bf16(info)
+    assert not cpu_has_bf16(tmp_path / "absent")

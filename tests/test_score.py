@@ -133,3 +133,21 @@ def test_sample_set_label_flips_found_with_the_sample_recipe() -> None:
     recall = (flagged & truth).sum() / truth.sum()
     assert truth.sum() >= 40
     assert precision >= 0.8 and recall >= 0.9, (precision, recall)
+
+
+def test_the_cpu_fast_paths_follow_the_task_module_and_cpu_bf16() -> None:
+    from datapipe import tasks
+    from datapipe.score import _settings
+
+    def settings(task: str, cpu_bf16: str, device: str = "cpu"):
+        return _settings(FAST, torch.device(device), ScoreParams(cpu_bf16=cpu_bf16),
+                         fast=tasks.get(task).cpu_fast_paths, ignore=-100,
+                         class_counts=np.ones(2), key="score.x")  # fmt: skip
+
+    on = settings("classification", "on")
+    assert on.channels_last is True and on.cpu_amp
+    assert not settings("classification", "off").cpu_amp
+    assert settings("classification", "off").channels_last is True
+    seg = settings("segmentation", "on")
+    assert seg.channels_last is None and not seg.cpu_amp  # not measured faster: CUDA only
+    assert not settings("classification", "on", "meta").cpu_amp  # bf16 autocast is CPU only

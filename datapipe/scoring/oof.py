@@ -50,9 +50,11 @@ class TrainSettings:
     class_counts: tuple[float, ...] | None = None  # for loss.class_weight from counts
     seed: int = 0
     key: str = "score"  # the params section, for errors
-    #: model and batches in ``torch.channels_last`` (None: on CUDA only); the task module's
-    #: ``channels_last_on_cpu`` turns it on where it measured faster on the CPU
+    #: model and batches in ``torch.channels_last`` (None: on CUDA only) and bfloat16 autocast
+    #: on the CPU: the score stage sets both where the task module's ``cpu_fast_paths`` says
+    #: they measured faster with the same label issues
     channels_last: bool | None = None
+    cpu_amp: bool = False
 
     @classmethod
     def of(cls, **fields: Any) -> TrainSettings:
@@ -176,7 +178,7 @@ def out_of_fold(
         )
     classification = sink is None
     run = RunSettings(torch.device(settings.device), amp=settings.amp, dist=dist,
-                      channels_last=settings.channels_last)  # fmt: skip
+                      channels_last=settings.channels_last, cpu_amp=settings.cpu_amp)  # fmt: skip
     probs = np.full((n, num_classes), np.nan, np.float32) if classification else None
     dynamics = Dynamics.zeros(n) if classification else None
     accuracy: dict[int, float] = {}

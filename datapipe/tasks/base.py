@@ -58,6 +58,10 @@ class TaskModule(ABC):
     #: the fewest classes a dataset can be scored with (2 for image and pixel labels; 1 for
     #: objects, where background is the implicit other class)
     min_classes: ClassVar[int] = 2
+    #: out-of-fold models train channels_last and under bfloat16 autocast on the CPU (where the
+    #: CPU has bf16 units): set where ``bench/score_levers.py`` measured it faster with the
+    #: same label-issue F1
+    cpu_fast_paths: ClassVar[bool] = False
 
     _REQUIRED: ClassVar[tuple[str, ...]] = (
         "name", "layouts", "models", "image_labels", "dense", "headline", "label_issue_action",

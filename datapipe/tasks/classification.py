@@ -26,6 +26,9 @@ class Classification(TaskModule):
     dense = False
     headline = "accuracy"
     label_issue_action = "relabel"
+    # bench/score_levers.py, small_cnn, 1 thread: channels_last 1.35-1.42x, with bf16 autocast
+    # (AMX CPU) 1.79-2.18x, label-issue F1 0.988 either way (digits, 20% noise)
+    cpu_fast_paths = True
 
     def recipe_problems(self, recipe: Any) -> list[tuple[str, str]]:
         if "loss_dice" in recipe.loss.terms:
