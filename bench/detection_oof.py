@@ -24,6 +24,7 @@ construction, so they rank low but are never flagged on their box.
 from __future__ import annotations
 
 import argparse
+import json
 import pickle
 import sys
 import time
@@ -69,6 +70,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--save", type=Path, default=None, help="pickle the held-out boxes")
+    parser.add_argument("--no-flip", action="store_true", help="train without random flips")
+    parser.add_argument("--detector", type=json.loads, default={}, help="JSON of detector knobs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -77,6 +80,7 @@ def main() -> None:
     settings = TrainSettings.of(
         epochs=args.epochs, batch_size=args.batch, lr=args.lr, optimizer=args.optimizer,
         weight_decay=args.weight_decay, warmup_epochs=1.0, amp=False, seed=args.seed,
+        flip=not args.no_flip,
     )  # fmt: skip
     start = time.process_time(), time.perf_counter()
     predictions = detection_out_of_fold(
@@ -85,7 +89,12 @@ def main() -> None:
         folds,
         settings=settings,
         make_model=lambda: build_detector(
-            args.model, in_channels=1, num_classes=classes, min_size=SIZE, max_size=SIZE
+            args.model,
+            in_channels=1,
+            num_classes=classes,
+            min_size=SIZE,
+            max_size=SIZE,
+            options=args.detector,
         ),
     )
     cpu, wall = time.process_time() - start[0], time.perf_counter() - start[1]
