@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--save", type=Path, default=None, help="pickle the held-out boxes")
-    parser.add_argument("--no-flip", action="store_true", help="train without random flips")
+    parser.add_argument("--flip", action="store_true", help="random flips (score.*.flip)")
     parser.add_argument("--detector", type=json.loads, default={}, help="JSON of detector knobs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -80,7 +80,7 @@ def main() -> None:
     settings = TrainSettings.of(
         epochs=args.epochs, batch_size=args.batch, lr=args.lr, optimizer=args.optimizer,
         weight_decay=args.weight_decay, warmup_epochs=1.0, amp=False, seed=args.seed,
-        flip=not args.no_flip,
+        flip=args.flip,
     )  # fmt: skip
     start = time.process_time(), time.perf_counter()
     predictions = detection_out_of_fold(

@@ -143,3 +143,25 @@ def test_a_flipped_image_keeps_its_boxes_and_masks_on_its_objects(
     assert moved.masks is not None and moved.masks[0, y0:y1, x0:x1].all()
     assert moved.masks.sum() == mask.sum()
     np.testing.assert_array_equal(t.boxes, [[2, 1, 5, 3]])  # the target itself is untouched
+
+
+def test_scoring_batches_flip_only_when_the_recipe_asks() -> None:
+    from datapipe.config import DetectionFitParams
+    from datapipe.scoring.detection import _batches
+
+    assert DetectionFitParams().flip is False  # measured: no gain, fewer wrong-class flags
+    image = np.zeros((1, 8, 8), np.float32)
+    image[0, 1:3, 1:4] = 1.0
+    targets = [Boxes(np.array([[1, 1, 4, 3]], np.float32), np.array([0]))] * 16
+
+    def boxes(flip: bool) -> np.ndarray:
+        settings = TrainSettings(DetectionFitParams(batch_size=16, flip=flip))
+        _, y, _ = next(_batches([image] * 16, targets, np.arange(16), settings, seed=0,
+                                offset=1)(0))  # fmt: skip
+        return np.stack([t["boxes"].numpy()[0] for t in y])
+
+    assert (boxes(False) == [1, 1, 4, 3]).all()
+    flipped = boxes(True)
+    assert 0 < (flipped != [1, 1, 4, 3]).any(axis=1).sum() < 16  # about 3 in 4 flipped
+    assert {tuple(b) for b in flipped.tolist()} <= {(1, 1, 4, 3), (4, 1, 7, 3), (1, 5, 4, 7),
+                                                    (4, 5, 7, 7)}  # fmt: skip
