@@ -68,6 +68,7 @@ def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None
             200, len(pd.read_csv(work / "runs" / name / "reports" / "label_issues.csv"))
         )
     _check_detection_run(work / "runs" / "shapes_det")
+    _check_detection_run(work / "runs" / "shapes_inst", masks=True)
     assert (work / "dvc.lock").is_file()
 
     second = dvc(work, "repro")
@@ -119,9 +120,9 @@ def test_dvc_repro_runs_every_stage_for_both_sample_sets(tmp_path: Path) -> None
     assert "datasets.shapes_seg.bit_dept: unknown key" in typo.stderr + typo.stdout
 
 
-def _check_detection_run(run: Path) -> None:
+def _check_detection_run(run: Path, *, masks: bool = False) -> None:
     """The object outputs of every stage on the sample detection set (one epoch: the wiring,
-    not the model, is under test)."""
+    not the model, is under test); with ``masks``, its instance segmentation."""
     objects = pd.read_parquet(run / "objects.parquet")
     coco = json.loads((run.parents[1] / "sample_data/shapes_det/annotations.json").read_text())
     assert len(objects) == len(coco["annotations"])
@@ -132,7 +133,9 @@ def _check_detection_run(run: Path) -> None:
     assert scores.loc[scores["scored"], "label_quality"].between(0, 1).all()
     assert scores.loc[scores["scored"], "n_objects"].sum() > 0
     flagged = pd.read_csv(run / "reports" / "label_issues.csv", dtype={"object_id": str})
-    assert set(flagged["issue"]) <= {"wrong_class", "mislocated", "missing"}
+    assert set(flagged["issue"]) <= {"wrong_class", "mislocated", "missing", "mask_mismatch"}
+    if masks:
+        assert (issues["check"] == "mask_box_mismatch").sum() >= 1
     hard = pd.read_csv(run / "reports" / "hard_examples.csv", dtype={"object_id": str})
     assert set(hard["role"]) <= {"hard_positive", "easy_positive", "hard_negative"}
     curated = pd.read_parquet(run / "curated_objects.parquet")
@@ -144,6 +147,8 @@ def _check_detection_run(run: Path) -> None:
     for key in ("map", "map_50", "map_75", "mar_100", "mar_max", "map_per_class"):
         assert key in evaluation, key
     assert 0 <= evaluation["map_50"] <= 1 and evaluation["test_objects"] > 0
+    if masks:  # mask AP / AR beside the box metrics
+        assert 0 <= evaluation["mask_map_50"] <= 1 and "mask_mar_max" in evaluation
     page = (run / "reports" / "report.html").read_text()
     assert page.count("issue-card label-issue") == min(200, len(flagged))
     assert all(name in page for name in evaluation["map_per_class"])
