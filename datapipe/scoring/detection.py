@@ -5,7 +5,10 @@ other folds with the shared loop (:func:`datapipe.loop.fit`, the detector comput
 losses: :class:`datapipe.loop.ModelLoss`) and predicts the held-out images. The held-out
 predictions go through ``cleanlab.object_detection``: an image's label quality and issue
 flag, and per given box the *badly located* and *swapped* (wrong class) sub-scores; per
-confident prediction without a given box, the *overlooked* (missing box) score. Each flagged
+confident prediction without a given box, the *overlooked* (missing box) score. cleanlab
+ignores a prediction that touches any given box, so in crowded images (touching nuclei, cells)
+a deleted box is never overlooked: a confident prediction whose box lies mostly outside every
+given box (:data:`MISSING_COVER`) is a missing box too. Each flagged
 box gets a suggestion where the model is confident: the best-overlapping prediction's box
 (mislocated) or class (wrong class).
 
@@ -28,7 +31,7 @@ from torch import nn
 from datapipe.distributed import Dist
 from datapipe.errors import DatapipeError
 from datapipe.loop import Hooks, ListBatch, ModelLoss, Optimisation, RunSettings, Trainer, fit
-from datapipe.objects import box_iou
+from datapipe.objects import box_intersection, box_iou
 from datapipe.progress import progress
 from datapipe.scoring.masks import RleMasks
 
@@ -39,6 +42,11 @@ from datapipe.scoring.oof import TrainSettings
 log = logging.getLogger("datapipe")
 #: a sub-score below this flags the box (cleanlab's ``issues_from_scores`` default)
 ISSUE_THRESHOLD = 0.1
+#: a prediction this confident with no given box covering this share of it is a missing box
+#: (cleanlab's overlooked score asks for no overlap at all); the confidence is cleanlab's
+#: ``HIGH_PROBABILITY_THRESHOLD``
+MISSING_COVER = 0.5
+MISSING_SCORE = 0.95
 #: a prediction this confident may suggest a box or class
 SUGGEST_SCORE = 0.5
 
@@ -291,21 +299,50 @@ def detection_label_issues(
     overlooked = rank.compute_overlooked_box_scores(labels=labels, predictions=preds)
     rows, missing = [], []
     for i, (t, p) in enumerate(zip(targets, predictions, strict=True)):
-        for b in range(len(t.labels)):
-            rows.append(_box_row(i, b, t, p, float(badloc[i][b]), float(swap[i][b])))
+        mine = [_box_row(i, b, t, p, float(badloc[i][b]), float(swap[i][b]))
+                for b in range(len(t.labels))]  # fmt: skip
+        rows += mine
         order = np.concatenate([np.flatnonzero(p.labels == k) for k in range(num_classes)])
-        for j, score in zip(order, np.asarray(overlooked[i], np.float64), strict=True):
-            if np.isfinite(score) and score < ISSUE_THRESHOLD:
-                confidence = float(p.scores[j]) if p.scores is not None else 1.0
-                box = p.boxes[j].round(1).tolist()
-                missing.append({"image": i, "class": int(p.labels[j]), "score": confidence,
-                                "box": box, "overlooked": float(score)})  # fmt: skip
+        scores = np.full(len(p.labels), np.nan)
+        scores[order] = np.asarray(overlooked[i], np.float64)
+        # cleanlab leaves these NaN; one that is already a flagged box's suggestion is not new
+        suggested = {str(r["suggested_box"]) for r in mine if r["suggested_box"] is not None}
+        crowded = _uncovered(t, p) & np.array(
+            [str(box.round(1).tolist()) not in suggested for box in p.boxes], bool
+        )
+        own = _cover(t, p)[crowded] * (1 - _scores_of(p)[crowded])
+        scores[crowded] = np.fmin(scores[crowded], own)
+        for j in np.flatnonzero(np.isfinite(scores) & (scores < ISSUE_THRESHOLD)):
+            confidence = float(p.scores[j]) if p.scores is not None else 1.0
+            missing.append({"image": i, "class": int(p.labels[j]), "score": confidence,
+                            "box": p.boxes[j].round(1).tolist(),
+                            "overlooked": float(scores[j])})  # fmt: skip
     images = pd.DataFrame({"label_quality": quality, "is_label_issue": flagged})
     return DetectionIssues(
         images,
         pd.DataFrame(rows),
         pd.DataFrame(missing, columns=["image", "class", "score", "box", "overlooked"]),
     )
+
+
+def _cover(t: Boxes, p: Boxes) -> np.ndarray:
+    """Per prediction, the largest share of its box that one given box covers."""
+    if not len(t.boxes) or not len(p.boxes):
+        return np.zeros(len(p.boxes))
+    area = np.prod(np.clip(p.boxes[:, 2:] - p.boxes[:, :2], 1e-6, None), axis=1)
+    return (box_intersection(p.boxes, t.boxes) / area[:, None]).max(axis=1)
+
+
+def _uncovered(t: Boxes, p: Boxes) -> np.ndarray:
+    """Confident predictions (>= :data:`MISSING_SCORE`) that touch a given box, but lie
+    mostly outside every one (:data:`MISSING_COVER`): missing boxes cleanlab cannot see."""
+    cover = _cover(t, p)
+    confident = _scores_of(p) >= MISSING_SCORE
+    return confident & (cover > 0) & (cover < MISSING_COVER)
+
+
+def _scores_of(p: Boxes) -> np.ndarray:
+    return p.scores if p.scores is not None else np.ones(len(p.labels), np.float32)
 
 
 def _box_row(i: int, b: int, t: Boxes, p: Boxes, badloc: float, swap: float) -> dict[str, object]:

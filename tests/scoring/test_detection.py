@@ -165,3 +165,20 @@ def test_scoring_batches_flip_only_when_the_recipe_asks() -> None:
     assert 0 < (flipped != [1, 1, 4, 3]).any(axis=1).sum() < 16  # about 3 in 4 flipped
     assert {tuple(b) for b in flipped.tolist()} <= {(1, 1, 4, 3), (4, 1, 7, 3), (1, 5, 4, 7),
                                                     (4, 5, 7, 7)}  # fmt: skip
+
+
+def test_a_confident_prediction_touching_a_neighbour_is_a_missing_box() -> None:
+    from cleanlab.object_detection import rank
+
+    given = _given(np.array([[10, 10, 30, 30], [40, 10, 60, 30]], np.float32), [0, 0])
+    found = _predicted(np.array([[10, 10, 30, 30], [40, 10, 60, 30],
+                                 [26, 26, 46, 46],    # a third object, overlapping both boxes
+                                 [12, 12, 28, 29]],   # inside the first box: not a new object
+                                np.float32), [0, 0, 0, 0], score=0.99)  # fmt: skip
+    labels, preds = cleanlab_inputs([given], [found], 1)
+    assert np.isnan(rank.compute_overlooked_box_scores(labels=labels, predictions=preds)[0][2])
+    missing = detection_label_issues([given], [found], 1).missing
+    assert missing["box"].tolist() == [[26.0, 26.0, 46.0, 46.0]]
+    assert missing["overlooked"].iloc[0] < 0.1
+    unsure = _predicted(found.boxes, [0, 0, 0, 0], score=0.9)  # below the 0.95 it asks
+    assert detection_label_issues([given], [unsure], 1).missing.empty
