@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch.distributed as dist
@@ -185,6 +185,34 @@ class CurriculumSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return math.ceil(len(self.selection(self.epoch)) / self.world)
+
+
+def from_recipe(
+    difficulty: np.ndarray,
+    keep: np.ndarray,
+    recipe: Any,
+    *,
+    rank: int | None = None,
+    world: int | None = None,
+) -> CurriculumSampler:
+    """The sampler a train recipe asks for (``recipe.curriculum``: pacing, start, full_epoch,
+    oversample_alpha; ``recipe.epochs``, ``recipe.seed``): unknown difficulty counts as 0.5,
+    ``full_epoch`` defaults to half of the epochs, oversampling starts there."""
+    c = recipe.curriculum
+    paced = c.pacing != "none"
+    full = c.full_epoch or max(1, recipe.epochs // 2)
+    return CurriculumSampler(
+        np.clip(np.nan_to_num(np.asarray(difficulty, np.float64), nan=0.5), 0.0, 1.0),
+        seed=recipe.seed,
+        keep=keep,
+        pacing_kind=c.pacing,
+        start=c.start if paced else 1.0,
+        full_epoch=full if paced else 0,
+        oversample_alpha=c.oversample_alpha,
+        oversample_from_epoch=full if paced else 0,
+        rank=rank,
+        world=world,
+    )
 
 
 def _rank_world(rank: int | None, world: int | None) -> tuple[int, int]:

@@ -34,7 +34,7 @@ from datapipe.augment.batch import (
 )
 from datapipe.config import DatasetParams, TrainParams, TrainTaskParams
 from datapipe.curate import TRAINING_ACTIONS
-from datapipe.curriculum import CurriculumSampler
+from datapipe.curriculum import CurriculumSampler, from_recipe
 from datapipe.data import (
     AugmentedSet,
     AugmentFn,
@@ -198,20 +198,8 @@ def use_sync_bn(wanted: bool, dist: Dist, device: torch.device) -> bool:
 
 
 def _curriculum(inputs: TrainInputs, recipe: TrainTaskParams, dist: Dist) -> CurriculumSampler:
-    c = recipe.curriculum
-    full = c.full_epoch or max(1, recipe.epochs // 2)
-    return CurriculumSampler(
-        np.clip(np.nan_to_num(inputs.difficulty, nan=0.5), 0.0, 1.0),
-        seed=recipe.seed,
-        keep=inputs.weights > 0,
-        pacing_kind=c.pacing,
-        start=c.start if c.pacing != "none" else 1.0,
-        full_epoch=full if c.pacing != "none" else 0,
-        oversample_alpha=c.oversample_alpha,
-        oversample_from_epoch=full if c.pacing != "none" else 0,
-        rank=dist.rank,
-        world=dist.world,
-    )
+    return from_recipe(inputs.difficulty, inputs.weights > 0, recipe, rank=dist.rank,
+                       world=dist.world)  # fmt: skip
 
 
 def _batch_sampler(

@@ -62,7 +62,13 @@ def _set(*path: str, value: Any) -> Any:
             _set("clean", "near_duplicate_bits", value=6),
             {
                 (name, "clean")
-                for name in ("shapes_cls", "shapes_seg", "shapes_det", "shapes_det_voc")
+                for name in (
+                    "shapes_cls",
+                    "shapes_seg",
+                    "shapes_det",
+                    "shapes_det_voc",
+                    "shapes_inst",
+                )
             },
         ),
         (  # box_tiny measures boxes at the detector's input size: clean reads it

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from datapipe.curate import TRAINING_ACTIONS
+from datapipe.curriculum import CurriculumSampler, from_recipe
 from datapipe.data import SampleSpec, manifest_items, normalise, sample_seed
 from datapipe.detect.curate import TRAINING_OBJECT_ACTIONS
 from datapipe.detect.targets import group_masks, resize_masks, scale_boxes
@@ -41,6 +42,7 @@ class DetectionSet:
     images: list[np.ndarray]  # (H, W, C) float32 in [0, 1]
     targets: list[Boxes]
     weights: np.ndarray  # (N,) in [0, 1]
+    difficulty: np.ndarray | None = None  # (N,) in [0, 1], NaN unknown: the curriculum's order
 
     def __len__(self) -> int:
         return len(self.images)
@@ -69,10 +71,10 @@ def detection_set(
         image, _ = spec.decode_unit(item)
         images.append(image)
         group = groups.get(sid)
-        if group is None:
-            targets.append(Boxes.empty())
-            continue
         h, w = image.shape[:2]
+        if group is None:  # Mask R-CNN needs a (0, H, W) mask stack on an empty image
+            targets.append(Boxes.empty((h, w) if masks else None))
+            continue
         xyxy = np.clip(group[["x0", "y0", "x1", "y1"]].to_numpy(np.float32), 0,
                        np.array([w, h, w, h], np.float32))  # fmt: skip
         keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
@@ -81,7 +83,10 @@ def detection_set(
         found = group_masks(group[keep], xyxy[keep], h, w) if masks else None
         targets.append(Boxes(xyxy[keep], labels[keep].astype(np.int64), masks=found))
     weights = rows["weight"].to_numpy(np.float64) if "weight" in rows else np.ones(len(rows))
-    return DetectionSet(rows["sample_id"].astype(str).tolist(), images, targets, weights)
+    difficulty = (rows["difficulty"].to_numpy(np.float64) if "difficulty" in rows
+                  else np.full(len(rows), np.nan))  # fmt: skip
+    return DetectionSet(rows["sample_id"].astype(str).tolist(), images, targets, weights,
+                        difficulty)  # fmt: skip
 
 
 def model_input(
@@ -126,9 +131,12 @@ def epoch_batches(
             target["masks"] = torch.as_tensor(scaled.masks, dtype=torch.uint8)
         return x, target
 
+    sampler = detection_curriculum(train, recipe)
+
     def batches(epoch: int) -> Iterator[ListBatch]:
         rng = np.random.default_rng([recipe.seed, epoch])
-        order = rng.permutation(np.flatnonzero(rng.random(len(train)) < train.weights))
+        order = sampler.epoch_order(epoch)  # paced, oversampled, shuffled
+        order = order[rng.random(len(order)) < train.weights[order]]
         for start in range(0, len(order), recipe.batch_size):
             picked = order[start : start + recipe.batch_size]
             pairs = [one(int(i), epoch) for i in picked]
@@ -139,6 +147,20 @@ def epoch_batches(
             yield xs, ys, torch.as_tensor(picked)
 
     return batches
+
+
+def detection_curriculum(train: DetectionSet, recipe: Any) -> CurriculumSampler:
+    """``recipe.curriculum`` over the images (one process: torchrun is refused for detectors);
+    images with weight 0 never enter."""
+    difficulty = train.difficulty if train.difficulty is not None else np.full(len(train), np.nan)
+    return from_recipe(difficulty, train.weights > 0, recipe)
+
+
+def epoch_steps(train: DetectionSet, recipe: Any) -> list[int]:
+    """Expected optimiser steps per epoch: the paced images' weights over the batch size."""
+    sampler = detection_curriculum(train, recipe)
+    return [max(1, int(np.ceil(train.weights[sampler.selection(e)].sum() / recipe.batch_size)))
+            for e in range(recipe.epochs)]  # fmt: skip
 
 
 def train_detector(
@@ -155,9 +177,8 @@ def train_detector(
     if len(train) < 2:
         raise DatapipeError("fewer than 2 usable training images in curated.parquet")
     offset = 1 if hasattr(model, "roi_heads") else 0  # the R-CNNs' background class 0
-    expected = max(1, int(np.ceil(train.weights.sum() / recipe.batch_size)))
     trainer = Trainer.build(model, Optimisation.of(recipe), ModelLoss(),
-                            steps=[expected] * recipe.epochs, run=run)  # fmt: skip
+                            steps=epoch_steps(train, recipe), run=run)  # fmt: skip
     ticks = iter(progress(range(recipe.epochs), total=recipe.epochs, desc=desc, unit="epoch"))
 
     def on_epoch(epoch: int, row: dict[str, float]) -> None:
