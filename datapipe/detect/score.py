@@ -234,7 +234,7 @@ def mask_issues(
     for i, (t, p) in enumerate(zip(given.targets, found, strict=True)):
         if t.masks is None or p.masks is None or not len(t.labels) or not len(p.labels):
             continue
-        sure = (p.scores if p.scores is not None else np.ones(len(p.labels))) >= CONFIDENT
+        sure = p.confidences() >= CONFIDENT
         overlap = box_iou(t.boxes, p.boxes) * (t.labels[:, None] == p.labels[None, :]) * sure
         for b in range(len(t.labels)):
             j = int(np.argmax(overlap[b]))
@@ -260,7 +260,7 @@ def object_confusion(
     k = num_classes
     cm = np.zeros((k + 1, k + 1), np.int64)
     for t, p in zip(targets, found, strict=True):
-        keep = (p.scores if p.scores is not None else np.ones(len(p.labels))) >= CONFIDENT
+        keep = p.confidences() >= CONFIDENT
         pb, pl = p.boxes[keep], p.labels[keep]
         used = np.zeros(len(pl), bool)
         if len(t.labels) and len(pl):

@@ -8,7 +8,8 @@ flag, and per given box the *badly located* and *swapped* (wrong class) sub-scor
 confident prediction without a given box, the *overlooked* (missing box) score. cleanlab
 ignores a prediction that touches any given box, so in crowded images (touching nuclei, cells)
 a deleted box is never overlooked: a confident prediction whose box lies mostly outside every
-given box (:data:`MISSING_COVER`) is a missing box too. Each flagged
+given box (:data:`MISSING_COVER`) is a missing box too, unless it is already the suggestion
+for a flagged box. Each flagged
 box gets a suggestion where the model is confident: the best-overlapping prediction's box
 (mislocated) or class (wrong class).
 
@@ -34,10 +35,10 @@ from datapipe.loop import Hooks, ListBatch, ModelLoss, Optimisation, RunSettings
 from datapipe.objects import box_intersection, box_iou
 from datapipe.progress import progress
 from datapipe.scoring.masks import RleMasks
+from datapipe.scoring.oof import TrainSettings
 
 if TYPE_CHECKING:
     from datapipe.scoring.held_out import HeldOutStore
-from datapipe.scoring.oof import TrainSettings
 
 log = logging.getLogger("datapipe")
 #: a sub-score below this flags the box (cleanlab's ``issues_from_scores`` default)
@@ -73,6 +74,10 @@ class Boxes:
     def dense_masks(self) -> np.ndarray | None:
         """The masks as an ``(N, H, W)`` bool array (decoding RLEs), or None."""
         return self.masks.dense() if isinstance(self.masks, RleMasks) else self.masks
+
+    def confidences(self) -> np.ndarray:
+        """``(N,)`` scores; 1.0 each for given boxes, which have none."""
+        return self.scores if self.scores is not None else np.ones(len(self.labels), np.float32)
 
 
 def detection_out_of_fold(
@@ -265,7 +270,7 @@ def cleanlab_inputs(
     preds = []
     for p in predictions:
         per_class = np.empty(num_classes, dtype=object)
-        scores = p.scores if p.scores is not None else np.ones(len(p.labels), np.float32)
+        scores = p.confidences()
         for k in range(num_classes):
             hit = p.labels == k
             per_class[k] = (
@@ -280,7 +285,7 @@ class DetectionIssues:
     images: pd.DataFrame  # per image: label_quality, is_label_issue
     boxes: (
         pd.DataFrame
-    )  # per given box: image, box, badloc, swap, issue, suggested_class, suggested_box
+    )  # per given box: image, box, badloc, swap, issue, suggested_class, suggested_box, box_from (the prediction it came from)
     missing: pd.DataFrame  # per overlooked prediction: image, class, score, box, overlooked
 
 
@@ -305,16 +310,16 @@ def detection_label_issues(
         order = np.concatenate([np.flatnonzero(p.labels == k) for k in range(num_classes)])
         scores = np.full(len(p.labels), np.nan)
         scores[order] = np.asarray(overlooked[i], np.float64)
-        # cleanlab leaves these NaN; one that is already a flagged box's suggestion is not new
-        suggested = {str(r["suggested_box"]) for r in mine if r["suggested_box"] is not None}
-        crowded = _uncovered(t, p) & np.array(
-            [str(box.round(1).tolist()) not in suggested for box in p.boxes], bool
-        )
-        own = _cover(t, p)[crowded] * (1 - _scores_of(p)[crowded])
+        # cleanlab leaves these NaN; one already suggested as a flagged box's box is not new
+        cover = _cover(t, p)
+        crowded = (p.confidences() >= MISSING_SCORE) & (cover > 0) & (cover < MISSING_COVER)
+        taken = np.asarray([r["box_from"] for r in mine], np.int64)  # suggested boxes
+        crowded[taken[taken >= 0]] = False
+        own = cover[crowded] * (1 - p.confidences()[crowded])
         scores[crowded] = np.fmin(scores[crowded], own)
         for j in np.flatnonzero(np.isfinite(scores) & (scores < ISSUE_THRESHOLD)):
-            confidence = float(p.scores[j]) if p.scores is not None else 1.0
-            missing.append({"image": i, "class": int(p.labels[j]), "score": confidence,
+            missing.append({"image": i, "class": int(p.labels[j]),
+                            "score": float(p.confidences()[j]),
                             "box": p.boxes[j].round(1).tolist(),
                             "overlooked": float(scores[j])})  # fmt: skip
     images = pd.DataFrame({"label_quality": quality, "is_label_issue": flagged})
@@ -333,32 +338,20 @@ def _cover(t: Boxes, p: Boxes) -> np.ndarray:
     return (box_intersection(p.boxes, t.boxes) / area[:, None]).max(axis=1)
 
 
-def _uncovered(t: Boxes, p: Boxes) -> np.ndarray:
-    """Confident predictions (>= :data:`MISSING_SCORE`) that touch a given box, but lie
-    mostly outside every one (:data:`MISSING_COVER`): missing boxes cleanlab cannot see."""
-    cover = _cover(t, p)
-    confident = _scores_of(p) >= MISSING_SCORE
-    return confident & (cover > 0) & (cover < MISSING_COVER)
-
-
-def _scores_of(p: Boxes) -> np.ndarray:
-    return p.scores if p.scores is not None else np.ones(len(p.labels), np.float32)
-
-
 def _box_row(i: int, b: int, t: Boxes, p: Boxes, badloc: float, swap: float) -> dict[str, object]:
     issue = ""
     if min(badloc, swap) < ISSUE_THRESHOLD:
         issue = "wrong_class" if swap <= badloc else "mislocated"
-    suggested_class, suggested_box = -1, None
-    confident = (p.scores if p.scores is not None else np.ones(len(p.labels))) >= SUGGEST_SCORE
-    if issue and confident.any():
+    suggested_class, suggested_box, box_from = -1, None, -1
+    confident = np.flatnonzero(p.confidences() >= SUGGEST_SCORE)
+    if issue and len(confident):
         iou = box_iou(t.boxes[b : b + 1], p.boxes[confident])[0]
-        best = int(np.argmax(iou))
-        if iou[best] > 0:
-            if issue == "wrong_class" and p.labels[confident][best] != t.labels[b]:
-                suggested_class = int(p.labels[confident][best])
-            if issue == "mislocated" and p.labels[confident][best] == t.labels[b]:
-                suggested_box = p.boxes[confident][best].round(1).tolist()
+        best = int(confident[np.argmax(iou)])
+        if iou.max() > 0:
+            if issue == "wrong_class" and p.labels[best] != t.labels[b]:
+                suggested_class = int(p.labels[best])
+            if issue == "mislocated" and p.labels[best] == t.labels[b]:
+                suggested_box, box_from = p.boxes[best].round(1).tolist(), best
     return {"image": i, "box": b, "class": int(t.labels[b]), "badloc": badloc, "swap": swap,
-            "issue": issue, "suggested_class": suggested_class,
-            "suggested_box": suggested_box}  # fmt: skip
+            "issue": issue, "suggested_class": suggested_class, "suggested_box": suggested_box,
+            "box_from": box_from}  # fmt: skip

@@ -44,7 +44,7 @@ class HeldOutStore:
             "image": np.repeat(np.asarray(held, np.int64), [len(f.boxes) for f in found]),
             **{k: boxes[:, j] for j, k in enumerate(("x0", "y0", "x1", "y1"))},
             "label": _cat([f.labels for f in found], np.int64),
-            "score": _cat([_scores(f) for f in found], np.float32),
+            "score": _cat([f.confidences() for f in found], np.float32),
         }
         shapes = {int(i): _mask_shape(f) for i, f in zip(held, found, strict=True)}
         if any(s is not None for s in shapes.values()):
@@ -96,10 +96,6 @@ class HeldOutStore:
 
 def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
-
-
-def _scores(found: Boxes) -> np.ndarray:
-    return found.scores if found.scores is not None else np.ones(len(found.boxes), np.float32)
 
 
 def _mask_shape(found: Boxes) -> list[int] | None:
