@@ -283,9 +283,9 @@ def cleanlab_inputs(
 @dataclass(frozen=True)
 class DetectionIssues:
     images: pd.DataFrame  # per image: label_quality, is_label_issue
-    boxes: (
-        pd.DataFrame
-    )  # per given box: image, box, badloc, swap, issue, suggested_class, suggested_box, box_from (the prediction it came from)
+    #: per given box: image, box, badloc, swap, issue, suggested_class, suggested_box, box_from
+    #: (the prediction the suggested box came from, -1 for none)
+    boxes: pd.DataFrame
     missing: pd.DataFrame  # per overlooked prediction: image, class, score, box, overlooked
 
 
