@@ -5,7 +5,10 @@ other folds with the shared loop (:func:`datapipe.loop.fit`, the detector comput
 losses: :class:`datapipe.loop.ModelLoss`) and predicts the held-out images. The held-out
 predictions go through ``cleanlab.object_detection``: an image's label quality and issue
 flag, and per given box the *badly located* and *swapped* (wrong class) sub-scores; per
-confident prediction without a given box, the *overlooked* (missing box) score. cleanlab
+confident prediction without a given box, the *overlooked* (missing box) score. An image's
+``label_quality`` pools those sub-scores so that crowded images are not ranked worse for their
+count alone (:func:`count_fair_quality`); cleanlab's own pooling (a softmin over the boxes)
+lowers with every box an image holds. cleanlab
 ignores a prediction that touches any given box, so in crowded images (touching nuclei, cells)
 a deleted box is never overlooked: a confident prediction whose box lies mostly outside every
 given box (:data:`MISSING_COVER`) is a missing box too, unless it is already the suggestion
@@ -297,12 +300,11 @@ def detection_label_issues(
     from cleanlab.object_detection import rank
 
     labels, preds = cleanlab_inputs(targets, predictions, num_classes)
-    quality = rank.get_label_quality_scores(labels, preds, verbose=False)
     flagged = od_filter.find_label_issues(labels, preds)
     badloc = rank.compute_badloc_box_scores(labels=labels, predictions=preds)
     swap = rank.compute_swap_box_scores(labels=labels, predictions=preds)
     overlooked = rank.compute_overlooked_box_scores(labels=labels, predictions=preds)
-    rows, missing = [], []
+    rows, missing, looked = [], [], []
     for i, (t, p) in enumerate(zip(targets, predictions, strict=True)):
         mine = [_box_row(i, b, t, p, float(badloc[i][b]), float(swap[i][b]))
                 for b in range(len(t.labels))]  # fmt: skip
@@ -317,17 +319,42 @@ def detection_label_issues(
         crowded[taken[taken >= 0]] = False
         own = cover[crowded] * (1 - p.confidences()[crowded])
         scores[crowded] = np.fmin(scores[crowded], own)
+        looked.append(scores)
         for j in np.flatnonzero(np.isfinite(scores) & (scores < ISSUE_THRESHOLD)):
             missing.append({"image": i, "class": int(p.labels[j]),
                             "score": float(p.confidences()[j]),
                             "box": p.boxes[j].round(1).tolist(),
                             "overlooked": float(scores[j])})  # fmt: skip
+    quality = count_fair_quality([badloc, swap, looked])
     images = pd.DataFrame({"label_quality": quality, "is_label_issue": flagged})
     return DetectionIssues(
         images,
         pd.DataFrame(rows),
         pd.DataFrame(missing, columns=["image", "class", "score", "box", "overlooked"]),
     )
+
+
+def count_fair_quality(families: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
+    """Per image, how plausible its worst box is for an image of its object count: 0 = a box
+    far worse than an image of that many boxes shows by chance, 1 = none below the rest.
+
+    ``families[f][i]`` holds image ``i``'s box scores of one kind (cleanlab's badloc and swap
+    per given box, overlooked per prediction; NaN = no evidence, read as 1). A box's tail ``u``
+    is the share of the dataset's boxes of its family scoring at most as low; an image of ``n``
+    boxes scores ``1 - (1 - u_min) ** n``, the chance that the lowest of ``n`` boxes drawn from
+    the dataset's own scores is at least this low (the Sidak correction), and its quality is
+    the lowest over the families. On real nuclei (6-46 per crop) cleanlab's softmin pooling
+    correlates with the count (r = -0.48) and puts 4 of 18 planted problems in the worst 15%;
+    this puts 7 (bench/realdata_detection.py)."""
+    quality = np.ones(len(families[0]) if families else 0)
+    for family in families:
+        boxes = [np.nan_to_num(np.asarray(v, np.float64).reshape(-1), nan=1.0) for v in family]
+        pooled = np.sort(np.concatenate([np.ones(0), *boxes]))
+        for i, v in enumerate(boxes):
+            if len(v):
+                u = np.searchsorted(pooled, v.min(), side="right") / len(pooled)
+                quality[i] = min(quality[i], 1.0 - (1.0 - u) ** len(v))
+    return quality
 
 
 def _cover(t: Boxes, p: Boxes) -> np.ndarray:

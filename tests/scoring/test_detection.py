@@ -9,6 +9,7 @@ from datapipe.models import build_detector
 from datapipe.scoring.detection import (
     Boxes,
     cleanlab_inputs,
+    count_fair_quality,
     detection_label_issues,
     detection_out_of_fold,
 )
@@ -67,6 +68,35 @@ def test_planted_box_problems_are_found_on_the_right_box() -> None:
     clean = np.delete(quality, [2, 3, 4])
     assert quality[[2, 3, 4]].max() < clean.min()
     assert set(np.flatnonzero(found.images["is_label_issue"])) == {2, 3, 4}
+
+
+def test_image_quality_does_not_fall_with_the_object_count_alone() -> None:
+    rng = np.random.default_rng(3)
+    counts = rng.integers(2, 50, 300)
+    clean = [rng.uniform(0.3, 1.0, n) for n in counts]  # one distribution for every box
+    quality = count_fair_quality([clean])
+    worst_box = np.array([v.min() for v in clean])
+    assert np.corrcoef(worst_box, counts)[0, 1] < -0.4  # min / softmin pooling: the bias
+    assert abs(np.corrcoef(quality, counts)[0, 1]) < 0.15
+    crowded = clean[int(np.argmax(counts))].copy()
+    crowded[0] = 0.05  # a box below every clean one, in the most crowded image
+    dirty = count_fair_quality([[*clean, crowded]])
+    # the lowest box of 7,700 in an image of 49 is 1 - (1 - 1/7700)^49 = 0.006 plausible:
+    # among the worst 3% of 301 images, not beyond what chance gives the luckiest clean one
+    pooled = counts.sum() + len(crowded)  # the crowded copy adds its boxes
+    assert dirty[-1] == pytest.approx(1 - (1 - 1 / pooled) ** len(crowded))
+    assert (dirty < dirty[-1]).sum() < 9 and 0.9 < dirty.max() <= 1.0
+
+
+def test_image_quality_is_the_worst_family_and_reads_no_evidence_as_clean() -> None:
+    badloc = [np.array([0.9, 0.8]), np.array([0.9, np.nan]), np.array([])]
+    swap = [np.array([1.0, 1.0]), np.array([0.2, 1.0]), np.array([])]
+    quality = count_fair_quality([badloc, swap])
+    # swap: image 1 holds the lowest of 4 scores, so u = 1/4 and 1 - (3/4)^2
+    assert quality[1] == pytest.approx(1 - 0.75**2)
+    # badloc: image 0's 0.8 is the lowest of 4 (NaN reads 1.0), the same tail
+    assert quality[0] == pytest.approx(1 - 0.75**2)
+    assert quality[2] == 1.0  # no boxes, no evidence
 
 
 def test_each_image_is_predicted_by_a_model_that_never_trained_on_it() -> None:
