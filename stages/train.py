@@ -35,7 +35,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
 
         objects = read_table(files.curated_objects)
         trained = train_run(curated, objects, stats, dataset, recipe, settings, files=files,
-                            workers=workers, name=name)  # fmt: skip
+                            name=name)  # fmt: skip
     else:
         trained = train_images(curated, stats, dataset, recipe, settings, files=files,
                                workers=workers, name=name)  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -68,6 +69,7 @@ def score_detection(job: ScoreJob) -> ScoreResult | None:
         settings=job.settings,
         desc=f"score {job.name}",
         store=store,  # cleared once the result is built
+        dist=job.dist,
     )
     if not job.dist.is_main:
         return None
@@ -130,19 +132,15 @@ def _decoded(source: Any, n: int) -> list[np.ndarray]:
     return images
 
 
+@dataclass(frozen=True)
 class Judged:
     """Held-out predictions judged against the given boxes (all in image pixels)."""
 
-    def __init__(
-        self,
-        images: pd.DataFrame,
-        issues: pd.DataFrame,
-        hard: pd.DataFrame,
-        confusion: np.ndarray,
-        coco: dict[str, Any],
-    ) -> None:
-        self.images, self.issues, self.hard = images, issues, hard
-        self.confusion, self.coco = confusion, coco
+    images: pd.DataFrame  # per image: label_quality, is_label_issue, reasons, difficulty, ...
+    issues: pd.DataFrame  # per flagged object: reports/label_issues.csv's columns
+    hard: pd.DataFrame  # per object (or confident false alarm): its role
+    confusion: np.ndarray  # (K+1, K+1), background last
+    coco: dict[str, Any]
 
 
 def judge(

@@ -25,6 +25,7 @@ from datapipe.curriculum import CurriculumSampler, from_recipe
 from datapipe.data import SampleSpec, manifest_items, normalise, sample_seed
 from datapipe.detect.curate import TRAINING_OBJECT_ACTIONS
 from datapipe.detect.targets import group_masks, resize_masks, scale_boxes
+from datapipe.distributed import Dist
 from datapipe.errors import DatapipeError
 from datapipe.loop import Hooks, ListBatch, ModelLoss, Optimisation, RunSettings, Trainer, fit
 from datapipe.progress import progress
@@ -100,12 +101,14 @@ def model_input(
 
 
 def epoch_batches(
-    train: DetectionSet, recipe: Any, spec: SampleSpec, *, offset: int
+    train: DetectionSet, recipe: Any, spec: SampleSpec, *, offset: int, dist: Dist | None = None
 ) -> Callable[[int], Iterator[ListBatch]]:
     """One epoch's batches, a function of ``(recipe.seed, epoch)``: the images drawn by
     weight, each augmented with its boxes (and masks), resized and normalised; detection
     mixup over the batch when ``mix.mixup_alpha`` > 0. ``offset`` 1 adds the R-CNNs'
-    background class."""
+    background class. Under torchrun (``dist``) every rank draws the same epoch and takes its
+    shard, padded so that every rank steps as often (DistributedDataParallel needs it)."""
+    dist = dist or Dist()
     from datapipe.augment.detection import (
         augment_objects,
         build_box_pipeline,
@@ -137,6 +140,8 @@ def epoch_batches(
         rng = np.random.default_rng([recipe.seed, epoch])
         order = sampler.epoch_order(epoch)  # paced, oversampled, shuffled
         order = order[rng.random(len(order)) < train.weights[order]]
+        order = dist.shard(order, pad=True) if len(order) else order
+        rng = np.random.default_rng([recipe.seed, epoch, dist.rank])  # this rank's mixing
         for start in range(0, len(order), recipe.batch_size):
             picked = order[start : start + recipe.batch_size]
             pairs = [one(int(i), epoch) for i in picked]
@@ -150,16 +155,18 @@ def epoch_batches(
 
 
 def detection_curriculum(train: DetectionSet, recipe: Any) -> CurriculumSampler:
-    """``recipe.curriculum`` over the images (one process: torchrun is refused for detectors);
-    images with weight 0 never enter."""
+    """``recipe.curriculum`` over the images, every rank's order (:func:`epoch_batches`
+    shards it after the weights draw); images with weight 0 never enter."""
     difficulty = train.difficulty if train.difficulty is not None else np.full(len(train), np.nan)
-    return from_recipe(difficulty, train.weights > 0, recipe)
+    return from_recipe(difficulty, train.weights > 0, recipe, rank=0, world=1)
 
 
-def epoch_steps(train: DetectionSet, recipe: Any) -> list[int]:
-    """Expected optimiser steps per epoch: the paced images' weights over the batch size."""
+def epoch_steps(train: DetectionSet, recipe: Any, world: int = 1) -> list[int]:
+    """Expected optimiser steps per epoch and rank: the paced images' weights over the batch
+    size and the ranks."""
     sampler = detection_curriculum(train, recipe)
-    return [max(1, int(np.ceil(train.weights[sampler.selection(e)].sum() / recipe.batch_size)))
+    per_rank = recipe.batch_size * world
+    return [max(1, int(np.ceil(train.weights[sampler.selection(e)].sum() / per_rank)))
             for e in range(recipe.epochs)]  # fmt: skip
 
 
@@ -171,23 +178,40 @@ def train_detector(
     run: RunSettings,
     *,
     log_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    validate: Callable[[nn.Module], dict[str, float]] | None = None,
+    headline: str = "map_50",
     desc: str = "train",
 ) -> list[dict[str, float]]:
-    """Train ``model`` for ``recipe.epochs`` on ``train``; returns the per-epoch history."""
+    """Train ``model`` for ``recipe.epochs`` on ``train``; returns the per-epoch history.
+
+    ``validate(model)`` gives the validation metrics (``val/...`` in the history): after
+    every epoch with ``schedule: plateau``, whose learning rate steps on ``headline`` (the
+    same value on every rank), else after the last. Under torchrun (``run.dist``) the ranks
+    train one model with DistributedDataParallel and, with ``recipe.sync_bn`` on CUDA,
+    SyncBatchNorm."""
+    from datapipe.training import use_sync_bn
+
     if len(train) < 2:
         raise DatapipeError("fewer than 2 usable training images in curated.parquet")
     offset = 1 if hasattr(model, "roi_heads") else 0  # the R-CNNs' background class 0
     trainer = Trainer.build(model, Optimisation.of(recipe), ModelLoss(),
-                            steps=epoch_steps(train, recipe), run=run)  # fmt: skip
+                            steps=epoch_steps(train, recipe, run.dist.world), run=run,
+                            sync_bn=use_sync_bn(recipe.sync_bn, run.dist, run.device))  # fmt: skip
     ticks = iter(progress(range(recipe.epochs), total=recipe.epochs, desc=desc, unit="epoch"))
+    plateau = recipe.schedule == "plateau"
 
     def on_epoch(epoch: int, row: dict[str, float]) -> None:
+        if validate is not None and (plateau or epoch == recipe.epochs - 1):
+            scores = validate(trainer.final)
+            row.update({f"val/{k}": v for k, v in scores.items()})
+            if plateau:
+                trainer.schedule.step_metric(scores[headline])
         if log_epoch is not None:
             log_epoch(epoch, row)
         next(ticks, None)
 
-    history = fit(trainer, epoch_batches(train, recipe, spec, offset=offset), run=run,
-                  seed=recipe.seed, hooks=Hooks(on_epoch=on_epoch),
+    history = fit(trainer, epoch_batches(train, recipe, spec, offset=offset, dist=run.dist),
+                  run=run, seed=recipe.seed, hooks=Hooks(on_epoch=on_epoch),
                   lr_key="train.detection.lr")  # fmt: skip
     for _ in ticks:
         pass
@@ -198,12 +222,16 @@ def train_detector(
 def predict_set(
     model: nn.Module, data: DetectionSet, spec: SampleSpec, size: int, run: RunSettings
 ) -> list[Boxes]:
-    """Predictions for every image of ``data``, in each image's own pixels."""
+    """Predictions for every image of ``data``, in each image's own pixels; under torchrun
+    each rank predicts its share and every rank gets them all."""
     offset = 1 if hasattr(model, "roi_heads") else 0
+    was_training = model.training
     model.eval().to(run.device)
+    mine = run.dist.shard(np.arange(len(data)), pad=False)
     out = []
     with torch.no_grad():
-        for image, t in zip(data.images, data.targets, strict=True):
+        for i in mine.tolist():
+            image, t = data.images[i], data.targets[i]
             h, w = image.shape[:2]
             x, _ = model_input(image, t, spec, size)
             found = model([x.to(run.device)])[0]
@@ -214,7 +242,14 @@ def predict_set(
                           None if soft is None
                           else RleMasks.encode(soft[:, 0].cpu().numpy() >= 0.5))  # fmt: skip
             out.append(resize_masks(scale_boxes(boxes, w / size, h / size), h, w))
-    return out
+    model.train(was_training)
+    if not run.dist.active:
+        return out
+    every: list[Boxes] = [Boxes.empty()] * len(data)
+    for rows, theirs in zip(run.dist.gather(mine), run.dist.gather(out), strict=True):
+        for i, one in zip(rows.tolist(), theirs, strict=True):
+            every[i] = one
+    return every
 
 
 def evaluate_detector(
@@ -247,20 +282,18 @@ def train_run(
     settings: Any,
     *,
     files: Any,
-    workers: int,
     name: str,
-) -> tuple[nn.Module, list[dict[str, float]], dict[str, Any], Any]:
+) -> tuple[nn.Module, list[dict[str, float]], dict[str, Any], Any] | None:
     """The train stage's work for an object task: the train and val sets, the detector, its
-    training with DVCLive curves, and the validation COCO metrics of the last epoch (one
-    process; under torchrun every rank would train alone, so it is refused)."""
+    training with DVCLive curves, and the validation COCO metrics (every epoch with
+    ``schedule: plateau``, else the last). Under torchrun the ranks train one model (rank 0
+    logs and returns it; the others return None)."""
     from datapipe import tasks
     from datapipe.data import sample_spec
     from datapipe.distributed import init_distributed
     from datapipe.live import live_log
 
     dist, device = init_distributed(settings.device, key="train.device")
-    if dist.active:
-        raise DatapipeError("detection trains in one process for now; run without torchrun")
     task, classes = tasks.get(dataset.task), list(stats.classes)
     spec = sample_spec(dataset, stats, size=recipe.image_size)
     masks = task.instance_masks
@@ -271,13 +304,18 @@ def train_run(
     torch.manual_seed(recipe.seed)
     model = task.build_model(recipe, in_channels=stats.image_channels(), num_classes=len(classes),
                              key=f"train.{task.name}")  # fmt: skip
-    run = RunSettings(device, settings.amp, 0)
-    with live_log(files.dvclive) as log_epoch:
+    run = RunSettings(device, settings.amp, 0, dist)
+
+    def validate(trained: nn.Module) -> dict[str, float]:
+        scores, _ = evaluate_detector(trained, val, spec, recipe, classes, run)
+        return {k: v for k, v in scores.items() if isinstance(v, float)}
+
+    with live_log(files.dvclive, enabled=dist.is_main) as log_epoch:
         history = train_detector(model, train, recipe, spec, run, log_epoch=log_epoch,
-                                 desc=f"train {name}")  # fmt: skip
-    if len(val):
-        scores, _ = evaluate_detector(model, val, spec, recipe, classes, run)
-        history[-1].update({f"val/{k}": v for k, v in scores.items() if isinstance(v, float)})
+                                 validate=validate if len(val) else None,
+                                 headline=task.headline, desc=f"train {name}")  # fmt: skip
+    if not dist.is_main:
+        return None
     from datapipe.augment import to_dict
     from datapipe.augment.detection import build_box_pipeline
 

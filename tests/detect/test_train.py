@@ -3,9 +3,13 @@ and Mask R-CNN trains on a set holding an image without objects."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from datapipe.config import DetectionTrainParams
@@ -14,6 +18,7 @@ from datapipe.detect.train import DetectionSet, epoch_batches, epoch_steps, trai
 from datapipe.loop import RunSettings
 from datapipe.models import build_detector
 from datapipe.scoring.detection import Boxes
+from tests.conftest import REPO
 
 
 def _set(n: int, *, masks: bool = False, empty: int | None = None) -> DetectionSet:
@@ -69,3 +74,65 @@ def test_mask_rcnn_trains_on_a_set_holding_an_image_without_objects() -> None:
                            max_size=32)  # fmt: skip
     history = train_detector(model, data, recipe, _spec(), RunSettings(torch.device("cpu"), False))
     assert len(history) == 1 and np.isfinite(history[0]["train/loss_mask"])
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_ranks_train_one_detector_and_step_on_plateau(tmp_path: Path) -> None:
+    worker = Path(__file__).with_name("ddp_train_worker.py")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(worker), str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    weights = [k for k in ranks[0]["state"] if "running_" not in k and "num_batches" not in k]
+    assert len(weights) > 10
+    for key in weights:  # DDP keeps the replicas identical (BN statistics stay per rank on CPU)
+        assert torch.equal(ranks[0]["state"][key], ranks[1]["state"][key]), key
+    for r in ranks:  # plateau: validated after every epoch, the same figure on both ranks
+        assert r["validations"] == 3
+        assert [int(row["epoch"]) for row in r["history"]] == [0, 1, 2]
+        assert all("val/map_50" in row for row in r["history"])
+    assert [row["val/map_50"] for row in ranks[0]["history"]] == [
+        row["val/map_50"] for row in ranks[1]["history"]
+    ]
+
+
+def test_each_rank_takes_its_half_of_every_epoch_and_as_many_batches() -> None:
+    from datapipe.distributed import Dist
+
+    data = _set(11)
+    recipe = DetectionTrainParams(epochs=2, batch_size=2, image_size=32, augment=[])
+    shards = [list(epoch_batches(data, recipe, _spec(), offset=1, dist=Dist(rank, 2))(1))
+              for rank in (0, 1)]  # fmt: skip
+    rows = [[int(i) for _, _, index in batches for i in index] for batches in shards]
+    assert len(shards[0]) == len(shards[1]) == 3  # 11 padded to 12, 6 per rank, batches of 2
+    assert set(rows[0]) | set(rows[1]) == set(range(11))
+    alone = [int(i) for _, _, index in epoch_batches(data, recipe, _spec(), offset=1)(1)
+             for i in index]  # fmt: skip
+    assert rows[0] == (alone + alone[:1])[0::2] and rows[1] == (alone + alone[:1])[1::2]
+    assert epoch_steps(data, recipe, world=2) == [3, 3]
+
+
+def test_plateau_lowers_the_detector_lr_when_validation_stalls() -> None:
+    data = _set(4)
+    recipe = DetectionTrainParams(model="fasterrcnn_small", epochs=5, batch_size=2,
+                                  image_size=32, schedule="plateau", warmup_epochs=0,
+                                  augment=[], gamma=0.1)  # fmt: skip
+    calls: list[bool] = []
+
+    def stalled(model: torch.nn.Module) -> dict[str, float]:
+        calls.append(model.training)
+        return {"map_50": 0.5}
+
+    torch.manual_seed(0)
+    model = build_detector("fasterrcnn_small", in_channels=1, num_classes=1, min_size=32,
+                           max_size=32)  # fmt: skip
+    history = train_detector(model, data, recipe, _spec(), RunSettings(torch.device("cpu"), False),
+                             validate=stalled)  # fmt: skip
+    assert len(calls) == 5 and all(row["val/map_50"] == 0.5 for row in history)
+    lrs = [row["lr"] for row in history]
+    assert lrs[0] == pytest.approx(recipe.lr) and lrs[-1] == pytest.approx(recipe.lr * 0.1)

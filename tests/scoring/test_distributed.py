@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from datapipe.distributed import Dist
 from tests.conftest import REPO
@@ -46,3 +47,27 @@ def test_torchrun_two_cpu_ranks_score_every_sample(tmp_path: Path) -> None:
     assert (probs.argmax(1) == labels).mean() >= 0.9
     # dynamics summed over ranks: each sample trained once per epoch in 3 of 4 folds
     assert (result["passes"] == 4 * 3).all()
+
+
+@pytest.mark.slow
+def test_torchrun_deals_detection_folds_to_ranks_and_predicts_as_one_process(
+    tmp_path: Path,
+) -> None:
+    worker = str(REPO / "tests" / "scoring" / "ddp_detect_worker.py")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    for command in (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         worker, str(tmp_path / "ddp.pt")],
+        [sys.executable, worker, str(tmp_path / "one.pt")],
+    ):  # fmt: skip
+        run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
+                             check=False)  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"ddp.rank{r}.pt", weights_only=False) for r in (0, 1)]
+    alone = torch.load(tmp_path / "one.rank0.pt", weights_only=False)
+    assert [r["folds"] for r in ranks] == [[0, 2], [1]] and alone["folds"] == [0, 1, 2]
+    assert sum(len(b) for b in alone["boxes"]) > 0
+    for r in ranks:  # each fold's model is seeded by its fold: the same wherever it trains
+        for mine, single in zip(r["boxes"] + r["scores"], alone["boxes"] + alone["scores"],
+                                strict=True):  # fmt: skip
+            np.testing.assert_allclose(mine, single, rtol=1e-5, atol=1e-4)
