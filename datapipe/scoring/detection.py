@@ -131,19 +131,32 @@ def detection_out_of_fold(
         del found
     for _ in ticks:  # the closing progress line
         pass
+    return _collect(predictions, folds, mine, store, dist)
+
+
+def _collect(
+    predictions: list[Boxes],
+    folds: np.ndarray,
+    mine: np.ndarray,
+    store: HeldOutStore | None,
+    dist: Dist,
+) -> list[Boxes]:
+    """Every fold's held-out predictions in ``predictions``: from the other ranks (in memory)
+    or from the store's fold files."""
     if dist.active and store is None:
         held = np.flatnonzero(np.isin(folds, mine))
         for rows, theirs in dist.gather((held, [predictions[i] for i in held])):
             for i, one in zip(rows.tolist(), theirs, strict=True):
                 predictions[i] = one
     dist.barrier()  # every rank's fold files are written
-    if store is not None:
-        for k in np.unique(folds).tolist():
-            back = store.load(k)
-            if back is None:
-                raise DatapipeError(f"{store.path(k)}: written by this run, now unreadable")
-            for position, one in back.items():
-                predictions[position] = one
+    if store is None:
+        return predictions
+    for k in np.unique(folds).tolist():
+        back = store.load(k)
+        if back is None:
+            raise DatapipeError(f"{store.path(k)}: written by this run, now unreadable")
+        for position, one in back.items():
+            predictions[position] = one
     return predictions
 
 
