@@ -3,12 +3,14 @@
     .venv/bin/python bench/clean_throughput.py [--images 400] [--size 512] [--workers 2]
                                                [--hashes 100000 1000000]
 
-1. For each format, a two-class folder dataset of synthetic images: the whole clean stage
-   (``datapipe.clean.clean``: decode, measure on the grey image and its 128-px thumbnail, the
-   32² verification thumbnail, perceptual-hash candidates verified on those thumbnails, exact
-   hashes of verified twins, every check, duplicate groups, leakage) against decoding the same
-   files with ``read_image`` over the same number of worker processes (each sends back only the
-   shape). Wall clock; the ratio is the median of the per-round ratios of ``--rounds``
+1. For each format, a two-class folder dataset of synthetic images: the whole clean stage as
+   ``dvc repro`` runs it (``datapipe.clean.clean`` finishing the features from ingest's pixel
+   table, then perceptual-hash candidates verified on the thumbnails, exact hashes of verified
+   twins, every check, duplicate groups, leakage) against decoding the same files with
+   ``read_image`` over the same number of worker processes (each sends back only the shape).
+   Beside it: clean decoding every image again (no pixel table, the path before issue 16) over
+   decoding, and ingest + clean in seconds with the table (one decode of each image) and
+   without (two). Wall clock; ratios are the medians of the per-round ratios of ``--rounds``
    interleaved rounds. Goal: clean >= 0.8x decode.
 2. Near-duplicate search (multi-index hashing) over N random 64-bit hashes with 1% planted
    near twins (1..8 bits flipped), each N in a fresh process: seconds, peak RSS, recall of the
@@ -90,40 +92,46 @@ def bench_clean(args: argparse.Namespace) -> None:
         f"median of {args.rounds} rounds; load average {os.getloadavg()[0]:.1f} on "
         f"{os.cpu_count()} cores\n"
     )
-    print("| format | clean img/s | decode img/s | clean / decode (min–max) |")
-    print("|---|---|---|---|")
+    print("| format | clean img/s | decode img/s | clean / decode (min–max) | clean decoding "
+          "again / decode | ingest + clean s: one decode / two |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
     for name, (suffix, channels, write) in CASES.items():
         with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp)
+            root = Path(tmp) / "data"
             paths = []
             for i in range(args.images):
                 path = root / f"class{i % 2}" / f"{i:05d}{suffix}"
-                path.parent.mkdir(exist_ok=True)
+                path.parent.mkdir(parents=True, exist_ok=True)
                 write(path, scene(rng, args.size, channels))
                 paths.append(path)
             dataset = DatasetParams(root=root, task="classification")
-            ingested = ingest(dataset, name="bench", workers=args.workers)
-            times: dict[str, list[float]] = {"clean": [], "decode": []}
+            table = Path(tmp) / "pixel_features.parquet"
+            ingested = ingest(dataset, name="bench", workers=args.workers, pixels=table)
+            times: dict[str, list[float]] = {k: [] for k in ("clean", "decode", "again",
+                                                            "ingest", "ingest_plain")}  # fmt: skip
             for r in range(args.rounds):
-                for key in ("clean", "decode")[:: 1 if r % 2 == 0 else -1]:
+                for key in list(times)[:: 1 if r % 2 == 0 else -1]:
                     start = time.perf_counter()
-                    if key == "clean":
-                        clean(
-                            ingested.manifest,
-                            ingested.stats,
-                            dataset,
-                            CleanParams(),
-                            workers=args.workers,
-                            name="bench",
-                        )
-                    else:
+                    if key in ("ingest", "ingest_plain"):  # the same table, written again
+                        ingest(dataset, name="bench", workers=args.workers,
+                               pixels=table if key == "ingest" else None)  # fmt: skip
+                    elif key == "decode":
                         _decode_all(paths, args.workers)
+                    else:
+                        clean(ingested.manifest, ingested.stats, dataset, CleanParams(),
+                              workers=args.workers, name="bench",
+                              pixels=table if key == "clean" else None)  # fmt: skip
                     times[key].append(time.perf_counter() - start)
-            c, d = (args.images / statistics.median(times[k]) for k in ("clean", "decode"))
+            med = {k: statistics.median(v) for k, v in times.items()}
             ratios = [dt / ct for ct, dt in zip(times["clean"], times["decode"], strict=True)]
+            again = statistics.median(
+                [dt / ct for ct, dt in zip(times["again"], times["decode"], strict=True)]
+            )
             print(
-                f"| {name} | {c:.0f} | {d:.0f} | {statistics.median(ratios):.2f}x "
-                f"({min(ratios):.2f}–{max(ratios):.2f}) |",
+                f"| {name} | {args.images / med['clean']:.0f} | {args.images / med['decode']:.0f}"
+                f" | {statistics.median(ratios):.2f}x ({min(ratios):.2f}–{max(ratios):.2f}) "
+                f"| {again:.2f}x | {med['ingest'] + med['clean']:.2f} / "
+                f"{med['ingest_plain'] + med['again']:.2f} |",
                 flush=True,
             )
 

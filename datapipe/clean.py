@@ -28,10 +28,13 @@ from datapipe.checks.features import (
     VERIFY_SIZE,
     FeatureSettings,
     SampleFiles,
+    finish_features,
     image_pixel_hash,
     measure,
+    measure_mask,
 )
 from datapipe.checks.leakage import LeakageRepair, plan_leakage_repair
+from datapipe.checks.pixel_table import read_row_group, row_groups
 from datapipe.config import CleanParams, DatasetParams
 from datapipe.errors import ConfigError
 from datapipe.parallel import parallel_map
@@ -96,20 +99,31 @@ def _refs(manifest: pd.DataFrame) -> list[SampleFiles]:
 
 
 def measure_samples(
-    manifest: pd.DataFrame, settings: FeatureSettings, *, workers: int, desc: str
+    manifest: pd.DataFrame,
+    settings: FeatureSettings,
+    *,
+    workers: int,
+    desc: str,
+    pixels: Path | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """``manifest`` plus the columns of :data:`FEATURE_COLUMNS`, and every image's verification
-    thumbnail (zeros where unreadable), decoding every sample once.
+    thumbnail (zeros where unreadable). With ``pixels`` (ingest's pixel table for exactly this
+    manifest) the image features are finished from it and only masks are decoded; without,
+    every sample is decoded once.
 
     Shapes:
         thumbnails ``(N, VERIFY_SIZE, VERIFY_SIZE)`` uint8, aligned with the rows.
     """
     refs = _refs(manifest)
-    found = list(
-        parallel_map(
-            functools.partial(measure, settings=settings), refs, workers=workers, desc=desc
+    if pixels is None:
+        found = list(
+            parallel_map(
+                functools.partial(measure, settings=settings), refs, workers=workers, desc=desc
+            )
         )
-    )
+    else:
+        found = _finish(refs, manifest["image"].astype(str).tolist(), pixels, settings,
+                        workers=workers, desc=desc)  # fmt: skip
     out = manifest.copy()
     for col in FEATURE_COLUMNS:
         values = [f.get(col) for f in found]
@@ -127,6 +141,47 @@ def measure_samples(
         if isinstance(thumb, np.ndarray):
             thumbs[i] = thumb
     return out, thumbs
+
+
+def _finish(
+    refs: list[SampleFiles],
+    images: list[str],
+    pixels: Path,
+    settings: FeatureSettings,
+    *,
+    workers: int,
+    desc: str,
+) -> list[dict[str, object]]:
+    """Every sample's features from ingest's pixel table, one row group per task (masks
+    decoded here)."""
+    groups = row_groups(pixels, images)
+    finished = parallel_map(functools.partial(finish_row_group, path=pixels, settings=settings),
+                            range(groups), workers=workers, desc=desc)  # fmt: skip
+    found = [row for group in finished for row in group]
+    for i, ref in enumerate(refs):
+        if not ref.readable:
+            found[i] = {}
+    masked = [i for i, ref in enumerate(refs) if ref.mask is not None]
+    if masked:
+        done = parallel_map(functools.partial(measure_mask, settings=settings),
+                            [refs[i] for i in masked], workers=workers,
+                            desc=f"{desc}: masks")  # fmt: skip
+        for i, features in zip(masked, done, strict=True):
+            found[i] |= features
+    return found
+
+
+def finish_row_group(
+    group: int, *, path: Path, settings: FeatureSettings
+) -> list[dict[str, object]]:
+    """The image features of one row group of the pixel table (``{}`` for an image that did
+    not decode)."""
+    return [
+        {} if measured is None
+        else finish_features(measured, settings.scaling.get(measured.dtype, "auto"),
+                             percentiles=settings.percentiles)
+        for measured in read_row_group(path, group)
+    ]  # fmt: skip
 
 
 def add_pixel_hashes(
@@ -248,15 +303,18 @@ def clean(
     name: str,
     objects: pd.DataFrame | None = None,
     detector_size: int = 800,
+    pixels: Path | None = None,
 ) -> CleanResult:
     """Measure, check, repair leakage and mark exclusions for one dataset's manifest; for
     object tasks, ``objects`` (objects.parquet) goes through the annotation checks too
-    (``detector_size``: the side the detector sees, for ``box_tiny``)."""
+    (``detector_size``: the side the detector sees, for ``box_tiny``). ``pixels``: ingest's
+    pixel table for this manifest, which spares decoding the images again."""
     unknown = sorted(set(params.exclude) - set(CHECKS))
     if unknown:
         raise ConfigError(f"clean.exclude: unknown check(s) {unknown}; known: {sorted(CHECKS)}")
     settings = feature_settings(stats, dataset)
-    samples, thumbs = measure_samples(manifest, settings, workers=workers, desc=f"clean {name}")
+    samples, thumbs = measure_samples(manifest, settings, workers=workers, desc=f"clean {name}",
+                                      pixels=pixels)  # fmt: skip
     candidates = perceptual_pairs(samples, max_distance=params.near_duplicate_bits)
     evidence = verify_pairs(samples, thumbs, candidates, params)
     samples = add_pixel_hashes(

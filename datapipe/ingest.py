@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 
 from datapipe import tasks
+from datapipe.checks.features import PixelFeatures, pixel_features
+from datapipe.checks.pixel_table import PixelTableWriter
 from datapipe.config import DatasetParams
 from datapipe.errors import ConfigError, ImageReadError
 from datapipe.io.convert import Scaling, infer_bit_depth, to_unit_float, unit_scale
@@ -76,6 +78,8 @@ class Probe:
     mask_read_error: str | None = None
     mask_values: dict[int, int] = field(default_factory=dict)
     mask_border: MaskBorder | None = None
+    #: the clean stage's scaling-free measurements (when ingest keeps a pixel table)
+    pixels: PixelFeatures | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,7 @@ class ProbeSettings:
     percentiles: tuple[float, float]
     max_pixels: int
     mask_colors: dict[int, tuple[int, int, int]] | None
+    measure_pixels: bool = False  # the clean stage's pixel features, in this decode pass
 
 
 def probe_sample(ref: SampleRef, settings: ProbeSettings) -> Probe:
@@ -157,6 +162,8 @@ def probe_sample(ref: SampleRef, settings: ProbeSettings) -> Probe:
         probe.height, probe.width, probe.channels = img.shape
         probe.dtype = str(img.dtype)
         probe.max_value = float(img.max()) if img.size else 0.0
+        if settings.measure_pixels:
+            probe.pixels = pixel_features(img)
         if settings.scaling == "percentile" or img.dtype.kind in "fi":
             img = to_unit_float(img, bit_depth=settings.scaling, percentiles=settings.percentiles)
             probe.unit_moments = True
@@ -190,11 +197,15 @@ class IngestResult:
     objects: pd.DataFrame  # objects.parquet: one row per annotated object (empty: no objects)
 
 
-def ingest(dataset: DatasetParams, *, name: str, workers: int) -> IngestResult:
+def ingest(
+    dataset: DatasetParams, *, name: str, workers: int, pixels: Path | None = None
+) -> IngestResult:
     """Scan, probe and summarise one dataset entry.
 
     Returns the manifest (one row per sample, columns :data:`MANIFEST_COLUMNS` plus
-    :data:`SEGMENTATION_COLUMNS` for segmentation) and the ``stats.json`` content.
+    :data:`SEGMENTATION_COLUMNS` for segmentation) and the ``stats.json`` content. With
+    ``pixels``, the clean stage's pixel measurements are taken in the same decode pass and
+    written there (:mod:`datapipe.checks.pixel_table`), row by row in manifest order.
     """
     root = Path(dataset.root)
     layout, refs = scan(
@@ -215,15 +226,19 @@ def ingest(dataset: DatasetParams, *, name: str, workers: int) -> IngestResult:
         percentiles=dataset.percentiles,
         max_pixels=dataset.max_pixels,
         mask_colors=dict(dataset.mask_colors) if dataset.mask_colors else None,
+        measure_pixels=pixels is not None,
     )
-    probes = list(
-        parallel_map(
-            functools.partial(probe_sample, settings=settings),
-            refs,
-            workers=workers,
-            desc=f"ingest {name}",
-        )
-    )
+    found = parallel_map(
+        functools.partial(probe_sample, settings=settings), refs, workers=workers,
+        desc=f"ingest {name}",
+    )  # fmt: skip
+    if pixels is None:
+        probes = list(found)
+    else:
+        with PixelTableWriter(pixels) as table:
+            probes = [
+                _keep_pixels(table, ref, probe) for ref, probe in zip(refs, found, strict=True)
+            ]
     df = _table(refs, probes)
     task = tasks.get(dataset.task)
     targets = task.ingest_targets(df, probes, dataset)
@@ -241,6 +256,13 @@ def ingest(dataset: DatasetParams, *, name: str, workers: int) -> IngestResult:
     return IngestResult(
         manifest=df[list(MANIFEST_COLUMNS) + targets.columns], stats=stats, objects=objects
     )
+
+
+def _keep_pixels(table: PixelTableWriter, ref: SampleRef, probe: Probe) -> Probe:
+    """Write the probe's pixel features out and drop them from the probe held in memory."""
+    table.add(ref.image, probe.pixels)
+    probe.pixels = None
+    return probe
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ class RunFiles:
     manifest: Path  # ingest
     stats: Path
     objects: Path  # one row per annotated object (object tasks; empty otherwise)
+    pixel_features: Path  # the clean stage's pixel measurements, taken in ingest's decode
     clean_manifest: Path  # clean
     data_issues: Path
     scores: Path  # score
@@ -62,6 +63,7 @@ class RunFiles:
             manifest=run / "manifest.parquet",
             stats=run / "stats.json",
             objects=run / "objects.parquet",
+            pixel_features=run / "pixel_features.parquet",
             clean_manifest=run / "clean_manifest.parquet",
             data_issues=reports / "data_issues.csv",
             scores=run / "scores.parquet",

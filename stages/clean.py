@@ -28,6 +28,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     result = clean(
         manifest, stats, dataset, params.clean, workers=params.resolved_workers(), name=name,
         objects=objects, detector_size=params.train_recipe(name).image_size,
+        pixels=files.pixel_features if files.pixel_features.exists() else None,
     )  # fmt: skip
     m = result.metrics
     log.info(

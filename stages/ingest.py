@@ -1,4 +1,5 @@
-"""Stage ingest@<dataset>: list and decode a data root -> manifest.parquet, stats.json."""
+"""Stage ingest@<dataset>: list and decode a data root -> manifest.parquet, stats.json,
+pixel_features.parquet (what the clean stage measures on the pixels, taken in this decode)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ log = logging.getLogger("datapipe")
 
 def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[Path]:
     files = RunFiles.under(out)
-    result = ingest(dataset, name=name, workers=params.resolved_workers())
+    result = ingest(dataset, name=name, workers=params.resolved_workers(),
+                    pixels=files.pixel_features)  # fmt: skip
     stats = result.stats
     RunStats.coerce(stats, source="ingest's stats")  # what later stages read is complete
     log.info(
@@ -32,6 +34,7 @@ def body(params: Params, dataset: DatasetParams, out: Path, name: str) -> list[P
     return [
         write_table(result.manifest, files.manifest),
         write_table(result.objects, files.objects),
+        files.pixel_features,
         write_json(files.stats, stats),
     ]
 

@@ -56,6 +56,13 @@ def measure(ref: SampleFiles, settings: FeatureSettings) -> dict[str, object]:
             out["decode_error"] = exc.reason
         else:
             out.update(image_features(img, settings))
+    return out | measure_mask(ref, settings)
+
+
+def measure_mask(ref: SampleFiles, settings: FeatureSettings) -> dict[str, object]:
+    """The mask features of one sample (nothing when it has no mask or it does not decode:
+    ingest recorded that as ``mask_read_error``)."""
+    out: dict[str, object] = {}
     if ref.mask is not None:
         try:
             mask = read_mask(
@@ -70,23 +77,67 @@ def measure(ref: SampleFiles, settings: FeatureSettings) -> dict[str, object]:
     return out
 
 
+@dataclass(frozen=True)
+class PixelFeatures:
+    """What is measured on an image's native pixels, whatever the dataset's bit-depth scaling:
+    ingest measures it in its decode pass, and clean finishes the features from it
+    (:func:`finish_features`) without decoding the image again.
+
+    Shapes:
+        ``thumbnail`` ``(h, w)`` grey, longer side at most ``THUMBNAIL``, in the working dtype
+        (RGB of the image's dtype; other channel counts float32); ``saturated`` ``(B + 1,)``:
+        for integer images of ``B`` bits, entry ``s`` is the share of sampled pixels with a
+        channel at or above ``2**s - 1``; for float images one entry, at or above 1.0.
+    """
+
+    dtype: str  # the working dtype, which the dataset's scaling is looked up by
+    thumbnail: np.ndarray
+    value_range: float
+    sharpness: float
+    nonfinite: int
+    saturated: np.ndarray
+
+
 def image_features(img: np.ndarray, settings: FeatureSettings) -> dict[str, object]:
-    """Intensity statistics and the perceptual hash of one ``(H, W, C)`` image.
+    """Intensity statistics and the perceptual hash of one ``(H, W, C)`` image: its
+    :func:`pixel_features`, finished with the dataset's scaling."""
+    pixels = pixel_features(img)
+    return finish_features(
+        pixels, settings.scaling.get(pixels.dtype, "auto"), percentiles=settings.percentiles
+    )
+
+
+def pixel_features(img: np.ndarray) -> PixelFeatures:
+    """The scaling-free measurements of one ``(H, W, C)`` image.
 
     One grey version at full resolution feeds the sharpness measure; its ``THUMBNAIL``-pixel
-    area-averaged copy, scaled with ``to_unit_float``, feeds brightness, its 1st / 99th
-    percentiles (shadow, highlight), contrast, entropy and the pHash. Blank and saturation look
-    at the native pixels.
+    area-averaged copy is kept for :func:`finish_features`. Value range and saturation look at
+    the native pixels.
     """
     nonfinite = int(np.count_nonzero(~np.isfinite(img))) if img.dtype.kind == "f" else 0
     if nonfinite:
         img = np.nan_to_num(img, nan=0.0, posinf=1.0, neginf=0.0)
     if img.dtype not in _CV_DTYPES:
         img = img.astype(np.float32)
-    scaling = settings.scaling.get(str(img.dtype), "auto")
     grey = _grey(img)
     thumb = _thumbnail(grey)
-    unit = to_unit_float(thumb, bit_depth=scaling, percentiles=settings.percentiles)
+    return PixelFeatures(
+        dtype=str(img.dtype),
+        thumbnail=thumb,
+        value_range=_value_range(img),
+        sharpness=_sharpness(grey, thumb),
+        nonfinite=nonfinite,
+        saturated=_saturated_shares(img),
+    )
+
+
+def finish_features(
+    pixels: PixelFeatures, scaling: Scaling, *, percentiles: tuple[float, float]
+) -> dict[str, object]:
+    """The features of :data:`datapipe.clean.FEATURE_COLUMNS` an image gives: its thumbnail
+    scaled with ``to_unit_float`` feeds brightness, its 1st / 99th percentiles (shadow,
+    highlight), contrast, entropy, the pHash and the verification thumbnail."""
+    unit = to_unit_float(pixels.thumbnail, bit_depth=scaling, percentiles=percentiles)
     levels = np.bincount(
         (unit * (_HIST_BINS - 1) + 0.5).astype(np.uint8).ravel(), minlength=_HIST_BINS
     )
@@ -100,11 +151,11 @@ def image_features(img: np.ndarray, settings: FeatureSettings) -> dict[str, obje
         "highlight": float(highlight),
         "shadow": float(shadow),
         "contrast": float(unit.std()),
-        "value_range": _value_range(img),
+        "value_range": pixels.value_range,
         "entropy": float(-(p * np.log2(p)).sum() / np.log2(_HIST_BINS)),
-        "sharpness": _sharpness(grey, thumb),
-        "saturated": _saturated_share(img, scaling),
-        "nonfinite": nonfinite,
+        "sharpness": pixels.sharpness,
+        "saturated": _saturated_share(pixels, scaling),
+        "nonfinite": pixels.nonfinite,
         "thumb": verification_thumbnail(unit),
     }
 
@@ -173,20 +224,32 @@ def _sharpness(grey: np.ndarray, thumb: np.ndarray) -> float:
     return float((lap_std[0, 0] / spread) ** 2)
 
 
-def _saturated_share(img: np.ndarray, scaling: object) -> float:
-    """Share of pixels with a channel at the top of the scale (sampled on a grid of ~128²)."""
-    if img.dtype.kind == "f":
-        top = 1.0
-    elif isinstance(scaling, int):
-        top = float((1 << scaling) - 1)
-    else:
-        top = float(np.iinfo(img.dtype).max)
+def _saturated_shares(img: np.ndarray) -> np.ndarray:
+    """Share of pixels with a channel at the top of each possible scale (sampled on a grid of
+    ~128²): see :class:`PixelFeatures`. One pass: ``v >= 2**s - 1`` exactly when the bit
+    length of ``v + 1`` exceeds ``s``, so a histogram of bit lengths gives every scale."""
     step = max(1, round((img.shape[0] * img.shape[1] / THUMBNAIL**2) ** 0.5))
-    sample = img[::step, ::step]
-    clipped = sample[:, :, 0] >= top
-    for c in range(1, sample.shape[2]):
-        clipped |= sample[:, :, c] >= top
-    return float(np.count_nonzero(clipped) / clipped.size)
+    top = img[::step, ::step].max(axis=2)
+    if not top.size:
+        return np.zeros(1 if img.dtype.kind == "f" else img.dtype.itemsize * 8 + 1)
+    if img.dtype.kind == "f":
+        return np.array([np.count_nonzero(top >= 1.0) / top.size])
+    bits = img.dtype.itemsize * 8
+    lengths = np.frexp(np.maximum(top.astype(np.float64) + 1.0, 0.0))[1]
+    counts = np.bincount(lengths.ravel(), minlength=bits + 2)
+    at_least = np.cumsum(counts[::-1])[::-1]  # at_least[e]: pixels whose bit length is >= e
+    return np.array([at_least[s + 1] / top.size for s in range(bits + 1)])
+
+
+def _saturated_share(pixels: PixelFeatures, scaling: object) -> float:
+    """Share of sampled pixels at the top of the dataset's scale: ``2**depth - 1`` for a bit
+    depth, else the dtype's maximum (1.0 for float images)."""
+    shares = pixels.saturated
+    if np.dtype(pixels.dtype).kind == "f":
+        return float(shares[0])
+    if isinstance(scaling, int) and not isinstance(scaling, bool):
+        return float(shares[scaling]) if scaling < len(shares) else 0.0
+    return float(shares[int(np.iinfo(np.dtype(pixels.dtype)).max).bit_length()])
 
 
 def image_pixel_hash(ref: SampleFiles, settings: FeatureSettings) -> str | None:

@@ -1,0 +1,101 @@
+"""Ingest measures the clean stage's pixel features in its own decode pass
+(``pixel_features.parquet``); clean finished from that table must equal clean decoding every
+image again, on the sample sets (truncated files, 8/16-bit twins, masks) and on real TIFFs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from datapipe.checks.features import _saturated_shares, pixel_features
+from datapipe.checks.pixel_table import PixelTableWriter, read_row_group, row_groups
+from datapipe.clean import clean
+from datapipe.config import CleanParams, DatasetParams
+from datapipe.errors import DatapipeError
+from datapipe.ingest import ingest
+from tests.conftest import SAMPLE_DATA
+
+
+def _both(dataset: DatasetParams, tmp_path: Path, workers: int = 0) -> tuple:
+    table = tmp_path / "pixel_features.parquet"
+    ingested = ingest(dataset, name="t", workers=workers, pixels=table)
+    plain = ingest(dataset, name="t", workers=0)
+    pd.testing.assert_frame_equal(ingested.manifest, plain.manifest)  # measuring changes nothing
+    run = [clean(ingested.manifest, ingested.stats, dataset, CleanParams(), workers=workers,
+                 name="t", pixels=p) for p in (None, table)]  # fmt: skip
+    return run, table
+
+
+@pytest.mark.parametrize(("name", "task"), [("shapes_cls", "classification"),
+                                            ("shapes_seg", "segmentation")])  # fmt: skip
+def test_clean_from_the_pixel_table_equals_clean_decoding_the_sample_sets(
+    name: str, task: str, tmp_path: Path
+) -> None:
+    (decoding, from_table), table = _both(DatasetParams(root=SAMPLE_DATA / name, task=task),
+                                          tmp_path)  # fmt: skip
+    pd.testing.assert_frame_equal(decoding.manifest, from_table.manifest)
+    pd.testing.assert_frame_equal(decoding.issues, from_table.issues)
+    assert decoding.metrics == from_table.metrics
+    assert (decoding.issues["check"] == "unreadable").any()  # unreadable rows went through too
+    rows = [r for g in range(row_groups(table, decoding.manifest["image"].tolist()))
+            for r in read_row_group(table, g)]  # fmt: skip
+    readable = decoding.manifest["read_error"].isna().to_numpy()
+    assert [r is not None for r in rows] == readable.tolist()
+
+
+def test_clean_from_the_pixel_table_equals_clean_decoding_real_tiffs(
+    realdata: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "real"
+    for depth in ("16bit", "8bit"):
+        (root / depth).mkdir(parents=True)
+        for path in sorted((realdata / "nucseg_20x" / f"images_{depth}").glob("*.tif"))[:4]:
+            shutil.copy(path, root / depth / path.name)
+    shutil.copy(realdata / "bbbc022" / "IXMtest_A02_s9.tif", root / "16bit" / "imagej3.tif")
+    shutil.copy(realdata / "dsb2018" / "img2d.tif", root / "8bit" / "dsb.tif")
+    (decoding, from_table), _ = _both(DatasetParams(root=root, task="classification"), tmp_path,
+                                      workers=2)  # fmt: skip
+    pd.testing.assert_frame_equal(decoding.manifest, from_table.manifest)
+    pd.testing.assert_frame_equal(decoding.issues, from_table.issues)
+    assert decoding.manifest["phash"].notna().all()
+
+
+def test_a_pixel_table_of_another_manifest_is_refused_naming_the_file(tmp_path: Path) -> None:
+    table = tmp_path / "pixel_features.parquet"
+    with PixelTableWriter(table) as writer:
+        writer.add("a.png", pixel_features(np.zeros((4, 4, 1), np.uint8)))
+        writer.add("b.png", None)
+    assert row_groups(table, ["a.png", "b.png"]) == 1
+    with pytest.raises(DatapipeError, match=r"pixel_features\.parquet.*row 1.*re-run ingest"):
+        row_groups(table, ["a.png", "c.png"])
+    with pytest.raises(DatapipeError, match="2 rows for 3 manifest rows"):
+        row_groups(table, ["a.png", "b.png", "c.png"])
+
+
+def test_a_failed_ingest_leaves_no_pixel_table(tmp_path: Path) -> None:
+    table = tmp_path / "pixel_features.parquet"
+    with pytest.raises(RuntimeError), PixelTableWriter(table) as writer:
+        writer.add("a.png", None)
+        raise RuntimeError("a worker died")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])
+def test_saturation_shares_count_every_scale_top_exactly(dtype: type) -> None:
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(1)
+    img = rng.integers(info.min, info.max, (300, 200, 2), endpoint=True).astype(dtype)
+    img[:40] = info.max  # a saturated band
+    shares = _saturated_shares(img)
+    step = max(1, round((300 * 200 / 128**2) ** 0.5))
+    sample = img[::step, ::step].max(axis=2).astype(np.int64)
+    bits = np.dtype(dtype).itemsize * 8
+    expected = [np.count_nonzero(sample >= (1 << s) - 1) / sample.size for s in range(bits + 1)]
+    assert shares.tolist() == expected
+    assert (np.diff(shares) <= 0).all()  # a higher top: fewer pixels reach it
+    top = shares[int(info.max).bit_length()]  # the dtype's own maximum
+    assert 40 / 300 <= top < 40 / 300 + 0.01  # the band, and the rare random hit
