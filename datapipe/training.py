@@ -114,7 +114,7 @@ def train_model(
         sync_bn=use_sync_bn(recipe.sync_bn, dist, run.device),
     )  # fmt: skip
     first, resumed = 0, None
-    state = _load_checkpoint(checkpoint, fingerprint) if checkpoint else None
+    state = load_checkpoint(checkpoint, fingerprint) if checkpoint else None
     if state is not None:
         trainer.load_state_dict(state)
         first = resumed = int(state["epoch"]) + 1
@@ -141,7 +141,7 @@ def train_model(
         if log is not None and dist.is_main:
             log(epoch, row)
         if checkpoint is not None and dist.is_main:
-            _save_checkpoint(checkpoint, fingerprint, epoch, trainer)
+            save_checkpoint(checkpoint, fingerprint, epoch, trainer)
         dist.barrier()
         next(ticks, None)
 
@@ -333,14 +333,14 @@ def evaluate(
     return run.dist.sum_(cm)
 
 
-def _save_checkpoint(path: Path, fingerprint: str, epoch: int, trainer: Trainer) -> None:
+def save_checkpoint(path: Path, fingerprint: str, epoch: int, trainer: Trainer) -> None:
     """Atomic: written beside, then renamed over, so a kill never leaves half a file."""
     state = {"fingerprint": fingerprint, "epoch": epoch, **trainer.state_dict()}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
-def _load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
+def load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:

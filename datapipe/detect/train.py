@@ -10,9 +10,11 @@ torchvision's detectors sum their losses over the batch and take no per-image we
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -180,9 +182,14 @@ def train_detector(
     log_epoch: Callable[[int, dict[str, float]], None] | None = None,
     validate: Callable[[nn.Module], dict[str, float]] | None = None,
     headline: str = "map_50",
+    checkpoint: Path | None = None,
+    fingerprint: str = "",
     desc: str = "train",
 ) -> list[dict[str, float]]:
     """Train ``model`` for ``recipe.epochs`` on ``train``; returns the per-epoch history.
+    With ``checkpoint``, the trainer is saved after every epoch and a run whose checkpoint
+    has this ``fingerprint`` continues after its last epoch, as the uninterrupted run would
+    (epoch batches and dropout are functions of the seed and the epoch).
 
     ``validate(model)`` gives the validation metrics (``val/...`` in the history): after
     every epoch with ``schedule: plateau``, whose learning rate steps on ``headline`` (the
@@ -197,7 +204,11 @@ def train_detector(
     trainer = Trainer.build(model, Optimisation.of(recipe), ModelLoss(),
                             steps=epoch_steps(train, recipe, run.dist.world), run=run,
                             sync_bn=use_sync_bn(recipe.sync_bn, run.dist, run.device))  # fmt: skip
-    ticks = iter(progress(range(recipe.epochs), total=recipe.epochs, desc=desc, unit="epoch"))
+    from datapipe.training import save_checkpoint
+
+    first = _resume(trainer, checkpoint, fingerprint, log_epoch, desc, run.dist)
+    ticks = iter(progress(range(first, recipe.epochs), total=recipe.epochs - first, desc=desc,
+                          unit="epoch"))  # fmt: skip
     plateau = recipe.schedule == "plateau"
 
     def on_epoch(epoch: int, row: dict[str, float]) -> None:
@@ -208,15 +219,43 @@ def train_detector(
                 trainer.schedule.step_metric(scores[headline])
         if log_epoch is not None:
             log_epoch(epoch, row)
+        if checkpoint is not None and run.dist.is_main:
+            save_checkpoint(checkpoint, fingerprint, epoch, trainer)
+        run.dist.barrier()
         next(ticks, None)
 
     history = fit(trainer, epoch_batches(train, recipe, spec, offset=offset, dist=run.dist),
-                  run=run, seed=recipe.seed, hooks=Hooks(on_epoch=on_epoch),
+                  run=run, seed=recipe.seed, first_epoch=first, hooks=Hooks(on_epoch=on_epoch),
                   lr_key="train.detection.lr")  # fmt: skip
     for _ in ticks:
         pass
     model.load_state_dict(trainer.final.state_dict())
     return history
+
+
+def _resume(
+    trainer: Trainer,
+    checkpoint: Path | None,
+    fingerprint: str,
+    log_epoch: Callable[[int, dict[str, float]], None] | None,
+    desc: str,
+    dist: Dist,
+) -> int:
+    """The first epoch to train: after the checkpoint's, when it matches (its history goes to
+    a fresh log again), else 0."""
+    from datapipe.training import load_checkpoint
+
+    state = load_checkpoint(checkpoint, fingerprint) if checkpoint is not None else None
+    if state is None:
+        return 0
+    trainer.load_state_dict(state)
+    first = int(state["epoch"]) + 1
+    if dist.is_main:
+        log.info("%s: resuming from epoch %d (%s)", desc, first, checkpoint)
+    if log_epoch is not None:
+        for row in trainer.history:
+            log_epoch(int(row["epoch"]), row)
+    return first
 
 
 def predict_set(
@@ -290,7 +329,7 @@ def train_run(
     logs and returns it; the others return None)."""
     from datapipe import tasks
     from datapipe.data import sample_spec
-    from datapipe.distributed import init_distributed
+    from datapipe.distributed import init_distributed, shutdown
     from datapipe.live import live_log
 
     dist, device = init_distributed(settings.device, key="train.device")
@@ -310,10 +349,19 @@ def train_run(
         scores, _ = evaluate_detector(trained, val, spec, recipe, classes, run)
         return {k: v for k, v in scores.items() if isinstance(v, float)}
 
-    with live_log(files.dvclive, enabled=dist.is_main) as log_epoch:
-        history = train_detector(model, train, recipe, spec, run, log_epoch=log_epoch,
-                                 validate=validate if len(val) else None,
-                                 headline=task.headline, desc=f"train {name}")  # fmt: skip
+    state = files.train_state / "checkpoint.pt"
+    if settings.resume == "never":
+        state.unlink(missing_ok=True)
+    try:
+        with live_log(files.dvclive, enabled=dist.is_main) as log_epoch:
+            history = train_detector(model, train, recipe, spec, run, log_epoch=log_epoch,
+                                     validate=validate if len(val) else None,
+                                     headline=task.headline, checkpoint=state,
+                                     fingerprint=_fingerprint(recipe, curated,
+                                                              curated_objects, stats),
+                                     desc=f"train {name}")  # fmt: skip
+    finally:
+        shutdown()
     if not dist.is_main:
         return None
     from datapipe.augment import to_dict
@@ -324,6 +372,16 @@ def train_run(
     meta = {"task": task.name, "classes": classes, "in_channels": stats.image_channels(),
             "recipe": recipe.model_dump(mode="json"), "augment": to_dict(pipeline)}  # fmt: skip
     return model.cpu(), history, meta, pipeline
+
+
+def _fingerprint(recipe: Any, curated: pd.DataFrame, objects: pd.DataFrame, stats: Any) -> str:
+    """What a detector's train checkpoint must match to be resumed: the recipe, the curated
+    images and boxes, the stats."""
+    from datapipe.training import run_fingerprint
+
+    digest = hashlib.sha256(run_fingerprint(recipe, curated, stats).encode())
+    digest.update(pd.util.hash_pandas_object(objects, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
 
 
 def evaluate_run(

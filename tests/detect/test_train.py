@@ -136,3 +136,44 @@ def test_plateau_lowers_the_detector_lr_when_validation_stalls() -> None:
     assert len(calls) == 5 and all(row["val/map_50"] == 0.5 for row in history)
     lrs = [row["lr"] for row in history]
     assert lrs[0] == pytest.approx(recipe.lr) and lrs[-1] == pytest.approx(recipe.lr * 0.1)
+
+
+def test_a_killed_detector_run_resumes_after_its_last_epoch_as_if_uninterrupted(
+    tmp_path: Path,
+) -> None:
+    data = _set(6)
+    recipe = DetectionTrainParams(model="fasterrcnn_small", epochs=3, batch_size=2,
+                                  image_size=32, augment=[])  # fmt: skip
+    run = RunSettings(torch.device("cpu"), False)
+
+    def fresh() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return build_detector("fasterrcnn_small", in_channels=1, num_classes=1, min_size=32,
+                              max_size=32)  # fmt: skip
+
+    whole = fresh()
+    train_detector(whole, data, recipe, _spec(), run)
+    state = tmp_path / "checkpoint.pt"
+
+    class Killed(Exception):
+        pass
+
+    def kill(epoch: int, _row: dict[str, float]) -> None:
+        if epoch == 1:
+            raise Killed  # after epoch 0's checkpoint, before epoch 1's
+
+    with pytest.raises(Killed):
+        train_detector(fresh(), data, recipe, _spec(), run, log_epoch=kill, checkpoint=state,
+                       fingerprint="a")  # fmt: skip
+    logged: list[int] = []
+    resumed = fresh()
+    history = train_detector(resumed, data, recipe, _spec(), run, checkpoint=state,
+                             fingerprint="a", log_epoch=lambda e, _r: logged.append(e))  # fmt: skip
+    assert logged == [0, 1, 2] and [int(r["epoch"]) for r in history] == [0, 1, 2]
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    other: list[int] = []  # a checkpoint of other inputs is not resumed: epoch 0 trains
+    one = recipe.model_copy(update={"epochs": 1})
+    train_detector(fresh(), data, one, _spec(), run, checkpoint=state, fingerprint="b",
+                   log_epoch=lambda e, _r: other.append(e))  # fmt: skip
+    assert other == [0]
