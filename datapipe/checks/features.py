@@ -1,8 +1,12 @@
-"""Per-sample measurements the checks judge: one decode, computed on ``to_unit_float`` pixels.
+"""Per-sample measurements the checks judge, computed on ``to_unit_float`` pixels.
 
 Everything intensity-related is measured after the dataset's bit-depth scaling, so an 8-bit,
 a 12-bit and a 16-bit picture of the same scene get the same brightness, entropy and
-sharpness; nothing here divides by 255.
+sharpness; nothing here divides by 255. The bit depth is the dataset's, known only once ingest
+has seen every image, so the work is in two parts: :func:`pixel_features` on the native pixels
+(ingest runs it in its decode pass and keeps the result in ``pixel_features.parquet``) and
+:func:`finish_features` with the dataset's scaling (the clean stage, without decoding again).
+:func:`measure` does both from the file, for a manifest without a pixel table.
 """
 
 from __future__ import annotations
