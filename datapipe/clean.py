@@ -5,6 +5,7 @@ exclusions. Nothing is deleted: an excluded sample is a row with ``excluded = Tr
 from __future__ import annotations
 
 import functools
+import logging
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,9 +37,11 @@ from datapipe.checks.features import (
 from datapipe.checks.leakage import LeakageRepair, plan_leakage_repair
 from datapipe.checks.pixel_table import read_row_group, row_groups
 from datapipe.config import CleanParams, DatasetParams
-from datapipe.errors import ConfigError
+from datapipe.errors import ConfigError, DatapipeError
 from datapipe.parallel import parallel_map
 from datapipe.runs import RunStats
+
+log = logging.getLogger("datapipe")
 
 #: data_issues.csv; ``object_id`` names the annotated object of an object check ("" otherwise)
 ISSUE_COLUMNS = (
@@ -108,22 +111,26 @@ def measure_samples(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """``manifest`` plus the columns of :data:`FEATURE_COLUMNS`, and every image's verification
     thumbnail (zeros where unreadable). With ``pixels`` (ingest's pixel table for exactly this
-    manifest) the image features are finished from it and only masks are decoded; without,
-    every sample is decoded once.
+    manifest) the image features are finished from it and only masks are decoded; without, or
+    when the table is stale or damaged (a warning says so), every sample is decoded once.
 
     Shapes:
         thumbnails ``(N, VERIFY_SIZE, VERIFY_SIZE)`` uint8, aligned with the rows.
     """
     refs = _refs(manifest)
-    if pixels is None:
+    found = None
+    if pixels is not None:
+        try:
+            found = _finish(refs, manifest["image"].astype(str).tolist(), pixels, settings,
+                            workers=workers, desc=desc)  # fmt: skip
+        except DatapipeError as exc:  # stale or damaged: the images are still there
+            log.warning("%s; decoding the images instead", exc)
+    if found is None:
         found = list(
             parallel_map(
                 functools.partial(measure, settings=settings), refs, workers=workers, desc=desc
             )
         )
-    else:
-        found = _finish(refs, manifest["image"].astype(str).tolist(), pixels, settings,
-                        workers=workers, desc=desc)  # fmt: skip
     out = manifest.copy()
     for col in FEATURE_COLUMNS:
         values = [f.get(col) for f in found]

@@ -96,9 +96,13 @@ class PixelTableWriter:
 
 def row_groups(path: Path, images: Sequence[str]) -> int:
     """How many row groups ``path`` holds; a :class:`DatapipeError` naming the file when its
-    rows are not ``images`` (the manifest's paths, in order): re-run ingest."""
-    table = pq.ParquetFile(path)
-    found = table.read(columns=["image"]).column("image").to_pylist()
+    rows are not ``images`` (the manifest's paths, in order) or it does not read: re-run
+    ingest."""
+    try:
+        table = pq.ParquetFile(path)
+        found = table.read(columns=["image"]).column("image").to_pylist()
+    except (OSError, pa.ArrowException) as exc:
+        raise DatapipeError(f"{path}: not a readable pixel table ({exc}); re-run ingest") from exc
     if found != list(images):
         where = next((i for i, (a, b) in enumerate(zip(found, images, strict=False)) if a != b),
                      min(len(found), len(images)))  # fmt: skip
@@ -111,7 +115,10 @@ def row_groups(path: Path, images: Sequence[str]) -> int:
 
 def read_row_group(path: Path, group: int) -> list[PixelFeatures | None]:
     """One row group's pixel features, in row order (None: the image did not decode)."""
-    batch = pq.ParquetFile(path).read_row_group(group)
+    try:
+        batch = pq.ParquetFile(path).read_row_group(group)
+    except (OSError, pa.ArrowException) as exc:
+        raise DatapipeError(f"{path}: row group {group} does not read ({exc})") from exc
     columns = {name: batch.column(name).to_pylist() for name in SCHEMA.names if name != "image"}
     out: list[PixelFeatures | None] = []
     for i, dtype in enumerate(columns["dtype"]):

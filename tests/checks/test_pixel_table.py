@@ -99,3 +99,25 @@ def test_saturation_shares_count_every_scale_top_exactly(dtype: type) -> None:
     assert (np.diff(shares) <= 0).all()  # a higher top: fewer pixels reach it
     top = shares[int(info.max).bit_length()]  # the dtype's own maximum
     assert 40 / 300 <= top < 40 / 300 + 0.01  # the band, and the rare random hit
+
+
+@pytest.mark.parametrize("damage", ["garbage", "stale"])
+def test_a_damaged_or_stale_pixel_table_means_decoding_again_with_a_warning(
+    damage: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dataset = DatasetParams(root=SAMPLE_DATA / "shapes_cls", task="classification")
+    table = tmp_path / "pixel_features.parquet"
+    ingested = ingest(dataset, name="t", workers=0, pixels=table)
+    if damage == "garbage":
+        table.write_bytes(b"PAR1 not really")
+    else:  # the table of a set one image shorter
+        with PixelTableWriter(table) as writer:
+            for image in ingested.manifest["image"].iloc[1:]:
+                writer.add(str(image), None)
+    decoded = clean(ingested.manifest, ingested.stats, dataset, CleanParams(), workers=0,
+                    name="t")  # fmt: skip
+    with caplog.at_level("WARNING", logger="datapipe"):
+        fallback = clean(ingested.manifest, ingested.stats, dataset, CleanParams(), workers=0,
+                         name="t", pixels=table)  # fmt: skip
+    pd.testing.assert_frame_equal(decoded.manifest, fallback.manifest)
+    assert "pixel_features.parquet" in caplog.text and "decoding the images instead" in caplog.text
