@@ -96,6 +96,8 @@ def bench_clean(args: argparse.Namespace) -> None:
           "again / decode | ingest + clean s: one decode / two |")  # fmt: skip
     print("|---|---|---|---|---|---|")
     for name, (suffix, channels, write) in CASES.items():
+        if args.formats and not any(f.lower() in name.lower() for f in args.formats):
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp) / "data"
             paths = []
@@ -198,6 +200,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--formats",
+        nargs="*",
+        default=[],
+        help="only the formats whose name holds one of these, e.g. uncompressed",
+    )
     parser.add_argument("--hashes", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--max-distance", type=int, default=CleanParams().near_duplicate_bits)
     parser.add_argument("--search-once", type=int, help=argparse.SUPPRESS)

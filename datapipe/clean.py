@@ -29,7 +29,7 @@ from datapipe.checks.features import (
     VERIFY_SIZE,
     FeatureSettings,
     SampleFiles,
-    finish_features,
+    finish_many,
     image_pixel_hash,
     measure,
     measure_mask,
@@ -182,13 +182,12 @@ def finish_row_group(
     group: int, *, path: Path, settings: FeatureSettings
 ) -> list[dict[str, object]]:
     """The image features of one row group of the pixel table (``{}`` for an image that did
-    not decode)."""
-    return [
-        {} if measured is None
-        else finish_features(measured, settings.scaling.get(measured.dtype, "auto"),
-                             percentiles=settings.percentiles)
-        for measured in read_row_group(path, group)
-    ]  # fmt: skip
+    not decode), finished as one batch."""
+    rows = read_row_group(path, group)
+    measured = [m for m in rows if m is not None]
+    scalings = [settings.scaling.get(m.dtype, "auto") for m in measured]
+    finished = iter(finish_many(measured, scalings, percentiles=settings.percentiles))
+    return [{} if m is None else next(finished) for m in rows]
 
 
 def add_pixel_hashes(

@@ -11,6 +11,7 @@ alone writes outputs.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,16 @@ class Dist:
             return [obj]
         out: list[Any] = [None] * self.world
         dist.all_gather_object(out, obj)
+        return out
+
+    def gather_into(self, out: list[Any], rows: Sequence[int], items: Sequence[Any]) -> list[Any]:
+        """``out`` with every rank's ``items`` put at its ``rows`` (one gather of both): the
+        whole of a sharded result on every rank. ``out`` itself when not distributed."""
+        if not self.active:
+            return out
+        for theirs_rows, theirs in self.gather((list(rows), list(items))):
+            for i, one in zip(theirs_rows, theirs, strict=True):
+                out[i] = one
         return out
 
     def barrier(self) -> None:

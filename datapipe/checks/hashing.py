@@ -43,13 +43,30 @@ def perceptual_hash(grey: np.ndarray) -> int:
     Shapes:
         ``grey`` is ``(H, W)`` or ``(H, W, 1)`` float; returns an int in ``[0, 2**64)``.
     """
-    grey = grey.reshape(grey.shape[0], grey.shape[1]).astype(np.float32, copy=False)
-    small = cv2.resize(grey, (_DCT_SIZE, _DCT_SIZE), interpolation=cv2.INTER_AREA)
-    low = cv2.dct(small)[:_LOW, :_LOW].ravel()
-    ordered = np.sort(low)  # np.median costs ~30x more on 64 values
-    median = 0.5 * (ordered[len(low) // 2 - 1] + ordered[len(low) // 2])
-    bits = (low > median).astype(np.uint64)
-    return int((bits * _BIT_WEIGHTS).sum(dtype=np.uint64))
+    return int(hashes_of_dct_inputs(dct_input(grey.reshape(grey.shape[:2]))[None])[0])
+
+
+def dct_input(grey: np.ndarray) -> np.ndarray:
+    """The ``(32, 32)`` float32 picture a pHash is the DCT of: ``grey`` area-resampled."""
+    grey = grey.astype(np.float32, copy=False)
+    return cv2.resize(grey, (_DCT_SIZE, _DCT_SIZE), interpolation=cv2.INTER_AREA)
+
+
+def hashes_of_dct_inputs(small: np.ndarray) -> np.ndarray:
+    """The pHashes of a stack of :func:`dct_input` pictures: the signs of each one's 8 x 8
+    lowest DCT frequencies against their median, as 64 bits.
+
+    Shapes:
+        ``(B, 32, 32)`` float32 -> ``(B,)`` uint64.
+    """
+    low = np.zeros((len(small), HASH_BITS), np.float32)
+    for i, picture in enumerate(small):
+        low[i] = cv2.dct(picture)[:_LOW, :_LOW].ravel()
+    ordered = np.sort(low, axis=1)  # np.median costs ~30x more on 64 values
+    half = HASH_BITS // 2
+    median = 0.5 * (ordered[:, half - 1] + ordered[:, half])
+    bits = (low > median[:, None]).astype(np.uint64)
+    return (bits * _BIT_WEIGHTS).sum(axis=1, dtype=np.uint64)
 
 
 def hamming(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:

@@ -116,7 +116,7 @@ def row_groups(path: Path, images: Sequence[str]) -> int:
 def read_row_group(path: Path, group: int) -> list[PixelFeatures | None]:
     """One row group's pixel features, in row order (None: the image did not decode)."""
     try:
-        batch = pq.ParquetFile(path).read_row_group(group)
+        batch = pq.ParquetFile(path, memory_map=True).read_row_group(group)
     except (OSError, pa.ArrowException) as exc:
         raise DatapipeError(f"{path}: row group {group} does not read ({exc})") from exc
     columns = {name: batch.column(name).to_pylist() for name in SCHEMA.names if name != "image"}

@@ -30,58 +30,63 @@ def pair_similarity(thumbs: np.ndarray, pairs: np.ndarray, *, max_shift: int = 1
     with every equally large window of the second. A flat window correlates with nothing (0),
     unless both are flat (1: the same constant picture up to gain and offset).
 
+    Each image's windows are summarised once per chunk of pairs, not once per pair it is in:
+    the central window standardised, and the mean and spread of every shifted window, so a
+    pair costs only its dot products. ``r = (sum(a * w) - mean(w) * sum(a)) / (n * std(w))``
+    for the standardised centre ``a`` and a raw window ``w`` of ``n`` pixels.
+
     Shapes:
         ``thumbs`` ``(M, S, S)`` float; ``pairs`` ``(P, 2)`` int positions into ``thumbs``;
         returns ``(P,)`` float64 in ``[-1, 1]``.
     """
-    thumbs = np.asarray(thumbs, np.float32)
+    thumbs = np.asarray(thumbs)
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     if thumbs.ndim != 3 or thumbs.shape[1] != thumbs.shape[2]:
         raise ValueError(f"thumbs must be (M, S, S); got {thumbs.shape}")
     side = thumbs.shape[1]
     if not 0 <= max_shift < side // 2:
         raise ValueError(f"max_shift must be in [0, {side // 2}); got {max_shift}")
-    used, local = np.unique(pairs, return_inverse=True)
-    smooth = (
-        np.stack([cv2.GaussianBlur(t, (0, 0), SMOOTH) for t in thumbs[used]])
-        if len(used)
-        else thumbs[:0]
-    )
-    local = local.reshape(-1, 2)
     out = np.empty(len(pairs), np.float64)
     for start in range(0, len(pairs), _CHUNK):
-        chunk = local[start : start + _CHUNK]
-        out[start : start + len(chunk)] = _best_correlation(
-            smooth[chunk[:, 0]], smooth[chunk[:, 1]], max_shift
+        chunk = pairs[start : start + _CHUNK]
+        used, local = np.unique(chunk, return_inverse=True)
+        local = local.reshape(-1, 2)
+        smooth = np.stack(
+            [cv2.GaussianBlur(t.astype(np.float32), (0, 0), SMOOTH) for t in thumbs[used]]
         )
+        out[start : start + len(chunk)] = _best_correlation(smooth, local, max_shift)
     return out
 
 
-def _best_correlation(a: np.ndarray, b: np.ndarray, shift: int) -> np.ndarray:
-    side = a.shape[1]
-    win = side - 2 * shift
-    centre = _standardised(a[:, shift : shift + win, shift : shift + win])
-    best = np.full(len(a), -np.inf)
+def _best_correlation(smooth: np.ndarray, pairs: np.ndarray, shift: int) -> np.ndarray:
+    """:func:`pair_similarity` of ``pairs`` (positions into ``smooth``)."""
+    win = smooth.shape[1] - 2 * shift
+    n = win * win
+    centre, centre_flat = _standardised(smooth[:, shift : shift + win, shift : shift + win])
+    centre_sum = centre.sum(axis=(1, 2), dtype=np.float64)
+    first, second = centre[pairs[:, 0]], smooth[pairs[:, 1]]
+    a_flat, a_sum, b = centre_flat[pairs[:, 0]], centre_sum[pairs[:, 0]], pairs[:, 1]
+    best = np.full(len(pairs), -np.inf)
     for dy in range(2 * shift + 1):
         for dx in range(2 * shift + 1):
-            moved = _standardised(b[:, dy : dy + win, dx : dx + win])
-            r = np.einsum("pij,pij->p", centre.window, moved.window) / (win * win)
-            both_flat = centre.flat & moved.flat
-            r = np.where(both_flat, 1.0, np.where(centre.flat | moved.flat, 0.0, r))
+            windows = smooth[:, dy : dy + win, dx : dx + win]
+            mean = windows.mean(axis=(1, 2), dtype=np.float64)
+            centred = windows - mean.astype(np.float32)[:, None, None]
+            std = np.sqrt(np.einsum("mij,mij->m", centred, centred, dtype=np.float64) / n)
+            dots = np.einsum("pij,pij->p", first, second[:, dy : dy + win, dx : dx + win])
+            b_flat = std[b] < 1e-6
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = (dots - mean[b] * a_sum) / (n * std[b])
+            r = np.where(a_flat & b_flat, 1.0, np.where(a_flat | b_flat, 0.0, r))
             best = np.maximum(best, r)
-    return best
+    return np.clip(best, -1.0, 1.0)
 
 
-class _Standardised:
-    def __init__(self, window: np.ndarray, flat: np.ndarray) -> None:
-        self.window = window
-        self.flat = flat
-
-
-def _standardised(windows: np.ndarray) -> _Standardised:
-    """Each ``(S, S)`` window minus its mean, over its standard deviation (flat ones: zeros)."""
+def _standardised(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each ``(S, S)`` window minus its mean, over its standard deviation (flat ones: zeros),
+    and which are flat."""
     centred = windows - windows.mean(axis=(1, 2), keepdims=True)
     std = np.sqrt((centred * centred).mean(axis=(1, 2)))
     flat = std < 1e-6
     scale = np.where(flat, 0.0, 1.0 / np.where(flat, 1.0, std)).astype(np.float32)
-    return _Standardised(centred * scale[:, None, None], flat)
+    return centred * scale[:, None, None], flat

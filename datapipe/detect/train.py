@@ -196,7 +196,7 @@ def train_detector(
     same value on every rank), else after the last. Under torchrun (``run.dist``) the ranks
     train one model with DistributedDataParallel and, with ``recipe.sync_bn`` on CUDA,
     SyncBatchNorm."""
-    from datapipe.training import use_sync_bn
+    from datapipe.training import save_checkpoint, use_sync_bn
 
     if len(train) < 2:
         raise DatapipeError("fewer than 2 usable training images in curated.parquet")
@@ -204,7 +204,6 @@ def train_detector(
     trainer = Trainer.build(model, Optimisation.of(recipe), ModelLoss(),
                             steps=epoch_steps(train, recipe, run.dist.world), run=run,
                             sync_bn=use_sync_bn(recipe.sync_bn, run.dist, run.device))  # fmt: skip
-    from datapipe.training import save_checkpoint
 
     first = _resume(trainer, checkpoint, fingerprint, log_epoch, desc, run.dist)
     ticks = iter(progress(range(first, recipe.epochs), total=recipe.epochs - first, desc=desc,
@@ -284,11 +283,7 @@ def predict_set(
     model.train(was_training)
     if not run.dist.active:
         return out
-    every: list[Boxes] = [Boxes.empty()] * len(data)
-    for rows, theirs in zip(run.dist.gather(mine), run.dist.gather(out), strict=True):
-        for i, one in zip(rows.tolist(), theirs, strict=True):
-            every[i] = one
-    return every
+    return run.dist.gather_into([Boxes.empty()] * len(data), mine.tolist(), out)
 
 
 def evaluate_detector(

@@ -12,7 +12,9 @@ file is plain. Only then is it decoded here:
   exactly where tifffile does);
 - Deflate (strips, no or horizontal predictor): libdeflate per strip, as tifffile does.
   libtiff's inflate is faster but silently returned garbage for ~30% of damaged Deflate files
-  that tifffile refuses, so it is not used for Deflate.
+  that tifffile refuses, so it is not used for Deflate;
+- zstd in at most 8 strips (no or horizontal predictor): libzstd per strip, as tifffile does,
+  which skips libtiff's ~0.1 ms open (see :func:`_few_zstd_strips`).
 
 Anything the probe does not recognise (an unknown tag, a second page, a description other than
 tifffile's own shape record, ...) returns ``None`` and the caller keeps tifffile. The decoders
@@ -53,6 +55,7 @@ _SCALAR_CODE = {1: "B", 3: "H", 4: "I"}  # an integer that fits the entry's 4 va
 _SAMPLE_KIND = {1: "u", 2: "i", 3: "f"}
 _MAX_ENTRIES = 256
 _MAX_SAMPLES = 64
+_ZSTD_MAX_STRIPS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +286,9 @@ def decode(info: PlainTiff, fh: BinaryIO | None, data: bytes | None) -> np.ndarr
     if info.compression == _NONE and not info.tiled and _contiguous(info):
         out = _read_raw(info, fh, data)
     elif info.compression in _DEFLATES:  # strips, predictor 1 or 2 (the probe's promise)
-        out = _inflate(info, fh, data)
+        out = _strips(info, fh, data, imagecodecs.deflate_decode)
+    elif _few_zstd_strips(info):
+        out = _strips(info, fh, data, imagecodecs.zstd_decode)
     else:
         out = _libtiff(info, fh, data)
     if not out.dtype.isnative:
@@ -316,14 +321,30 @@ def _read_raw(info: PlainTiff, fh: BinaryIO | None, data: bytes | None) -> np.nd
     return out
 
 
-def _inflate(info: PlainTiff, fh: BinaryIO | None, data: bytes | None) -> np.ndarray:
+def _few_zstd_strips(info: PlainTiff) -> bool:
+    """zstd strips that libzstd decodes faster one by one than libtiff does the file: each
+    call makes a decoder context (~16 us), libtiff's open costs ~0.1 ms (512² uint16 in 2
+    strips: 0.93x -> 0.86x of libtiff's rate through libtiff; 2048² in 32: 0.92x one by one)."""
+    return (
+        info.compression == _ZSTD
+        and not info.tiled
+        and info.predictor in (1, 2)
+        and len(info.offsets) <= _ZSTD_MAX_STRIPS
+    )
+
+
+def _strips(
+    info: PlainTiff, fh: BinaryIO | None, data: bytes | None, codec: Callable[..., bytes | bytearray]
+) -> np.ndarray:
+    """Strips decoded one by one with ``codec`` into the output array (as tifffile does),
+    then the horizontal predictor undone."""
     buf = memoryview(data if data is not None else _all_bytes(fh))
     out = np.empty(_shape(info), info.dtype)
     flat = out.data.cast("B")
     step = info.rows_per_strip * info.row_bytes
     for i, (offset, count) in enumerate(zip(info.offsets, info.counts, strict=True)):
         part = flat[i * step : (i + 1) * step]
-        decoded = imagecodecs.deflate_decode(buf[offset : offset + count], out=part)  # type: ignore[arg-type]
+        decoded = codec(buf[offset : offset + count], out=part)
         if len(decoded) != len(part):
             raise ValueError(f"strip {i} decodes to {len(decoded)} bytes, expected {len(part)}")
     if info.predictor == 2:

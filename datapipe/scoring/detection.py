@@ -144,10 +144,8 @@ def _collect(
     """Every fold's held-out predictions in ``predictions``: from the other ranks (in memory)
     or from the store's fold files."""
     if dist.active and store is None:
-        held = np.flatnonzero(np.isin(folds, mine))
-        for rows, theirs in dist.gather((held, [predictions[i] for i in held])):
-            for i, one in zip(rows.tolist(), theirs, strict=True):
-                predictions[i] = one
+        held = np.flatnonzero(np.isin(folds, mine)).tolist()
+        dist.gather_into(predictions, held, [predictions[i] for i in held])
     dist.barrier()  # every rank's fold files are written
     if store is None:
         return predictions

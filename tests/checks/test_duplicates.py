@@ -62,6 +62,44 @@ def test_pair_similarity_of_independent_pictures_is_low_and_shift_two_is_not_sea
     assert sim[1] < 0.9
 
 
+def _pearson_reference(a: np.ndarray, b: np.ndarray, shift: int) -> float:
+    """The definition, one pair and one shift at a time: Pearson's r of blurred windows."""
+    a, b = (cv2.GaussianBlur(x.astype(np.float32), (0, 0), 0.7) for x in (a, b))
+    win = a.shape[0] - 2 * shift
+    centre = a[shift : shift + win, shift : shift + win].ravel()
+    best = -np.inf
+    for dy in range(2 * shift + 1):
+        for dx in range(2 * shift + 1):
+            moved = b[dy : dy + win, dx : dx + win].ravel()
+            flat = centre.std() < 1e-6, moved.std() < 1e-6
+            r = float(all(flat)) if any(flat) else np.corrcoef(centre, moved)[0, 1]
+            best = max(best, r)
+    return float(best)
+
+
+def test_pair_similarity_equals_pearson_per_pair_and_shift_over_many_chunks() -> None:
+    """Windows are summarised per image and chunk; every pair still gets its own Pearson r
+    (flat windows included), also across chunk borders and for repeated images."""
+    rng = np.random.default_rng(11)
+    thumbs = np.stack([_smooth(rng, 16) for _ in range(30)])
+    thumbs[3] = 0.25  # flat
+    thumbs[4] = 0.75  # flat, another constant
+    thumbs[5] = 0.5 * thumbs[6] + 0.1  # an affine twin
+    pairs = np.concatenate([[[3, 4], [3, 7], [7, 3], [5, 6], [6, 6]],
+                            rng.integers(0, 30, (60, 2))])  # fmt: skip
+    import datapipe.checks.verify as verify
+
+    chunk = verify._CHUNK
+    verify._CHUNK = 7  # pairs split over ten chunks
+    try:
+        sim = pair_similarity(thumbs, pairs, max_shift=2)
+    finally:
+        verify._CHUNK = chunk
+    expected = [_pearson_reference(thumbs[i], thumbs[j], 2) for i, j in pairs]
+    np.testing.assert_allclose(sim, expected, atol=2e-5)
+    assert list(sim[:5].round(4)) == [1.0, 0.0, 0.0, 1.0, 1.0]
+
+
 def test_pair_similarity_refuses_bad_shapes() -> None:
     with pytest.raises(ValueError, match=r"thumbs must be \(M, S, S\); got \(2, 4, 5\)"):
         pair_similarity(np.zeros((2, 4, 5)), np.array([[0, 1]]))

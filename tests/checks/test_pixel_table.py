@@ -11,7 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from datapipe.checks.features import _saturated_shares, pixel_features
+from datapipe.checks.features import (
+    PixelFeatures,
+    _saturated_shares,
+    finish_features,
+    finish_many,
+    pixel_features,
+)
 from datapipe.checks.pixel_table import PixelTableWriter, read_row_group, row_groups
 from datapipe.clean import clean
 from datapipe.config import CleanParams, DatasetParams
@@ -121,3 +127,32 @@ def test_a_damaged_or_stale_pixel_table_means_decoding_again_with_a_warning(
                          name="t", pixels=table)  # fmt: skip
     pd.testing.assert_frame_equal(decoded.manifest, fallback.manifest)
     assert "pixel_features.parquet" in caplog.text and "decoding the images instead" in caplog.text
+
+
+def test_finishing_a_batch_gives_each_image_what_it_gets_alone() -> None:
+    """Row groups are finished as stacks of one shape, dtype and scaling; an image's features
+    must not depend on its neighbours, for every scaling and for mixed shapes."""
+    rng = np.random.default_rng(5)
+    pixels, scalings = [], []
+    for i in range(24):
+        shape = [(128, 128), (128, 96), (20, 30), (1, 1)][i % 4]
+        dtype = [np.uint16, np.uint8, np.float32][i % 3]
+        values = rng.random(shape)
+        thumb = values * (1.2 if dtype == np.float32 else 4095 if dtype == np.uint16 else 255)
+        pixels.append(PixelFeatures(
+            dtype=np.dtype(dtype).name, thumbnail=thumb.astype(dtype), value_range=1.0,
+            sharpness=0.5, nonfinite=0, saturated=np.zeros(17),
+        ))  # fmt: skip
+        scalings.append([12, "auto", "percentile", 8][i % 4])
+    together = finish_many(pixels, scalings, percentiles=(0.5, 99.5))
+    for px, scaling, batched in zip(pixels, scalings, together, strict=True):
+        alone = finish_features(px, scaling, percentiles=(0.5, 99.5))
+        assert batched.keys() == alone.keys()
+        for key, value in alone.items():
+            assert np.array_equal(batched[key], value), key
+    flat = finish_features(pixels[0].__class__(**{**pixels[0].__dict__,
+                           "thumbnail": np.full((8, 8), 700, np.uint16)}), 12,
+                           percentiles=(0.5, 99.5))  # fmt: skip
+    assert flat["contrast"] == 0.0 and flat["entropy"] == 0.0
+    assert flat["shadow"] == flat["highlight"] == round(700 / 4095 * 255) / 255
+    assert not flat["thumb"].any()

@@ -142,6 +142,26 @@ def test_plain_tiff_is_decoded_without_tifffile_exactly_as_tifffile(
         np.testing.assert_array_equal(out, expected)
 
 
+@pytest.mark.parametrize(("rows", "libtiff_used"), [(41, False), (6, False), (5, True)])
+def test_zstd_in_few_strips_skips_libtiff_and_in_many_uses_it_both_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: int, libtiff_used: bool
+) -> None:
+    """41 rows in strips of 41 / 6 / 5 rows: 1, 7 (strips one by one, the last one partial)
+    and 9 strips (libtiff); with the horizontal predictor, the same array as tifffile's."""
+    data = _tiff(_grey(np.uint16), compression="zstd", predictor=True, rowsperstrip=rows)
+    expected = _tifffile_hwc(data)
+    path = tmp_path / "z.tif"
+    path.write_bytes(data)
+    calls = []
+    libtiff = image_module.plain_tiff.imagecodecs.tiff_decode
+    monkeypatch.setattr(image_module.plain_tiff.imagecodecs, "tiff_decode",
+                        lambda *a, **k: calls.append(1) or libtiff(*a, **k))  # fmt: skip
+    _refuse_tifffile(monkeypatch)
+    for out in (read_image(path), decode_image(data, path)):
+        np.testing.assert_array_equal(out, expected)
+    assert bool(calls) == libtiff_used
+
+
 # (id, TIFF bytes, the (H, W, C) array read_image must return): tifffile's semantics needed
 NOT_PLAIN = [
     (
