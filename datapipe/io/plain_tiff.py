@@ -334,7 +334,10 @@ def _few_zstd_strips(info: PlainTiff) -> bool:
 
 
 def _strips(
-    info: PlainTiff, fh: BinaryIO | None, data: bytes | None, codec: Callable[..., bytes | bytearray]
+    info: PlainTiff,
+    fh: BinaryIO | None,
+    data: bytes | None,
+    codec: Callable[..., bytes | bytearray],
 ) -> np.ndarray:
     """Strips decoded one by one with ``codec`` into the output array (as tifffile does),
     then the horizontal predictor undone."""
