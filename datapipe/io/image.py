@@ -633,8 +633,7 @@ def _plain_tiff_from_file(
     def fetch(offset: int, n: int) -> bytes:
         if offset + n <= len(head):
             return head[offset : offset + n]
-        fh.seek(offset)
-        return fh.read(n)
+        return plain_tiff.read_at(fh, offset, n)
 
     info = plain_tiff.probe(head, fetch, size)
     if info is None:

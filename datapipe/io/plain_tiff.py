@@ -7,14 +7,16 @@ Pillow; :func:`probe` reads their first IFD with a few ``struct`` calls and says
 file is plain. Only then is it decoded here:
 
 - uncompressed contiguous strips: read straight into the output array (one copy, no decoder);
-- LZW and zstd (any predictor, strips or tiles), uncompressed tiles: libtiff through
+- LZW (any predictor, strips or tiles), zstd tiles or with the floating-point predictor,
+  uncompressed tiles: libtiff through
   ``imagecodecs.tiff_decode`` (libtiff's LZW is 2x tifffile's; on damaged LZW / zstd it fails
   exactly where tifffile does);
 - Deflate (strips, no or horizontal predictor): libdeflate per strip, as tifffile does.
   libtiff's inflate is faster but silently returned garbage for ~30% of damaged Deflate files
   that tifffile refuses, so it is not used for Deflate;
-- zstd in at most 8 strips (no or horizontal predictor): libzstd per strip, as tifffile does,
-  which skips libtiff's ~0.1 ms open (see :func:`_few_zstd_strips`).
+- zstd strips (no or horizontal predictor): libzstd, as tifffile does, in one call when the
+  frames lie back to back and declare their strips' sizes (one decoder context, not one per
+  strip), which skips libtiff's ~0.1 ms open (see :func:`_zstd_strips`).
 
 Anything the probe does not recognise (an unknown tag, a second page, a description other than
 tifffile's own shape record, ...) returns ``None`` and the caller keeps tifffile. The decoders
@@ -55,7 +57,6 @@ _SCALAR_CODE = {1: "B", 3: "H", 4: "I"}  # an integer that fits the entry's 4 va
 _SAMPLE_KIND = {1: "u", 2: "i", 3: "f"}
 _MAX_ENTRIES = 256
 _MAX_SAMPLES = 64
-_ZSTD_MAX_STRIPS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +288,7 @@ def decode(info: PlainTiff, fh: BinaryIO | None, data: bytes | None) -> np.ndarr
         out = _read_raw(info, fh, data)
     elif info.compression in _DEFLATES:  # strips, predictor 1 or 2 (the probe's promise)
         out = _strips(info, fh, data, imagecodecs.deflate_decode)
-    elif _few_zstd_strips(info):
+    elif _zstd_strips(info):
         out = _strips(info, fh, data, imagecodecs.zstd_decode)
     else:
         out = _libtiff(info, fh, data)
@@ -321,16 +322,11 @@ def _read_raw(info: PlainTiff, fh: BinaryIO | None, data: bytes | None) -> np.nd
     return out
 
 
-def _few_zstd_strips(info: PlainTiff) -> bool:
-    """zstd strips that libzstd decodes faster one by one than libtiff does the file: each
-    call makes a decoder context (~16 us), libtiff's open costs ~0.1 ms (512² uint16 in 2
-    strips: 0.93x -> 0.86x of libtiff's rate through libtiff; 2048² in 32: 0.92x one by one)."""
-    return (
-        info.compression == _ZSTD
-        and not info.tiled
-        and info.predictor in (1, 2)
-        and len(info.offsets) <= _ZSTD_MAX_STRIPS
-    )
+def _zstd_strips(info: PlainTiff) -> bool:
+    """zstd strips with no or the horizontal predictor: libzstd decodes them here, as tifffile
+    does, which spares libtiff's ~0.1 ms open (512² uint16: 0.86x -> 0.9x of imagecodecs'
+    libtiff rate; 2048² in 32 strips: as fast as libtiff)."""
+    return info.compression == _ZSTD and not info.tiled and info.predictor in (1, 2)
 
 
 def _strips(
@@ -340,14 +336,24 @@ def _strips(
     codec: Callable[..., bytes | bytearray],
 ) -> np.ndarray:
     """Strips decoded one by one with ``codec`` into the output array (as tifffile does),
-    then the horizontal predictor undone."""
-    buf = memoryview(data if data is not None else _all_bytes(fh))
+    then the horizontal predictor undone. From a file, only the span of the strips is read."""
+    base = 0
+    if data is None:
+        assert fh is not None
+        base = min(info.offsets)
+        data = read_at(fh, base, max(map(operator.add, info.offsets, info.counts)) - base)
+    buf = memoryview(data)
     out = np.empty(_shape(info), info.dtype)
     flat = out.data.cast("B")
     step = info.rows_per_strip * info.row_bytes
-    for i, (offset, count) in enumerate(zip(info.offsets, info.counts, strict=True)):
+    if codec is imagecodecs.zstd_decode and _zstd_frames_in_line(info, buf, base):
+        strips: list[tuple[int, int]] = [(info.offsets[0], sum(info.counts))]  # one context
+        step = len(flat)
+    else:
+        strips = list(zip(info.offsets, info.counts, strict=True))
+    for i, (offset, count) in enumerate(strips):
         part = flat[i * step : (i + 1) * step]
-        decoded = codec(buf[offset : offset + count], out=part)
+        decoded = codec(buf[offset - base : offset - base + count], out=part)
         if len(decoded) != len(part):
             raise ValueError(f"strip {i} decodes to {len(decoded)} bytes, expected {len(part)}")
     if info.predictor == 2:
@@ -355,6 +361,40 @@ def _strips(
             out = out.byteswap().view(out.dtype.newbyteorder("="))
         imagecodecs.delta_decode(out, axis=-2, out=out)
     return out
+
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _zstd_frames_in_line(info: PlainTiff, buf: memoryview, base: int) -> bool:
+    """Whether the strips lie back to back and each one's zstd frame declares exactly its
+    strip's decoded size. Then one ``zstd_decode`` of them all (zstd decodes concatenated
+    frames, and checks each one against its declared size) gives what strip-by-strip calls
+    give, with one decoder context instead of one per strip."""
+    step = info.rows_per_strip * info.row_bytes
+    last = info.height * info.row_bytes - step * (len(info.offsets) - 1)
+    at = info.offsets[0]
+    for i, (offset, count) in enumerate(zip(info.offsets, info.counts, strict=True)):
+        expected = step if i < len(info.offsets) - 1 else last
+        if offset != at or zstd_content_size(buf[offset - base : offset - base + 18]) != expected:
+            return False
+        at = offset + count
+    return True
+
+
+def zstd_content_size(head: bytes | memoryview) -> int | None:
+    """The decoded size a zstd frame declares in its header (RFC 8878, 3.1.1.1), or ``None``
+    (not a frame, or no size declared)."""
+    if len(head) < 5 or bytes(head[:4]) != _ZSTD_MAGIC:
+        return None
+    descriptor = head[4]
+    single_segment = (descriptor >> 5) & 1
+    size = (single_segment, 2, 4, 8)[descriptor >> 6]
+    at = 5 + (1 - single_segment) + (0, 1, 2, 4)[descriptor & 3]
+    if size == 0 or len(head) < at + size:
+        return None
+    value = int.from_bytes(head[at : at + size], "little")
+    return value + 256 if size == 2 else value
 
 
 def _libtiff(info: PlainTiff, fh: BinaryIO | None, data: bytes | None) -> np.ndarray:
@@ -368,6 +408,18 @@ def _libtiff(info: PlainTiff, fh: BinaryIO | None, data: bytes | None) -> np.nda
 def _all_bytes(fh: BinaryIO | None) -> bytes:
     assert fh is not None
     return read_all(fh)
+
+
+def read_at(fh: BinaryIO, offset: int, size: int) -> bytes:
+    """Up to ``size`` bytes of an open file from ``offset``: one ``pread`` where the OS has it
+    (no detour through the file object's buffer), else seek and read."""
+    if _PREAD is not None:
+        return _PREAD(fh.fileno(), size, offset)
+    fh.seek(offset)
+    return fh.read(size)
+
+
+_PREAD = getattr(os, "pread", None)
 
 
 def read_all(fh: BinaryIO) -> bytes:

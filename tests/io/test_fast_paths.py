@@ -3,6 +3,7 @@ reference decoders read, and every file they do not own still goes the old way."
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 import zlib
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import imagecodecs
 import numpy as np
 import pytest
 import tifffile
@@ -142,24 +144,49 @@ def test_plain_tiff_is_decoded_without_tifffile_exactly_as_tifffile(
         np.testing.assert_array_equal(out, expected)
 
 
-@pytest.mark.parametrize(("rows", "libtiff_used"), [(41, False), (6, False), (5, True)])
-def test_zstd_in_few_strips_skips_libtiff_and_in_many_uses_it_both_exact(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: int, libtiff_used: bool
+@pytest.mark.parametrize("rows", [41, 6, 5])
+def test_zstd_strips_skip_libtiff_and_decode_in_one_call_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: int
 ) -> None:
-    """41 rows in strips of 41 / 6 / 5 rows: 1, 7 (strips one by one, the last one partial)
-    and 9 strips (libtiff); with the horizontal predictor, the same array as tifffile's."""
+    """41 rows in strips of 41 / 6 / 5 rows (1, 7 and 9 strips, the last one partial), with
+    the horizontal predictor: the same array as tifffile's, libzstd called once per read."""
     data = _tiff(_grey(np.uint16), compression="zstd", predictor=True, rowsperstrip=rows)
     expected = _tifffile_hwc(data)
     path = tmp_path / "z.tif"
     path.write_bytes(data)
     calls = []
-    libtiff = image_module.plain_tiff.imagecodecs.tiff_decode
-    monkeypatch.setattr(image_module.plain_tiff.imagecodecs, "tiff_decode",
-                        lambda *a, **k: calls.append(1) or libtiff(*a, **k))  # fmt: skip
+    codecs = image_module.plain_tiff.imagecodecs
+    zstd = codecs.zstd_decode
+    monkeypatch.setattr(codecs, "tiff_decode", lambda *a, **k: pytest.fail("libtiff used"))
+    monkeypatch.setattr(codecs, "zstd_decode", lambda *a, **k: calls.append(1) or zstd(*a, **k))
     _refuse_tifffile(monkeypatch)
     for out in (read_image(path), decode_image(data, path)):
         np.testing.assert_array_equal(out, expected)
-    assert bool(calls) == libtiff_used
+    assert len(calls) == 2
+
+
+def test_zstd_frames_that_declare_other_sizes_are_decoded_strip_by_strip() -> None:
+    """Two frames whose sizes add up to the image but split it elsewhere than the strips:
+    one call over both would fill the array; strip by strip, the first strip comes out short
+    and the fast path refuses (tifffile then decides)."""
+    step = 2 * 8 * 2  # two rows of 8 uint16
+    first, second = (
+        imagecodecs.zstd_encode(bytes(step - 2)),
+        imagecodecs.zstd_encode(bytes(step + 2)),
+    )
+    data = first + second
+    info = plain_tiff.PlainTiff(
+        height=4, width=8, samples=1, dtype=np.dtype("<u2"), compression=50000, predictor=1,
+        tiled=False, rows_per_strip=2, offsets=(0, len(first)), counts=(len(first), len(second)),
+    )  # fmt: skip
+    assert plain_tiff.zstd_content_size(first) == step - 2
+    assert len(imagecodecs.zstd_decode(data)) == 2 * step  # what one call would have given
+    with pytest.raises(ValueError, match="strip 0 decodes to 30 bytes, expected 32"):
+        plain_tiff.decode(info, None, data)
+    good = imagecodecs.zstd_encode(bytes(range(step))) * 2
+    fine = dataclasses.replace(info, offsets=(0, len(good) // 2), counts=(len(good) // 2,) * 2)
+    np.testing.assert_array_equal(plain_tiff.decode(fine, None, good).ravel().view(np.uint8),
+                                  np.frombuffer(bytes(range(step)) * 2, np.uint8))  # fmt: skip
 
 
 # (id, TIFF bytes, the (H, W, C) array read_image must return): tifffile's semantics needed
