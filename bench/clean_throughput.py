@@ -1,7 +1,10 @@
 """Clean-stage throughput against pure decoding, and near-duplicate search at scale.
 
     .venv/bin/python bench/clean_throughput.py [--images 400] [--size 512] [--workers 2]
-                                               [--hashes 100000 1000000]
+                                               [--hashes 100000 1000000] [--formats uncompressed]
+
+(``--hashes`` with no value skips part 2; ``--formats`` keeps the formats whose name holds one
+of the words.)
 
 1. For each format, a two-class folder dataset of synthetic images: the whole clean stage as
    ``dvc repro`` runs it (``datapipe.clean.clean`` finishing the features from ingest's pixel
