@@ -1,7 +1,7 @@
 """Real data through the whole pipeline: `dvc repro` of ingest, clean and score in a temporary
 copy of the repository, on the corpora of tests/realdata_corpora.py (issue 12, section 4).
 
-    .venv/bin/python bench/realdata_pipeline.py            # ~7 min on 2 shared cores
+    .venv/bin/python bench/realdata_pipeline.py            # ~1.5 min on 2 quiet cores
     .venv/bin/python bench/realdata_pipeline.py --quick    # ~4 min, what the test runs: its sizes,
                                                            # only digits_png8 scored
     options: [--ref HEAD (copy the code of a commit, not the working tree)] [--keep DIR]
