@@ -4,7 +4,7 @@
                                                [--folds 5] [--naive-steps 400] [--threads 1]
                                                [--images 10000] [--size 256] [--workers 2]
                                                [--quick] [--skip-classification]
-                                               [--skip-segmentation]
+                                               [--skip-segmentation] [--skip-gpu]
 
 1. Classification: ``--cls-images`` synthetic RGB PNG files (5 classes, a class tint over
    ``bench._synth.scene``), ``--folds`` folds, the small CNN, batch 64, ``--epochs`` epochs.
@@ -25,6 +25,11 @@
    dir, then ``score_segmentation``. Another thread samples VmRSS and Pss (smaps_rollup) of
    the process and all its descendants every 0.2 s. Goal: peak tree RSS < 2 GB while holding
    every float32 probability would take ``N x 5 x size² x 4`` bytes (13.1 GB at 10k x 256²).
+
+3. On CUDA only (a machine without one prints that and skips it): the classification run of
+   1. with ``out_of_fold`` on the GPU (bfloat16 autocast, the score stage's default), images/s
+   per fold-epoch and the GPU utilisation sampled every 50 ms while it runs
+   (``torch.cuda.utilization``, NVML: the share of time a kernel ran), mean and peak.
 
 GB here is 10^9 bytes, MiB 2^20.
 """
@@ -51,6 +56,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._gpu import Utilisation
 from bench._synth import scene
 from datapipe.config import ScoreParams
 from datapipe.data import ImageSpec, MaskSpec, SampleSpec, load_image
@@ -216,6 +222,43 @@ def bench_classification(args: argparse.Namespace) -> None:
         f"{naive_s / oof_s:.1f}x without the decode step; batching alone (decoded tensors vs "
         f"out_of_fold) {decoded_s / oof_s:.1f}x. Goal >= 10x: "
         f"{'met' if naive_s / ours_s >= 10 else 'NOT met'}",
+        flush=True,
+    )
+
+
+def bench_gpu(args: argparse.Namespace) -> None:
+    """Section 3: out_of_fold on CUDA, its images/s per fold-epoch and the GPU utilisation."""
+    if not torch.cuda.is_available():
+        print("\n## 3. GPU utilisation: no CUDA device here, not measured\n")
+        return
+    n, size, epochs, folds_k = args.cls_images, args.cls_size, args.epochs, args.folds
+    settings = TrainSettings.of(epochs=epochs, batch_size=BATCH, seed=0, device="cuda")
+    print(f"\n## 3. GPU: {torch.cuda.get_device_name()}, the run of 1 on CUDA\n")
+    with tempfile.TemporaryDirectory(prefix="bench_score_gpu_") as tmp:
+        root = Path(tmp)
+        paths, labels = write_classification(root, n, size)
+        folds = (np.arange(n) // CLASSES) % folds_k
+        source = make_source([(p, None) for p in paths], _spec(root, size, masks=False), labels,
+                             workers=args.workers, max_bytes=2 * 2**30, desc="decode")  # fmt: skip
+
+        def run() -> float:
+            start = time.perf_counter()
+            out_of_fold(source, labels, folds, np.ones(n, bool), num_classes=CLASSES,
+                        make_model=lambda: build_classifier("small_cnn", in_channels=3,
+                                                            num_classes=CLASSES, image_size=size),
+                        settings=settings, desc="bench gpu")  # fmt: skip
+            torch.cuda.synchronize()
+            return time.perf_counter() - start
+
+        run()  # warm-up: CUDA context, cuDNN autotuning
+        with Utilisation(torch.cuda.utilization) as used:
+            seconds = run()
+    passes = n * epochs * (folds_k - 1)
+    print("| device | seconds | images/s per fold-epoch | GPU utilisation mean / peak |")
+    print("|---|---|---|---|")
+    print(
+        f"| {torch.cuda.get_device_name()} | {seconds:.1f} | {passes / seconds:.0f} | "
+        f"{used.mean:.0f}% / {used.peak:.0f}% ({len(used.samples)} samples) |",
         flush=True,
     )
 
@@ -449,6 +492,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--skip-classification", action="store_true")
     parser.add_argument("--skip-segmentation", action="store_true")
+    parser.add_argument("--skip-gpu", action="store_true")
     parser.add_argument("--seg-once", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--seg-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -473,6 +517,8 @@ def main() -> None:
         bench_classification(args)
     if not args.skip_segmentation:
         bench_segmentation(args)
+    if not args.skip_gpu:
+        bench_gpu(args)
 
 
 if __name__ == "__main__":
