@@ -145,6 +145,7 @@ class ProbeSettings:
     max_pixels: int
     mask_colors: dict[int, tuple[int, int, int]] | None
     measure_pixels: bool = False  # the clean stage's pixel features, in this decode pass
+    bit_depth: int | str = "auto"  # dataset.bit_depth, for the scaling an image has alone
 
 
 def probe_sample(ref: SampleRef, settings: ProbeSettings) -> Probe:
@@ -163,7 +164,8 @@ def probe_sample(ref: SampleRef, settings: ProbeSettings) -> Probe:
         probe.dtype = str(img.dtype)
         probe.max_value = float(img.max()) if img.size else 0.0
         if settings.measure_pixels:
-            probe.pixels = pixel_features(img)
+            alone = dtype_scaling(img.dtype, probe.max_value, settings.bit_depth)
+            probe.pixels = pixel_features(img).finish_ahead(alone, percentiles=settings.percentiles)
         if settings.scaling == "percentile" or img.dtype.kind in "fi":
             img = to_unit_float(img, bit_depth=settings.scaling, percentiles=settings.percentiles)
             probe.unit_moments = True
@@ -227,6 +229,7 @@ def ingest(
         max_pixels=dataset.max_pixels,
         mask_colors=dict(dataset.mask_colors) if dataset.mask_colors else None,
         measure_pixels=pixels is not None,
+        bit_depth=dataset.bit_depth,
     )
     found = parallel_map(
         functools.partial(probe_sample, settings=settings), refs, workers=workers,
@@ -530,15 +533,20 @@ def _stats(
 
 def _resolve_bit_depths(readable: pd.DataFrame, param: int | str) -> dict[str, int | str]:
     """Scaling per dtype: ``auto`` becomes the depth that holds that dtype's maximum."""
-    out: dict[str, int | str] = {}
-    for dtype, group in readable.groupby("dtype"):
-        kind = np.dtype(str(dtype)).kind
-        if kind == "f":
-            out[str(dtype)] = "float"
-        elif param == "percentile" or kind == "i":
-            out[str(dtype)] = "percentile"
-        elif param == "auto":
-            out[str(dtype)] = infer_bit_depth(float(group["max_value"].max()), str(dtype))
-        else:
-            out[str(dtype)] = 8 if np.dtype(str(dtype)).itemsize == 1 else int(param)
-    return out
+    return {
+        str(dtype): dtype_scaling(str(dtype), float(group["max_value"].max()), param)
+        for dtype, group in readable.groupby("dtype")
+    }
+
+
+def dtype_scaling(dtype: np.dtype | str, max_value: float, param: int | str) -> int | str:
+    """The scaling of images of ``dtype`` whose largest value is ``max_value`` under
+    ``dataset.bit_depth = param`` (``"float"`` for float images)."""
+    dt = np.dtype(str(dtype))
+    if dt.kind == "f":
+        return "float"
+    if param == "percentile" or dt.kind == "i":
+        return "percentile"
+    if param == "auto":
+        return infer_bit_depth(max_value, dt)
+    return 8 if dt.itemsize == 1 else int(param)

@@ -11,9 +11,11 @@ has seen every image, so the work is in two parts: :func:`pixel_features` on the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -100,6 +102,26 @@ class PixelFeatures:
     sharpness: float
     nonfinite: int
     saturated: np.ndarray
+    #: the :data:`SCALED` features already finished for the scaling ``str(scaling) ==
+    #: finished_for`` (ingest finishes with the scaling the image would have alone, which is the
+    #: dataset's whenever the data decide nothing: 8-bit, float, signed, a set bit depth; or
+    #: when this image holds its dtype's largest value), so clean need not finish it again
+    finished: Mapping[str, object] | None = None
+    finished_for: str | None = None
+
+    def finish_ahead(
+        self, scaling: int | str, *, percentiles: tuple[float, float]
+    ) -> PixelFeatures:
+        """These pixel features with their :data:`SCALED` features finished for ``scaling``
+        (a bit depth, ``"percentile"``, or stats.json's ``"float"`` for float images)."""
+        done = finish_many([self], [cast(Scaling, scaling)], percentiles=percentiles)[0]
+        return dataclasses.replace(
+            self, finished={k: done[k] for k in SCALED}, finished_for=str(scaling)
+        )
+
+
+#: The features that depend on the dataset's scaling (the rest are the pixel features' own).
+SCALED = ("phash", "brightness", "highlight", "shadow", "contrast", "entropy", "saturated", "thumb")
 
 
 def image_features(img: np.ndarray, settings: FeatureSettings) -> dict[str, object]:
@@ -152,10 +174,17 @@ def finish_many(
 ) -> list[dict[str, object]]:
     """:func:`finish_features` of many images at once, each with its scaling: the thumbnails
     of one shape, dtype and scaling are stacked and measured with array operations. An
-    image's values do not depend on what it is batched with."""
+    image's values do not depend on what it is batched with; one whose features ingest
+    finished for this very scaling (:attr:`PixelFeatures.finished`) is taken as it is."""
     out: list[dict[str, object]] = [{} for _ in pixels]
     batches: dict[tuple[object, ...], list[int]] = {}
     for i, (px, scaling) in enumerate(zip(pixels, scalings, strict=True)):
+        if px.finished is not None and px.finished_for == str(scaling):  # done in ingest
+            out[i] = dict(px.finished) | {
+                "value_range": px.value_range, "sharpness": px.sharpness,
+                "nonfinite": px.nonfinite,
+            }  # fmt: skip
+            continue
         key = (px.thumbnail.shape, px.thumbnail.dtype.str, scaling)
         batches.setdefault(key, []).append(i)
     for rows in batches.values():

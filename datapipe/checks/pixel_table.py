@@ -12,6 +12,7 @@ probes arrive (ingest never holds every thumbnail); the clean stage finishes one
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -35,7 +36,22 @@ SCHEMA = pa.schema([
     ("sharpness", pa.float64()),
     ("nonfinite", pa.int64()),
     ("saturated", pa.list_(pa.float64())),
+    # the scaling-dependent features finished in ingest (PixelFeatures.finished), for the
+    # scaling str(...) == finished_for; nulls when not finished
+    ("finished_for", pa.string()),
+    ("phash", pa.uint64()),
+    ("brightness", pa.float64()),
+    ("highlight", pa.float64()),
+    ("shadow", pa.float64()),
+    ("contrast", pa.float64()),
+    ("entropy", pa.float64()),
+    ("saturated_share", pa.float64()),
+    ("verification_thumbnail", pa.binary()),
 ])  # fmt: skip
+#: table column of each finished feature (:data:`~datapipe.checks.features.SCALED`)
+_FINISHED_COLUMNS = {"phash": "phash", "brightness": "brightness", "highlight": "highlight",
+                     "shadow": "shadow", "contrast": "contrast", "entropy": "entropy",
+                     "saturated": "saturated_share", "thumb": "verification_thumbnail"}  # fmt: skip
 ROW_GROUP = 64  # rows per group: the clean stage finishes one group per pool task
 
 
@@ -69,6 +85,12 @@ class PixelTableWriter:
                 "sharpness": pixels.sharpness, "nonfinite": pixels.nonfinite,
                 "saturated": pixels.saturated.tolist(),
             }  # fmt: skip
+            if pixels.finished is not None:
+                done = dict(pixels.finished)
+                done["thumb"] = np.ascontiguousarray(done["thumb"]).tobytes()
+                done["phash"] = int(done["phash"])  # type: ignore[call-overload]
+                row["finished_for"] = pixels.finished_for
+                row |= {column: done[key] for key, column in _FINISHED_COLUMNS.items()}
         self._rows.append(row)
         if len(self._rows) >= ROW_GROUP:
             self._flush()
@@ -103,6 +125,11 @@ def row_groups(path: Path, images: Sequence[str]) -> int:
         found = table.read(columns=["image"]).column("image").to_pylist()
     except (OSError, pa.ArrowException) as exc:
         raise DatapipeError(f"{path}: not a readable pixel table ({exc}); re-run ingest") from exc
+    missing = sorted(set(SCHEMA.names) - set(table.schema_arrow.names))
+    if missing:
+        raise DatapipeError(
+            f"{path}: no column(s) {missing} (written by an older datapipe); re-run ingest"
+        )
     if found != list(images):
         where = next((i for i, (a, b) in enumerate(zip(found, images, strict=False)) if a != b),
                      min(len(found), len(images)))  # fmt: skip
@@ -133,5 +160,18 @@ def read_row_group(path: Path, group: int) -> list[PixelFeatures | None]:
             sharpness=columns["sharpness"][i],
             nonfinite=columns["nonfinite"][i],
             saturated=np.asarray(columns["saturated"][i], np.float64),
+            finished=_finished(columns, i),
+            finished_for=columns["finished_for"][i],
         ))  # fmt: skip
     return out
+
+
+def _finished(columns: dict[str, list[object]], i: int) -> dict[str, object] | None:
+    if columns["finished_for"][i] is None:
+        return None
+    done = {key: columns[column][i] for key, column in _FINISHED_COLUMNS.items()}
+    phash, raw = done["phash"], done["thumb"]
+    assert isinstance(phash, int) and isinstance(raw, bytes)
+    side = math.isqrt(len(raw))  # VERIFY_SIZE
+    thumb = np.frombuffer(raw, np.uint8).reshape(side, side)
+    return done | {"phash": np.uint64(phash), "thumb": thumb}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from datapipe.checks.features import (
@@ -107,7 +108,7 @@ def test_saturation_shares_count_every_scale_top_exactly(dtype: type) -> None:
     assert 40 / 300 <= top < 40 / 300 + 0.01  # the band, and the rare random hit
 
 
-@pytest.mark.parametrize("damage", ["garbage", "stale"])
+@pytest.mark.parametrize("damage", ["garbage", "stale", "older"])
 def test_a_damaged_or_stale_pixel_table_means_decoding_again_with_a_warning(
     damage: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -116,6 +117,9 @@ def test_a_damaged_or_stale_pixel_table_means_decoding_again_with_a_warning(
     ingested = ingest(dataset, name="t", workers=0, pixels=table)
     if damage == "garbage":
         table.write_bytes(b"PAR1 not really")
+    elif damage == "older":  # written before ingest finished features: no such columns
+        old = pq.read_table(table)
+        pq.write_table(old.drop_columns(["finished_for", "phash"]), table)
     else:  # the table of a set one image shorter
         with PixelTableWriter(table) as writer:
             for image in ingested.manifest["image"].iloc[1:]:
@@ -156,3 +160,41 @@ def test_finishing_a_batch_gives_each_image_what_it_gets_alone() -> None:
     assert flat["contrast"] == 0.0 and flat["entropy"] == 0.0
     assert flat["shadow"] == flat["highlight"] == round(700 / 4095 * 255) / 255
     assert not flat["thumb"].any()
+
+
+def test_ingest_finishes_what_it_can_and_clean_finishes_only_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingest finishes each image for the scaling it would have alone; clean takes that where
+    it is the dataset's (12-bit here, from the brighter images) and finishes only the dim
+    image (10-bit alone) again, with the same result as clean decoding every image."""
+    import tifffile
+
+    from datapipe.checks import features
+
+    rng = np.random.default_rng(2)
+    for i, top in enumerate([4095, 4000, 900, 3000]):
+        (tmp_path / "data" / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        pic = (rng.random((40, 50)) * top).astype(np.uint16)
+        pic[0, 0] = top
+        tifffile.imwrite(tmp_path / "data" / f"c{i % 2}" / f"{i}.tif", pic)
+    dataset = DatasetParams(root=tmp_path / "data", task="classification")
+    table = tmp_path / "pixel_features.parquet"
+    ingested = ingest(dataset, name="t", workers=0, pixels=table)
+    assert ingested.stats["bit_depth"] == {"uint16": 12}
+    rows = read_row_group(table, 0)
+    images = ingested.manifest["image"].tolist()
+    assert {image: r.finished_for for image, r in zip(images, rows, strict=True)} == {
+        "c0/0.tif": "12", "c1/1.tif": "12", "c0/2.tif": "10", "c1/3.tif": "12",
+    }  # fmt: skip
+    finished = []
+    unit_features = features._unit_features
+    monkeypatch.setattr(features, "_unit_features",
+                        lambda unit: finished.append(len(unit)) or unit_features(unit))  # fmt: skip
+    from_table = clean(ingested.manifest, ingested.stats, dataset, CleanParams(), workers=0,
+                       name="t", pixels=table)  # fmt: skip
+    assert finished == [1]  # the dim image only
+    decoding = clean(ingested.manifest, ingested.stats, dataset, CleanParams(), workers=0,
+                     name="t")  # fmt: skip
+    pd.testing.assert_frame_equal(decoding.manifest, from_table.manifest)
+    pd.testing.assert_frame_equal(decoding.issues, from_table.issues)
