@@ -4,6 +4,7 @@ exclusions. Nothing is deleted: an excluded sample is a row with ``excluded = Tr
 
 from __future__ import annotations
 
+import bisect
 import functools
 import logging
 from collections import Counter
@@ -30,12 +31,13 @@ from datapipe.checks.features import (
     FeatureSettings,
     SampleFiles,
     finish_many,
+    finished_already,
     image_pixel_hash,
     measure,
     measure_mask,
 )
 from datapipe.checks.leakage import LeakageRepair, plan_leakage_repair
-from datapipe.checks.pixel_table import read_row_group, row_groups
+from datapipe.checks.pixel_table import group_starts, read_rows, row_groups
 from datapipe.config import CleanParams, DatasetParams
 from datapipe.errors import ConfigError, DatapipeError
 from datapipe.parallel import parallel_map
@@ -159,35 +161,59 @@ def _finish(
     workers: int,
     desc: str,
 ) -> list[dict[str, object]]:
-    """Every sample's features from ingest's pixel table, one row group per task (masks
-    decoded here)."""
-    groups = row_groups(pixels, images)
-    finished = parallel_map(functools.partial(finish_row_group, path=pixels, settings=settings),
-                            range(groups), workers=workers, desc=desc)  # fmt: skip
-    found = [row for group in finished for row in group]
+    """Every sample's features from ingest's pixel table (masks decoded here): the rows ingest
+    finished for the dataset's scaling are taken from one read of the table's small columns;
+    the row groups that hold any other row are read whole and finished, a few groups a task."""
+    row_groups(pixels, images)
+    rows = read_rows(pixels, thumbnails=False)
+    found: list[dict[str, object]] = [{} for _ in rows]
+    ready, stale = [], set()
+    for i, row in enumerate(rows):
+        if row is not None:
+            scaling = settings.scaling.get(row.dtype, "auto")
+            if finished_already(row.finished_for, scaling):
+                ready.append((i, row, scaling))
+            else:
+                stale.add(i)
+    done = finish_many([r for _, r, _ in ready], [s for _, _, s in ready],
+                       percentiles=settings.percentiles)  # fmt: skip
+    for (i, _, _), features in zip(ready, done, strict=True):
+        found[i] = features
+    if stale:
+        starts = group_starts(pixels)
+        groups = sorted({bisect.bisect_right(starts, i) - 1 for i in stale})
+        step = max(1, min(8, len(groups) // (max(workers, 1) * 8)))
+        spans = [tuple(groups[k : k + step]) for k in range(0, len(groups), step)]
+        for part in parallel_map(functools.partial(finish_row_groups, path=pixels,
+                                                   settings=settings, starts=starts),
+                                 spans, workers=workers, desc=desc):  # fmt: skip
+            for i, features in part.items():
+                found[i] = features
     for i, ref in enumerate(refs):
         if not ref.readable:
             found[i] = {}
     masked = [i for i, ref in enumerate(refs) if ref.mask is not None]
     if masked:
-        done = parallel_map(functools.partial(measure_mask, settings=settings),
-                            [refs[i] for i in masked], workers=workers,
-                            desc=f"{desc}: masks")  # fmt: skip
-        for i, features in zip(masked, done, strict=True):
+        measured = parallel_map(functools.partial(measure_mask, settings=settings),
+                                [refs[i] for i in masked], workers=workers,
+                                desc=f"{desc}: masks")  # fmt: skip
+        for i, features in zip(masked, measured, strict=True):
             found[i] |= features
     return found
 
 
-def finish_row_group(
-    group: int, *, path: Path, settings: FeatureSettings
-) -> list[dict[str, object]]:
-    """The image features of one row group of the pixel table (``{}`` for an image that did
-    not decode), finished as one batch."""
-    rows = read_row_group(path, group)
-    measured = [m for m in rows if m is not None]
-    scalings = [settings.scaling.get(m.dtype, "auto") for m in measured]
-    finished = iter(finish_many(measured, scalings, percentiles=settings.percentiles))
-    return [{} if m is None else next(finished) for m in rows]
+def finish_row_groups(
+    groups: tuple[int, ...], *, path: Path, settings: FeatureSettings, starts: list[int]
+) -> dict[int, dict[str, object]]:
+    """The image features of the rows of ``groups`` of the pixel table, by row number: those
+    ingest did not finish for the dataset's scaling finished here, as one batch (``starts``:
+    :func:`~datapipe.checks.pixel_table.group_starts`)."""
+    rows = read_rows(path, groups, finished_under=settings.scaling)
+    numbers = [n for g in groups for n in range(starts[g], starts[g + 1])]
+    todo = [(n, r) for n, r in zip(numbers, rows, strict=True) if r is not None]
+    scalings = [settings.scaling.get(r.dtype, "auto") for _, r in todo]
+    done = finish_many([r for _, r in todo], scalings, percentiles=settings.percentiles)
+    return {n: features for (n, _), features in zip(todo, done, strict=True)}
 
 
 def add_pixel_hashes(

@@ -120,6 +120,11 @@ class PixelFeatures:
         )
 
 
+def finished_already(finished_for: str | None, scaling: object) -> bool:
+    """Whether features that ingest finished for ``finished_for`` hold under ``scaling``."""
+    return finished_for is not None and finished_for == str(scaling)
+
+
 #: The features that depend on the dataset's scaling (the rest are the pixel features' own).
 SCALED = ("phash", "brightness", "highlight", "shadow", "contrast", "entropy", "saturated", "thumb")
 
@@ -179,7 +184,7 @@ def finish_many(
     out: list[dict[str, object]] = [{} for _ in pixels]
     batches: dict[tuple[object, ...], list[int]] = {}
     for i, (px, scaling) in enumerate(zip(pixels, scalings, strict=True)):
-        if px.finished is not None and px.finished_for == str(scaling):  # done in ingest
+        if px.finished is not None and finished_already(px.finished_for, scaling):
             out[i] = dict(px.finished) | {
                 "value_range": px.value_range, "sharpness": px.sharpness,
                 "nonfinite": px.nonfinite,

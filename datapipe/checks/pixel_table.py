@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from datapipe.checks.features import PixelFeatures
+from datapipe.checks.features import PixelFeatures, finished_already
 from datapipe.errors import DatapipeError
 from datapipe.io.atomic import atomic_path
 
@@ -142,28 +142,69 @@ def row_groups(path: Path, images: Sequence[str]) -> int:
 
 def read_row_group(path: Path, group: int) -> list[PixelFeatures | None]:
     """One row group's pixel features, in row order (None: the image did not decode)."""
+    return read_rows(path, [group])
+
+
+def read_rows(
+    path: Path,
+    groups: Sequence[int] | None = None,
+    *,
+    finished_under: Mapping[str, object] | None = None,
+    thumbnails: bool = True,
+) -> list[PixelFeatures | None]:
+    """The pixel features of the rows of ``groups`` (every group by default), in row order,
+    from one opening of the file (each opening parses the footer, which grows with the row
+    groups: one per group made reading quadratic in the dataset's size).
+
+    Thumbnails (~32 KB a row) are read unless ``thumbnails`` is false, or, with
+    ``finished_under`` (dtype -> the dataset's scaling), only for groups that hold a row whose
+    features ingest did not finish for that very scaling. A row read without its thumbnail
+    carries a ``(0, 0)`` one; :func:`~datapipe.checks.features.finish_many` takes the finished
+    features of such a row and never looks at it.
+    """
     try:
-        batch = pq.ParquetFile(path, memory_map=True).read_row_group(group)
+        table = pq.ParquetFile(path, memory_map=True)
+        picked = list(range(table.num_row_groups) if groups is None else groups)
+        light = table.read_row_groups(picked, columns=_LIGHT)
+        columns = {name: light.column(name).to_pylist() for name in _LIGHT}
+        done = [
+            dtype is not None and finished_under is not None
+            and finished_already(columns["finished_for"][i], finished_under.get(dtype, "auto"))
+            for i, dtype in enumerate(columns["dtype"])
+        ]  # fmt: skip
+        thumbs: list[object] = [None] * len(done)
+        if thumbnails and not all(d for d, t in zip(done, columns["dtype"], strict=True) if t):
+            thumbs = table.read_row_groups(picked, columns=["thumbnail"]).column(0).to_pylist()
     except (OSError, pa.ArrowException) as exc:
-        raise DatapipeError(f"{path}: row group {group} does not read ({exc})") from exc
-    columns = {name: batch.column(name).to_pylist() for name in SCHEMA.names if name != "image"}
+        raise DatapipeError(f"{path}: row groups {groups} do not read ({exc})") from exc
     out: list[PixelFeatures | None] = []
     for i, dtype in enumerate(columns["dtype"]):
         if dtype is None:
             out.append(None)
             continue
-        thumb = np.frombuffer(columns["thumbnail"][i], np.dtype(columns["thumbnail_dtype"][i]))
+        thumb = np.zeros((0, 0), np.dtype(columns["thumbnail_dtype"][i]))
+        if thumbs[i] is not None:
+            shape = (columns["thumbnail_height"][i], columns["thumbnail_width"][i])
+            thumb = np.frombuffer(thumbs[i], thumb.dtype).reshape(shape)  # type: ignore[call-overload]
         out.append(PixelFeatures(
-            dtype=dtype,
-            thumbnail=thumb.reshape(columns["thumbnail_height"][i], columns["thumbnail_width"][i]),
-            value_range=columns["value_range"][i],
-            sharpness=columns["sharpness"][i],
-            nonfinite=columns["nonfinite"][i],
+            dtype=dtype, thumbnail=thumb, value_range=columns["value_range"][i],
+            sharpness=columns["sharpness"][i], nonfinite=columns["nonfinite"][i],
             saturated=np.asarray(columns["saturated"][i], np.float64),
-            finished=_finished(columns, i),
-            finished_for=columns["finished_for"][i],
+            finished=_finished(columns, i), finished_for=columns["finished_for"][i],
         ))  # fmt: skip
     return out
+
+
+def group_starts(path: Path) -> list[int]:
+    """The first row of every row group, and the row count at the end."""
+    meta = pq.ParquetFile(path, memory_map=True).metadata
+    starts = [0]
+    for g in range(meta.num_row_groups):
+        starts.append(starts[-1] + meta.row_group(g).num_rows)
+    return starts
+
+
+_LIGHT = [name for name in SCHEMA.names if name not in ("image", "thumbnail")]
 
 
 def _finished(columns: dict[str, list[object]], i: int) -> dict[str, object] | None:
