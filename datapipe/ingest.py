@@ -140,12 +140,16 @@ def void_suspects(probes: Sequence[Probe], values: Sequence[int]) -> dict[int, s
 @dataclass(frozen=True)
 class ProbeSettings:
     root: Path
-    scaling: Scaling
+    bit_depth: int | str  # dataset.bit_depth
     percentiles: tuple[float, float]
     max_pixels: int
     mask_colors: dict[int, tuple[int, int, int]] | None
     measure_pixels: bool = False  # the clean stage's pixel features, in this decode pass
-    bit_depth: int | str = "auto"  # dataset.bit_depth, for the scaling an image has alone
+
+    @property
+    def scaling(self) -> Scaling:
+        """How the moments scale an image: per image for ``percentile``, else later."""
+        return "percentile" if self.bit_depth == "percentile" else "auto"
 
 
 def probe_sample(ref: SampleRef, settings: ProbeSettings) -> Probe:
@@ -224,12 +228,11 @@ def ingest(
         log.log(logging.WARNING if warn else logging.INFO, "%s: not samples: %s", name, text)
     settings = ProbeSettings(
         root=root,
-        scaling="percentile" if dataset.bit_depth == "percentile" else "auto",
+        bit_depth=dataset.bit_depth,
         percentiles=dataset.percentiles,
         max_pixels=dataset.max_pixels,
         mask_colors=dict(dataset.mask_colors) if dataset.mask_colors else None,
         measure_pixels=pixels is not None,
-        bit_depth=dataset.bit_depth,
     )
     found = parallel_map(
         functools.partial(probe_sample, settings=settings), refs, workers=workers,

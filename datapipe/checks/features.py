@@ -185,10 +185,7 @@ def finish_many(
     batches: dict[tuple[object, ...], list[int]] = {}
     for i, (px, scaling) in enumerate(zip(pixels, scalings, strict=True)):
         if px.finished is not None and finished_already(px.finished_for, scaling):
-            out[i] = dict(px.finished) | {
-                "value_range": px.value_range, "sharpness": px.sharpness,
-                "nonfinite": px.nonfinite,
-            }  # fmt: skip
+            out[i] = dict(px.finished) | _own(px)
             continue
         key = (px.thumbnail.shape, px.thumbnail.dtype.str, scaling)
         batches.setdefault(key, []).append(i)
@@ -201,11 +198,13 @@ def finish_many(
             unit = to_unit_float(np.stack(thumbs), bit_depth=scaling)
         for i, features in zip(rows, _unit_features(unit), strict=True):
             px = pixels[i]
-            out[i] = features | {
-                "value_range": px.value_range, "sharpness": px.sharpness,
-                "saturated": _saturated_share(px, scaling), "nonfinite": px.nonfinite,
-            }  # fmt: skip
+            out[i] = features | _own(px) | {"saturated": _saturated_share(px, scaling)}
     return out
+
+
+def _own(px: PixelFeatures) -> dict[str, object]:
+    """The features the pixel features carry as they are, whatever the scaling."""
+    return {"value_range": px.value_range, "sharpness": px.sharpness, "nonfinite": px.nonfinite}
 
 
 def _unit_features(unit: np.ndarray) -> list[dict[str, object]]:
@@ -337,23 +336,14 @@ def image_pixel_hash(ref: SampleFiles, settings: FeatureSettings) -> str | None:
         return None
 
 
-def verification_thumbnail(unit: np.ndarray) -> np.ndarray:
-    """A grey unit-scale image resampled to ``VERIFY_SIZE``² and stretched to its own min..max
-    in uint8 (1 KB an image): what a candidate near-duplicate pair is compared on. The stretch
-    keeps the 8 bits for the picture's own range (correlation is blind to it anyway).
-
-    Shapes:
-        ``unit`` ``(H, W)`` float in [0, 1] -> ``(VERIFY_SIZE, VERIFY_SIZE)`` uint8.
-    """
-    return verification_thumbnails(unit[None])[0]
-
-
 def verification_thumbnails(unit: np.ndarray, small: np.ndarray | None = None) -> np.ndarray:
-    """:func:`verification_thumbnail` of a stack ``(B, H, W)``; ``small``: the stack already
-    area-resampled to ``VERIFY_SIZE``², when it is.
+    """Grey unit-scale images resampled to ``VERIFY_SIZE``² and stretched each to its own
+    min..max in uint8 (1 KB an image): what a candidate near-duplicate pair is compared on. The
+    stretch keeps the 8 bits for the picture's own range (correlation is blind to it anyway).
+    ``small``: the stack already area-resampled to ``VERIFY_SIZE``², when it is.
 
     Shapes:
-        -> ``(B, VERIFY_SIZE, VERIFY_SIZE)`` uint8.
+        ``unit`` ``(B, H, W)`` float in [0, 1] -> ``(B, VERIFY_SIZE, VERIFY_SIZE)`` uint8.
     """
     if small is None:
         interpolation = cv2.INTER_AREA if max(unit.shape[1:]) > VERIFY_SIZE else cv2.INTER_LINEAR

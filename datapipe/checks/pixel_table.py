@@ -176,7 +176,8 @@ def read_rows(
         if thumbnails and not all(d for d, t in zip(done, columns["dtype"], strict=True) if t):
             thumbs = table.read_row_groups(picked, columns=["thumbnail"]).column(0).to_pylist()
     except (OSError, pa.ArrowException) as exc:
-        raise DatapipeError(f"{path}: row groups {groups} do not read ({exc})") from exc
+        which = "all row groups" if groups is None else f"row groups {list(groups)}"
+        raise DatapipeError(f"{path}: {which} do not read ({exc})") from exc
     out: list[PixelFeatures | None] = []
     for i, dtype in enumerate(columns["dtype"]):
         if dtype is None:
