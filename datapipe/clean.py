@@ -8,7 +8,7 @@ import bisect
 import functools
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from datapipe.checks.features import (
     measure_mask,
 )
 from datapipe.checks.leakage import LeakageRepair, plan_leakage_repair
-from datapipe.checks.pixel_table import group_starts, read_rows, row_groups
+from datapipe.checks.pixel_table import group_starts, read_columns, read_rows, row_groups
 from datapipe.config import CleanParams, DatasetParams
 from datapipe.errors import ConfigError, DatapipeError
 from datapipe.parallel import parallel_map
@@ -103,6 +103,67 @@ def _refs(manifest: pd.DataFrame) -> list[SampleFiles]:
     ]
 
 
+class _Measured:
+    """The columns of :data:`FEATURE_COLUMNS` for ``n`` rows, all missing to begin with, and
+    each row's verification thumbnail (zeros where missing). Integer columns are kept as values
+    and a missing mask until :meth:`column` types them as the manifest holds them."""
+
+    def __init__(self, n: int) -> None:
+        self.values: dict[str, np.ndarray] = {}
+        self.missing: dict[str, np.ndarray] = {}
+        for col in FEATURE_COLUMNS:
+            if col in ("phash", *_INT_FEATURES):
+                self.values[col] = np.zeros(n, np.uint64 if col == "phash" else np.int64)
+                self.missing[col] = np.ones(n, bool)
+            elif col in _OBJECT_FEATURES:
+                self.values[col] = np.full(n, None, dtype=object)
+            else:
+                self.values[col] = np.full(n, np.nan)
+        self.thumbs = np.zeros((n, VERIFY_SIZE, VERIFY_SIZE), np.uint8)
+
+    def column(self, col: str) -> np.ndarray | pd.api.extensions.ExtensionArray:
+        if col in self.missing:
+            return pd.arrays.IntegerArray(self.values[col], self.missing[col].copy())
+        return self.values[col]
+
+    def assign(self, rows: Sequence[int], found: Sequence[Mapping[str, object]]) -> None:
+        """Set ``rows`` from one features dict each: the columns any of the dicts names (missing
+        where a dict lacks it); the other columns keep their values."""
+        at = np.asarray(rows, np.int64)
+        named = set().union(*found) if found else set()
+        for col, column in self.values.items():
+            if col not in named:
+                continue
+            got = [f.get(col) for f in found]
+            if col in self.missing:
+                self.missing[col][at] = [v is None for v in got]
+                column[at] = [0 if v is None else v for v in got]
+            elif column.dtype == object:
+                column[at] = got
+            else:
+                column[at] = [np.nan if v is None else v for v in got]
+        for i, f in zip(at, found, strict=True):
+            if isinstance(thumb := f.get("thumb"), np.ndarray):
+                self.thumbs[i] = thumb
+
+    def take(self, rows: np.ndarray, table: Mapping[str, np.ndarray]) -> None:
+        """Set ``rows`` (boolean) from the pixel table's columns
+        (:func:`~datapipe.checks.pixel_table.read_columns`), for rows ingest finished."""
+        for col, source in _TABLE_SOURCES.items():
+            self.values[col][rows] = table[source][rows]
+            if col in self.missing:
+                self.missing[col][rows] = False
+        self.thumbs[rows] = table["verification_thumbnail"][rows]
+
+
+_OBJECT_FEATURES = ("decode_error", "mask_hash", "mask_bad_values")
+#: feature column <- pixel table column, for the rows ingest finished
+_TABLE_SOURCES = {"phash": "phash", "brightness": "brightness", "highlight": "highlight",
+                  "shadow": "shadow", "contrast": "contrast", "value_range": "value_range",
+                  "entropy": "entropy", "sharpness": "sharpness", "saturated": "saturated_share",
+                  "nonfinite": "nonfinite"}  # fmt: skip
+
+
 def measure_samples(
     manifest: pd.DataFrame,
     settings: FeatureSettings,
@@ -120,36 +181,22 @@ def measure_samples(
         thumbnails ``(N, VERIFY_SIZE, VERIFY_SIZE)`` uint8, aligned with the rows.
     """
     refs = _refs(manifest)
-    found = None
+    measured = None
     if pixels is not None:
         try:
-            found = _finish(refs, manifest["image"].astype(str).tolist(), pixels, settings,
-                            workers=workers, desc=desc)  # fmt: skip
+            measured = _finish(refs, manifest["image"].astype(str).tolist(), pixels, settings,
+                               workers=workers, desc=desc)  # fmt: skip
         except DatapipeError as exc:  # stale or damaged: the images are still there
             log.warning("%s; decoding the images instead", exc)
-    if found is None:
-        found = list(
-            parallel_map(
-                functools.partial(measure, settings=settings), refs, workers=workers, desc=desc
-            )
-        )
+    if measured is None:
+        measured = _Measured(len(refs))
+        measured.assign(range(len(refs)), list(parallel_map(
+            functools.partial(measure, settings=settings), refs, workers=workers, desc=desc
+        )))  # fmt: skip
     out = manifest.copy()
     for col in FEATURE_COLUMNS:
-        values = [f.get(col) for f in found]
-        if col == "phash":
-            out[col] = pd.Series(values, index=out.index, dtype="UInt64")
-        elif col in _INT_FEATURES:
-            out[col] = pd.Series(values, index=out.index, dtype="Int64")
-        elif col in ("decode_error", "mask_hash", "mask_bad_values"):
-            out[col] = pd.Series(values, index=out.index, dtype=object)
-        else:
-            out[col] = np.array([np.nan if v is None else v for v in values], np.float64)
-    thumbs = np.zeros((len(found), VERIFY_SIZE, VERIFY_SIZE), np.uint8)
-    for i, f in enumerate(found):
-        thumb = f.get("thumb")
-        if isinstance(thumb, np.ndarray):
-            thumbs[i] = thumb
-    return out, thumbs
+        out[col] = pd.Series(measured.column(col), index=out.index)
+    return out, measured.thumbs
 
 
 def _finish(
@@ -160,26 +207,21 @@ def _finish(
     *,
     workers: int,
     desc: str,
-) -> list[dict[str, object]]:
+) -> _Measured:
     """Every sample's features from ingest's pixel table (masks decoded here): the rows ingest
-    finished for the dataset's scaling are taken from one read of the table's small columns;
-    the row groups that hold any other row are read whole and finished, a few groups a task."""
+    finished for the dataset's scaling are taken, column by column, from one read of the
+    table's small columns; the row groups that hold any other row are read whole and
+    finished, a few groups a task."""
     row_groups(pixels, images)
-    rows = read_rows(pixels, thumbnails=False)
-    found: list[dict[str, object]] = [{} for _ in rows]
-    ready, stale = [], set()
-    for i, row in enumerate(rows):
-        if row is not None:
-            scaling = settings.scaling.get(row.dtype, "auto")
-            if finished_already(row.finished_for, scaling):
-                ready.append((i, row, scaling))
-            else:
-                stale.add(i)
-    done = finish_many([r for _, r, _ in ready], [s for _, _, s in ready],
-                       percentiles=settings.percentiles)  # fmt: skip
-    for (i, _, _), features in zip(ready, done, strict=True):
-        found[i] = features
-    if stale:
+    table = read_columns(pixels)
+    measured = _Measured(len(refs))
+    readable = np.array([ref.readable for ref in refs], bool) & (table["dtype"] != None)  # noqa: E711
+    ready = readable & np.array([
+        dtype is not None and finished_already(done, settings.scaling.get(dtype, "auto"))
+        for dtype, done in zip(table["dtype"], table["finished_for"], strict=True)
+    ], bool)  # fmt: skip
+    measured.take(ready, table)
+    if (stale := np.flatnonzero(readable & ~ready)).size:
         starts = group_starts(pixels)
         groups = sorted({bisect.bisect_right(starts, i) - 1 for i in stale})
         step = max(1, min(8, len(groups) // (max(workers, 1) * 8)))
@@ -187,19 +229,15 @@ def _finish(
         for part in parallel_map(functools.partial(finish_row_groups, path=pixels,
                                                    settings=settings, starts=starts),
                                  spans, workers=workers, desc=desc):  # fmt: skip
-            for i, features in part.items():
-                found[i] = features
-    for i, ref in enumerate(refs):
-        if not ref.readable:
-            found[i] = {}
+            rows = [i for i in part if readable[i] and not ready[i]]
+            measured.assign(rows, [part[i] for i in rows])
     masked = [i for i, ref in enumerate(refs) if ref.mask is not None]
     if masked:
-        measured = parallel_map(functools.partial(measure_mask, settings=settings),
-                                [refs[i] for i in masked], workers=workers,
-                                desc=f"{desc}: masks")  # fmt: skip
-        for i, features in zip(masked, measured, strict=True):
-            found[i] |= features
-    return found
+        found = parallel_map(functools.partial(measure_mask, settings=settings),
+                             [refs[i] for i in masked], workers=workers,
+                             desc=f"{desc}: masks")  # fmt: skip
+        measured.assign(masked, [dict(f) for f in found])
+    return measured
 
 
 def finish_row_groups(
@@ -264,25 +302,35 @@ def run_checks(
 
 def _issues(samples: pd.DataFrame, found: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The flagged rows of the checks' answers as one table, columns ISSUE_COLUMNS."""
-    issues = []
-    for name, answer in found.items():
-        flagged = answer[answer["flagged"]]
-        if flagged.empty:
-            continue
-        issues.append(
-            pd.DataFrame(
-                {
-                    "sample_id": samples.loc[flagged.index, "sample_id"],
-                    "image": samples.loc[flagged.index, "image"],
-                    "check": name,
-                    "severity": flagged.get("severity", CHECKS[name].severity),
-                    "score": flagged["score"].round(4),
-                    "detail": flagged["detail"],
-                    "group": samples.loc[flagged.index, "group"],
-                }
-            )
-        )
-    table = pd.concat(issues) if issues else pd.DataFrame(columns=list(ISSUE_COLUMNS))
+    parts = {name: answer[answer["flagged"].to_numpy(bool)] for name, answer in found.items()}
+    parts = {name: answer for name, answer in parts.items() if len(answer)}
+    if not parts:
+        return _sorted_issues(pd.DataFrame(columns=list(ISSUE_COLUMNS)))
+    at = samples.index.get_indexer(pd.Index(np.concatenate([a.index for a in parts.values()])))
+
+    def each(column: str) -> pd.Series:
+        return samples[column].iloc[at].reset_index(drop=True)
+
+    def joined(column: str) -> np.ndarray:
+        return np.concatenate([a[column].to_numpy() for a in parts.values()])
+
+    table = pd.DataFrame({
+        "sample_id": each("sample_id"),
+        "image": each("image"),
+        "check": np.repeat(list(parts), [len(a) for a in parts.values()]),
+        "severity": np.concatenate([
+            a["severity"].to_numpy(object) if "severity" in a
+            else np.full(len(a), CHECKS[name].severity, dtype=object)
+            for name, a in parts.items()
+        ]),
+        "score": joined("score").astype(np.float64).round(4),
+        "detail": joined("detail"),
+        "group": each("group"),
+    })  # fmt: skip
+    return _sorted_issues(table)
+
+
+def _sorted_issues(table: pd.DataFrame) -> pd.DataFrame:
     table = table.sort_values(["image", "check"], kind="stable").reset_index(drop=True)
     table["object_id"] = ""
     return table[list(ISSUE_COLUMNS)]

@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from datapipe import tasks
 from datapipe.config import CleanParams
@@ -94,13 +95,18 @@ def score_below(value: np.ndarray | pd.Series, threshold: float) -> np.ndarray:
     return 1.0 - np.power(0.5, np.asarray(value, np.float64) / threshold)
 
 
-def robust_z(values: pd.Series) -> pd.Series:
+def robust_z(values: ArrayLike) -> np.ndarray:
     """``(x - median) / (1.4826 * MAD)``: a z-score that a few outliers cannot drag along.
 
-    A dataset whose values barely vary (MAD 0) gets z = 0 everywhere, not infinities.
+    NaNs are left out of the median and MAD (and stay NaN). A dataset whose values barely vary
+    (MAD 0) gets z = 0 everywhere, not infinities.
     """
-    median = values.median()
-    mad = 1.4826 * (values - median).abs().median()
+    x = np.asarray(values, np.float64)
+    known = x[~np.isnan(x)]
+    if not known.size:
+        return np.zeros_like(x)
+    median = np.median(known)
+    mad = 1.4826 * np.median(np.abs(known - median))
     if not np.isfinite(mad) or mad <= 1e-12:
-        return pd.Series(0.0, index=values.index)
-    return (values - median) / mad
+        return np.zeros_like(x)
+    return (x - median) / mad

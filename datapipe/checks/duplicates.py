@@ -57,17 +57,22 @@ def perceptual_pairs(samples: pd.DataFrame, *, max_distance: int) -> np.ndarray:
     hashes = samples["phash"].to_numpy(np.uint64, na_value=0)[positions]
     unique, inverse = np.unique(hashes, return_inverse=True)
     near = near_duplicate_pairs(unique, max_distance=max_distance)[:, :2]
-    rows_of = pd.Series(positions).groupby(inverse).agg(list).to_list()
-    found = [_rows_pairs(rows, rows) for rows in rows_of if len(rows) > 1]  # equal hashes
-    found += [_rows_pairs(rows_of[u], rows_of[v]) for u, v in near]
-    pairs = np.concatenate([np.empty((0, 2), np.int64), *found])
+    order = np.argsort(inverse, kind="stable")
+    counts = np.bincount(inverse, minlength=len(unique))
+    rows_of = np.split(positions[order], np.cumsum(counts)[:-1])  # the rows of each hash
+    first = positions[order][np.cumsum(counts) - counts]
+    alone = (counts[near[:, 0]] == 1) & (counts[near[:, 1]] == 1)  # most: one row a hash
+    found = [np.stack([first[near[alone, 0]], first[near[alone, 1]]], axis=1)]
+    found += [_rows_pairs(rows, rows) for rows in rows_of if len(rows) > 1]  # equal hashes
+    found += [_rows_pairs(rows_of[u], rows_of[v]) for u, v in near[~alone]]
+    pairs = np.concatenate(found)
     return np.unique(np.sort(pairs, axis=1), axis=0)
 
 
 _ALL_PAIRS = 4096  # beyond this many, rows sharing a hash pair with its first row only
 
 
-def _rows_pairs(a: list[int], b: list[int]) -> np.ndarray:
+def _rows_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairs between the rows of two hashes (or within one, when ``a is b``): every pair, unless
     there are more than ``_ALL_PAIRS`` (a thousand copies of one picture must not make a million
     pairs; exact copies are one node of the groups anyway), then each row with the first."""

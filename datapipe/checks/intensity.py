@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from datapipe.checks.base import Check, DatasetFacts, no_result, result, robust_z
 from datapipe.checks.integrity import readable
@@ -61,19 +62,22 @@ def _rows(samples: pd.DataFrame) -> pd.DataFrame:
     return samples[readable(samples) & samples["brightness"].notna()]
 
 
-def _spread_z(values: pd.Series) -> pd.Series:
+def _spread_z(values: ArrayLike) -> np.ndarray:
     """Robust z of ``values``, a skewed one too (more than half the values equal).
 
     The scale is ``1.4826 * MAD``; where the MAD is 0 (most photos clip no pixel at all) it is
     ``1.2533 *`` the mean absolute deviation from the median (Iglewicz and Hoaglin's fallback),
     so one image far from a mostly constant dataset still stands out. All values equal: z = 0.
+    NaNs are left out (and stay NaN).
     """
-    z = robust_z(values)
-    if len(values) and not z.any():
-        median = values.median()
-        mean_ad = 1.2533 * float((values - median).abs().mean())
+    x = np.asarray(values, np.float64)
+    z = robust_z(x)
+    known = x[~np.isnan(x)]
+    if known.size and not np.any(z[~np.isnan(z)]):
+        median = np.median(known)
+        mean_ad = 1.2533 * float(np.mean(np.abs(known - median)))
         if np.isfinite(mean_ad) and mean_ad > 1e-12:
-            return (values - median) / mean_ad
+            return (x - median) / mean_ad
     return z
 
 
@@ -82,7 +86,7 @@ def _spread_z(values: pd.Series) -> pd.Series:
 CLASS_REFERENCE_MIN = 20
 
 
-def _reference_z(values: pd.Series, rows: pd.DataFrame, facts: DatasetFacts) -> pd.Series:
+def _reference_z(values: ArrayLike, rows: pd.DataFrame, facts: DatasetFacts) -> np.ndarray:
     """:func:`_spread_z` of each image against its own class when the class is large enough
     (classification), else against the whole dataset.
 
@@ -91,19 +95,20 @@ def _reference_z(values: pd.Series, rows: pd.DataFrame, facts: DatasetFacts) -> 
     copies found went from 5 to 8 of 10 and darkened ones from 9 to 10, with no more false flags
     (0 blurry, 2 dark of 317); at 30 members per class 7 of 10 blurred copies were found.
     """
-    z = _spread_z(values)
+    x = np.asarray(values, np.float64)
+    z = _spread_z(x)
     if not facts.kind.image_labels or "label" not in rows:
         return z
-    labels = rows["label"]
-    for _, members in values.groupby(labels):
-        if len(members) >= CLASS_REFERENCE_MIN:
-            z.loc[members.index] = _spread_z(members)
+    codes, _ = pd.factorize(rows["label"])  # -1: no label
+    for code in np.flatnonzero(np.bincount(codes[codes >= 0]) >= CLASS_REFERENCE_MIN):
+        members = codes == code
+        z[members] = _spread_z(x[members])
     return z
 
 
-def _relative(z: pd.Series, threshold: float, far: pd.Series) -> np.ndarray:
+def _relative(z: ArrayLike, threshold: float, far: ArrayLike) -> np.ndarray:
     """``0.5 ** (z / threshold)`` where ``far`` (1 elsewhere): below 0.5 is beyond the threshold."""
-    return np.where(far, np.power(0.5, z.clip(lower=0) / threshold), 1.0)
+    return np.where(far, np.power(0.5, np.maximum(z, 0) / threshold), 1.0)
 
 
 def _blank(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:
@@ -151,7 +156,7 @@ def _brightness(
         )
     # constant images are "blank" instead
     far = ((brightness - median) * sign > t.min_brightness_shift) & (rows["value_range"] > 0)
-    score = _relative(z_mean.clip(upper=z_end), t.brightness_z, far)  # the smaller z
+    score = _relative(np.fmin(z_mean, z_end), t.brightness_z, far)  # the smaller z
     which = "99th percentile" if sign < 0 else "1st percentile"
     detail = [
         f"mean {b:.3f}, {which} {e:.3f} vs dataset median {median:.3f}, {end_median:.3f}"

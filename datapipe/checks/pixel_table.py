@@ -19,9 +19,10 @@ from types import TracebackType
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from datapipe.checks.features import PixelFeatures, finished_already
+from datapipe.checks.features import VERIFY_SIZE, PixelFeatures, finished_already
 from datapipe.errors import DatapipeError
 from datapipe.io.atomic import atomic_path
 
@@ -150,15 +151,14 @@ def read_rows(
     groups: Sequence[int] | None = None,
     *,
     finished_under: Mapping[str, object] | None = None,
-    thumbnails: bool = True,
 ) -> list[PixelFeatures | None]:
     """The pixel features of the rows of ``groups`` (every group by default), in row order,
     from one opening of the file (each opening parses the footer, which grows with the row
     groups: one per group made reading quadratic in the dataset's size).
 
-    Thumbnails (~32 KB a row) are read unless ``thumbnails`` is false, or, with
-    ``finished_under`` (dtype -> the dataset's scaling), only for groups that hold a row whose
-    features ingest did not finish for that very scaling. A row read without its thumbnail
+    Thumbnails (~32 KB a row) are read, but with ``finished_under`` (dtype -> the dataset's
+    scaling) only for groups that hold a row whose features ingest did not finish for that very
+    scaling. A row read without its thumbnail
     carries a ``(0, 0)`` one; :func:`~datapipe.checks.features.finish_many` takes the finished
     features of such a row and never looks at it.
     """
@@ -173,7 +173,7 @@ def read_rows(
             for i, dtype in enumerate(columns["dtype"])
         ]  # fmt: skip
         thumbs: list[object] = [None] * len(done)
-        if thumbnails and not all(d for d, t in zip(done, columns["dtype"], strict=True) if t):
+        if not all(d for d, t in zip(done, columns["dtype"], strict=True) if t):
             thumbs = table.read_row_groups(picked, columns=["thumbnail"]).column(0).to_pylist()
     except (OSError, pa.ArrowException) as exc:
         which = "all row groups" if groups is None else f"row groups {list(groups)}"
@@ -193,6 +193,39 @@ def read_rows(
             saturated=np.asarray(columns["saturated"][i], np.float64),
             finished=_finished(columns, i), finished_for=columns["finished_for"][i],
         ))  # fmt: skip
+    return out
+
+
+#: float columns of :func:`read_columns` (NaN where null)
+_FLOAT_COLUMNS = ("value_range", "sharpness", "brightness", "highlight", "shadow", "contrast",
+                  "entropy", "saturated_share")  # fmt: skip
+
+
+def read_columns(path: Path) -> dict[str, np.ndarray]:
+    """The table's small columns as arrays, one entry a row, from one read: ``dtype`` and
+    ``finished_for`` as object arrays (None where null), the float columns with NaN,
+    ``nonfinite`` and ``phash`` with 0, and ``verification_thumbnail`` as ``(N, S, S)`` uint8
+    (zeros where ingest did not finish the row). For the rows ingest finished, the clean stage
+    takes its features from these without a Python object per row.
+    """
+    names = ["dtype", "finished_for", "nonfinite", "phash", "verification_thumbnail",
+             *_FLOAT_COLUMNS]  # fmt: skip
+    try:
+        light = pq.ParquetFile(path, memory_map=True).read(columns=names)
+    except (OSError, pa.ArrowException) as exc:
+        raise DatapipeError(f"{path}: all row groups do not read ({exc})") from exc
+    out = {name: light.column(name).to_numpy(zero_copy_only=False)
+           for name in ("dtype", "finished_for", *_FLOAT_COLUMNS)}  # fmt: skip
+    for name in ("nonfinite", "phash"):
+        out[name] = pc.fill_null(light.column(name), 0).to_numpy()
+    raw = light.column("verification_thumbnail").to_pylist()
+    blank = bytes(VERIFY_SIZE * VERIFY_SIZE)
+    if any(r is not None and len(r) != len(blank) for r in raw):
+        raise DatapipeError(f"{path}: verification thumbnails of another size; re-run ingest")
+    joined = b"".join(blank if r is None else r for r in raw)
+    out["verification_thumbnail"] = np.frombuffer(joined, np.uint8).reshape(
+        len(raw), VERIFY_SIZE, VERIFY_SIZE
+    )
     return out
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 _CHUNK = 4096  # pairs compared at once: bounds the temporaries to a few MB
 SMOOTH = 0.7  # Gaussian sigma, thumbnail pixels, before comparing
+FLAT = 1e-6  # a window whose standard deviation is below this is flat (constant)
 
 
 def pair_similarity(thumbs: np.ndarray, pairs: np.ndarray, *, max_shift: int = 1) -> np.ndarray:
@@ -64,22 +65,46 @@ def _best_correlation(smooth: np.ndarray, pairs: np.ndarray, shift: int) -> np.n
     n = win * win
     centre, centre_flat = _standardised(smooth[:, shift : shift + win, shift : shift + win])
     centre_sum = centre.sum(axis=(1, 2), dtype=np.float64)
+    means, stds, flats = _window_moments(smooth, win)
     first, second = centre[pairs[:, 0]], smooth[pairs[:, 1]]
     a_flat, a_sum, b = centre_flat[pairs[:, 0]], centre_sum[pairs[:, 0]], pairs[:, 1]
     best = np.full(len(pairs), -np.inf)
     for dy in range(2 * shift + 1):
         for dx in range(2 * shift + 1):
-            windows = smooth[:, dy : dy + win, dx : dx + win]
-            mean = windows.mean(axis=(1, 2), dtype=np.float64)
-            centred = windows - mean.astype(np.float32)[:, None, None]
-            std = np.sqrt(np.einsum("mij,mij->m", centred, centred, dtype=np.float64) / n)
+            mean, std, b_flat = means[dy, dx][b], stds[dy, dx][b], flats[dy, dx][b]
             dots = np.einsum("pij,pij->p", first, second[:, dy : dy + win, dx : dx + win])
-            b_flat = std[b] < 1e-6
             with np.errstate(divide="ignore", invalid="ignore"):
-                r = (dots - mean[b] * a_sum) / (n * std[b])
+                r = (dots - mean * a_sum) / (n * std)
             r = np.where(a_flat & b_flat, 1.0, np.where(a_flat | b_flat, 0.0, r))
             best = np.maximum(best, r)
     return np.clip(best, -1.0, 1.0)
+
+
+def _window_moments(smooth: np.ndarray, win: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, standard deviation and flatness of every image's ``win``-pixel window at each
+    offset ``(dy, dx)``, from summed-area tables in float64.
+
+    The tables (OpenCV's ``integral2``) hold each image minus its own mean, so a constant
+    image comes out exactly flat;
+    a window is flat below ``FLAT`` times the image's largest deviation from its mean (at least
+    ``FLAT``), far above what the tables' rounding can leave of a constant window.
+
+    Shapes:
+        ``smooth`` ``(M, S, S)``; each result ``(S - win + 1, S - win + 1, M)``.
+    """
+    offset = smooth.mean(axis=(1, 2), dtype=np.float64)
+    x = smooth - offset.astype(smooth.dtype)[:, None, None]
+    tol = FLAT * np.maximum(1.0, np.abs(x).max(axis=(1, 2)))
+    tables = [cv2.integral2(np.ascontiguousarray(image), sdepth=cv2.CV_64F) for image in x]
+    sums, squares = (np.stack([t[k] for t in tables]) for k in (0, 1))
+    shifts = x.shape[1] - win + 1
+    first, second = (
+        np.array([[t[:, dy + win, dx + win] - t[:, dy, dx + win] - t[:, dy + win, dx]
+                   + t[:, dy, dx] for dx in range(shifts)] for dy in range(shifts)]) / (win * win)
+        for t in (sums, squares)
+    )  # fmt: skip
+    std = np.sqrt(np.maximum(second - first * first, 0.0))
+    return first + offset, std, std < tol
 
 
 def _standardised(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,6 +112,6 @@ def _standardised(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     and which are flat."""
     centred = windows - windows.mean(axis=(1, 2), keepdims=True)
     std = np.sqrt((centred * centred).mean(axis=(1, 2)))
-    flat = std < 1e-6
+    flat = std < FLAT
     scale = np.where(flat, 0.0, 1.0 / np.where(flat, 1.0, std)).astype(np.float32)
     return centred * scale[:, None, None], flat

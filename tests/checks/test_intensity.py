@@ -55,8 +55,8 @@ def _stroke(rng: np.random.Generator) -> np.ndarray:
 
 def test_spread_z_falls_back_to_mean_deviation_when_mad_is_zero() -> None:
     z = _spread_z(pd.Series([0.0] * 9 + [1.0]))
-    assert z.iloc[-1] == pytest.approx(1 / (1.2533 * 0.1))
-    assert (z.iloc[:-1] == 0).all()
+    assert z[-1] == pytest.approx(1 / (1.2533 * 0.1))
+    assert (z[:-1] == 0).all()
     assert (_spread_z(pd.Series([0.3] * 5)) == 0).all()
 
 
