@@ -31,7 +31,7 @@ from datapipe.checks.base import Check, DatasetFacts, flag_all, score_below
 from datapipe.checks.hashing import hamming
 from datapipe.checks.integrity import readable
 from datapipe.checks.near_duplicates import near_duplicate_pairs
-from datapipe.checks.verify import pair_similarity
+from datapipe.checks.verify import neighbour_similarity, pair_similarity
 from datapipe.config import CleanParams
 from datapipe.errors import DatapipeError
 from datapipe.io import read_mask
@@ -153,8 +153,7 @@ def typical_neighbour_similarity(
     nearest = np.concatenate(
         [_nearest_hashes(hashes, rows, queries[i : i + 64], k) for i in range(0, len(queries), 64)]
     )
-    pairs = np.stack([np.repeat(queries, k), nearest.ravel()], axis=1)
-    similarity = pair_similarity(thumbs, pairs).reshape(len(queries), k)
+    similarity = neighbour_similarity(thumbs, queries, nearest)
     second = np.sort(similarity, axis=1)[:, -2] if k >= 2 else similarity[:, 0]
     return float(np.median(second))
 

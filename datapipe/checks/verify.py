@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 _CHUNK = 4096  # pairs compared at once: bounds the temporaries to a few MB
+_QUERY_BLOCK = 32  # queries whose shifted centres are placed at once (~1 MB at 32 px)
 SMOOTH = 0.7  # Gaussian sigma, thumbnail pixels, before comparing
 FLAT = 1e-6  # a window whose standard deviation is below this is flat (constant)
 
@@ -40,69 +41,138 @@ def pair_similarity(thumbs: np.ndarray, pairs: np.ndarray, *, max_shift: int = 1
         ``thumbs`` ``(M, S, S)`` float; ``pairs`` ``(P, 2)`` int positions into ``thumbs``;
         returns ``(P,)`` float64 in ``[-1, 1]``.
     """
-    thumbs = np.asarray(thumbs)
+    thumbs = _checked(thumbs, max_shift)
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-    if thumbs.ndim != 3 or thumbs.shape[1] != thumbs.shape[2]:
-        raise ValueError(f"thumbs must be (M, S, S); got {thumbs.shape}")
-    side = thumbs.shape[1]
-    if not 0 <= max_shift < side // 2:
-        raise ValueError(f"max_shift must be in [0, {side // 2}); got {max_shift}")
     out = np.empty(len(pairs), np.float64)
     for start in range(0, len(pairs), _CHUNK):
         chunk = pairs[start : start + _CHUNK]
         used, local = np.unique(chunk, return_inverse=True)
         local = local.reshape(-1, 2)
-        smooth = np.stack(
-            [cv2.GaussianBlur(t.astype(np.float32), (0, 0), SMOOTH) for t in thumbs[used]]
-        )
-        out[start : start + len(chunk)] = _best_correlation(smooth, local, max_shift)
+        windows = _Windows(thumbs[used], max_shift)
+        out[start : start + len(chunk)] = windows.pairs(local[:, 0], local[:, 1])
     return out
 
 
-def _best_correlation(smooth: np.ndarray, pairs: np.ndarray, shift: int) -> np.ndarray:
-    """:func:`pair_similarity` of ``pairs`` (positions into ``smooth``)."""
-    win = smooth.shape[1] - 2 * shift
-    n = win * win
-    centre, centre_flat = _standardised(smooth[:, shift : shift + win, shift : shift + win])
-    centre_sum = centre.sum(axis=(1, 2), dtype=np.float64)
-    means, stds, flats = _window_moments(smooth, win)
-    first, second = centre[pairs[:, 0]], smooth[pairs[:, 1]]
-    a_flat, a_sum, b = centre_flat[pairs[:, 0]], centre_sum[pairs[:, 0]], pairs[:, 1]
-    best = np.full(len(pairs), -np.inf)
-    for dy in range(2 * shift + 1):
-        for dx in range(2 * shift + 1):
-            mean, std, b_flat = means[dy, dx][b], stds[dy, dx][b], flats[dy, dx][b]
+def neighbour_similarity(
+    thumbs: np.ndarray, queries: np.ndarray, neighbours: np.ndarray, *, max_shift: int = 1
+) -> np.ndarray:
+    """:func:`pair_similarity` of each query with each of its neighbours, the pairs
+    ``(queries[i], neighbours[i, j])``: the same values, but a query's dot products with all its
+    neighbours at every shift are one matrix product (its centre window at each shift on a
+    blank thumbnail, against the neighbours' thumbnails), not one product per pair and shift.
+
+    Shapes:
+        ``queries`` ``(Q,)`` and ``neighbours`` ``(Q, k)`` int positions into ``thumbs``;
+        returns ``(Q, k)`` float64.
+    """
+    thumbs = _checked(thumbs, max_shift)
+    queries = np.asarray(queries, np.int64).ravel()
+    neighbours = np.asarray(neighbours, np.int64).reshape(len(queries), -1)
+    out = np.empty(neighbours.shape, np.float64)
+    step = max(1, _CHUNK // max(1, neighbours.shape[1]))
+    for start in range(0, len(queries), step):
+        q, nb = queries[start : start + step], neighbours[start : start + step]
+        used, local = np.unique(np.concatenate([q, nb.ravel()]), return_inverse=True)
+        windows = _Windows(thumbs[used], max_shift)
+        found = windows.neighbours(local[: len(q)], local[len(q) :].reshape(nb.shape))
+        out[start : start + len(q)] = found
+    return out
+
+
+def _checked(thumbs: np.ndarray, max_shift: int) -> np.ndarray:
+    thumbs = np.asarray(thumbs)
+    if thumbs.ndim != 3 or thumbs.shape[1] != thumbs.shape[2]:
+        raise ValueError(f"thumbs must be (M, S, S); got {thumbs.shape}")
+    side = thumbs.shape[1]
+    if not 0 <= max_shift < side // 2:
+        raise ValueError(f"max_shift must be in [0, {side // 2}); got {max_shift}")
+    return thumbs
+
+
+class _Windows:
+    """A chunk's thumbnails, blurred and summarised once: each one's standardised centre window
+    (with its sum and flatness), and the mean, spread and flatness of its window at every
+    shift."""
+
+    def __init__(self, thumbs: np.ndarray, shift: int) -> None:
+        self.smooth = np.stack(
+            [cv2.GaussianBlur(t.astype(np.float32), (0, 0), SMOOTH) for t in thumbs]
+        )
+        self.shift, self.win = shift, self.smooth.shape[1] - 2 * shift
+        centre = self.smooth[:, shift : shift + self.win, shift : shift + self.win]
+        self.centre, self.centre_flat = _standardised(centre)
+        self.centre_sum = self.centre.sum(axis=(1, 2), dtype=np.float64)
+        self.mean, self.std, self.flat = _window_moments(self.smooth, self.win)
+
+    def _offsets(self) -> list[tuple[int, int]]:
+        return [(dy, dx) for dy in range(2 * self.shift + 1) for dx in range(2 * self.shift + 1)]
+
+    def _r(self, dots: np.ndarray, a: np.ndarray, b: np.ndarray, dy: int, dx: int) -> np.ndarray:
+        """Correlation of centres ``a`` with the windows at ``(dy, dx)`` of ``b`` (positions,
+        broadcast with ``dots``), from their dot products."""
+        mean, std, b_flat = self.mean[dy, dx][b], self.std[dy, dx][b], self.flat[dy, dx][b]
+        a_flat = self.centre_flat[a]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = (dots - mean * self.centre_sum[a]) / (self.win * self.win * std)
+        return np.where(a_flat & b_flat, 1.0, np.where(a_flat | b_flat, 0.0, r))
+
+    def pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The best correlation of each pair ``(a[p], b[p])``: ``(P,)``."""
+        first, second, win = self.centre[a], self.smooth[b], self.win
+        best = np.full(len(a), -np.inf)
+        for dy, dx in self._offsets():
             dots = np.einsum("pij,pij->p", first, second[:, dy : dy + win, dx : dx + win])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                r = (dots - mean * a_sum) / (n * std)
-            r = np.where(a_flat & b_flat, 1.0, np.where(a_flat | b_flat, 0.0, r))
-            best = np.maximum(best, r)
-    return np.clip(best, -1.0, 1.0)
+            best = np.maximum(best, self._r(dots, a, b, dy, dx))
+        return np.clip(best, -1.0, 1.0)
+
+    def neighbours(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The best correlation of each ``a[i]`` with each ``b[i, j]``: ``(Q, k)``."""
+        offsets, win, side = self._offsets(), self.win, self.smooth.shape[1]
+        # blocks of queries keep the placed centres in cache; outside the window they stay 0
+        placed = np.zeros((min(len(a), _QUERY_BLOCK), len(offsets), side, side), np.float32)
+        dots = np.empty((len(a), len(offsets), b.shape[1]), np.float32)
+        for start in range(0, len(a), _QUERY_BLOCK):
+            block = slice(start, start + _QUERY_BLOCK)
+            centres, here = self.centre[a[block]], placed[: len(a[block])]
+            for s, (dy, dx) in enumerate(offsets):
+                here[:, s, dy : dy + win, dx : dx + win] = centres
+            thumbs = self.smooth[b[block]].reshape(len(centres), -1, side * side)
+            np.matmul(here.reshape(len(centres), len(offsets), -1), thumbs.transpose(0, 2, 1),
+                      out=dots[block])  # fmt: skip
+        best = np.full(b.shape, -np.inf)
+        for s, (dy, dx) in enumerate(offsets):
+            best = np.maximum(best, self._r(dots[:, s], a[:, None], b, dy, dx))
+        return np.clip(best, -1.0, 1.0)
 
 
 def _window_moments(smooth: np.ndarray, win: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean, standard deviation and flatness of every image's ``win``-pixel window at each
-    offset ``(dy, dx)``, from summed-area tables in float64.
+    offset ``(dy, dx)``, from window sums of the pixels and their squares in float64.
 
-    The tables (OpenCV's ``integral2``) hold each image minus its own mean, so a constant
-    image comes out exactly flat;
-    a window is flat below ``FLAT`` times the image's largest deviation from its mean (at least
-    ``FLAT``), far above what the tables' rounding can leave of a constant window.
+    The sums are two matrix products with a 0/1 matrix that selects each offset's rows and
+    columns (``rows @ image @ rows.T``), taken over each image minus its own mean, so a
+    constant image comes out exactly flat; a window is flat below ``FLAT`` times the image's
+    largest deviation from its mean (at least ``FLAT``), far above what rounding can leave of
+    a constant window.
 
     Shapes:
         ``smooth`` ``(M, S, S)``; each result ``(S - win + 1, S - win + 1, M)``.
     """
+    count, side = smooth.shape[0], smooth.shape[1]
     offset = smooth.mean(axis=(1, 2), dtype=np.float64)
-    x = smooth - offset.astype(smooth.dtype)[:, None, None]
+    x = smooth.astype(np.float64) - offset[:, None, None]
     tol = FLAT * np.maximum(1.0, np.abs(x).max(axis=(1, 2)))
-    tables = [cv2.integral2(np.ascontiguousarray(image), sdepth=cv2.CV_64F) for image in x]
-    sums, squares = (np.stack([t[k] for t in tables]) for k in (0, 1))
-    shifts = x.shape[1] - win + 1
-    first, second = (
-        np.array([[t[:, dy + win, dx + win] - t[:, dy, dx + win] - t[:, dy + win, dx]
-                   + t[:, dy, dx] for dx in range(shifts)] for dy in range(shifts)]) / (win * win)
-        for t in (sums, squares)
-    )  # fmt: skip
+    shifts = side - win + 1
+    rows = np.zeros((shifts, side))
+    for d in range(shifts):
+        rows[d, d : d + win] = 1.0
+
+    def window_sums(values: np.ndarray) -> np.ndarray:  # (shifts, shifts, M)
+        across = (values.reshape(count * side, side) @ rows.T).reshape(count, side, shifts)
+        both = rows @ across.transpose(1, 0, 2).reshape(side, count * shifts)
+        return both.reshape(shifts, count, shifts).transpose(0, 2, 1) / (win * win)
+
+    first, second = window_sums(x), window_sums(x * x)
     std = np.sqrt(np.maximum(second - first * first, 0.0))
     return first + offset, std, std < tol
 

@@ -100,6 +100,31 @@ def test_pair_similarity_equals_pearson_per_pair_and_shift_over_many_chunks() ->
     assert list(sim[:5].round(4)) == [1.0, 0.0, 0.0, 1.0, 1.0]
 
 
+def test_neighbour_similarity_equals_pair_similarity_across_blocks_and_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The matrix-product path gives each (query, neighbour) pair's Pearson r, flat windows
+    and repeated images included, whatever the blocks and chunks."""
+    import datapipe.checks.verify as verify
+
+    rng = np.random.default_rng(5)
+    thumbs = np.stack([_smooth(rng, 16) for _ in range(40)])
+    thumbs[3], thumbs[4] = 0.25, 0.75  # flat
+    thumbs[5] = 0.5 * thumbs[6] + 0.1  # an affine twin
+    queries = np.array([3, 5, 6, 7, *rng.integers(0, 40, 20)])
+    neighbours = np.concatenate([[[4, 7, 3], [6, 6, 3], [5, 4, 6], [3, 7, 7]],
+                                 rng.integers(0, 40, (20, 3))])  # fmt: skip
+    monkeypatch.setattr(verify, "_QUERY_BLOCK", 5)
+    monkeypatch.setattr(verify, "_CHUNK", 20)  # 6 queries a chunk
+    found = verify.neighbour_similarity(thumbs, queries, neighbours, max_shift=2)
+    pairs = np.stack([np.repeat(queries, 3), neighbours.ravel()], axis=1)
+    expected = [_pearson_reference(thumbs[i], thumbs[j], 2) for i, j in pairs]
+    assert found.shape == (24, 3)
+    np.testing.assert_allclose(found.ravel(), expected, atol=2e-5)
+    assert list(found[0].round(4)) == [1.0, 0.0, 1.0]  # flat-flat, flat-textured, itself
+    assert found[1, 0] == pytest.approx(1.0, abs=1e-5)  # the affine twin
+
+
 def test_pair_similarity_refuses_bad_shapes() -> None:
     with pytest.raises(ValueError, match=r"thumbs must be \(M, S, S\); got \(2, 4, 5\)"):
         pair_similarity(np.zeros((2, 4, 5)), np.array([[0, 1]]))
