@@ -165,9 +165,9 @@ def pixel_features(img: np.ndarray) -> PixelFeatures:
 def finish_features(
     pixels: PixelFeatures, scaling: Scaling, *, percentiles: tuple[float, float]
 ) -> dict[str, object]:
-    """The features of :data:`datapipe.clean.FEATURE_COLUMNS` an image gives: its thumbnail
-    scaled with ``to_unit_float`` feeds brightness, its 1st / 99th percentiles (shadow,
-    highlight), contrast, entropy, the pHash and the verification thumbnail."""
+    """The features of :data:`datapipe.checks.measure.FEATURE_COLUMNS` an image gives: its
+    thumbnail scaled with ``to_unit_float`` feeds brightness, its 1st / 99th percentiles
+    (shadow, highlight), contrast, entropy, the pHash and the verification thumbnail."""
     return finish_many([pixels], [scaling], percentiles=percentiles)[0]
 
 
