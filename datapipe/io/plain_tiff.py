@@ -289,7 +289,7 @@ def decode(info: PlainTiff, fh: BinaryIO | None, data: bytes | None) -> np.ndarr
     elif info.compression in _DEFLATES:  # strips, predictor 1 or 2 (the probe's promise)
         out = _strips(info, fh, data, imagecodecs.deflate_decode)
     elif _zstd_strips(info):
-        out = _strips(info, fh, data, imagecodecs.zstd_decode)
+        out = _strips(info, fh, data, imagecodecs.zstd_decode, zstd_frames=True)
     else:
         out = _libtiff(info, fh, data)
     if not out.dtype.isnative:
@@ -334,9 +334,13 @@ def _strips(
     fh: BinaryIO | None,
     data: bytes | None,
     codec: Callable[..., bytes | bytearray],
+    *,
+    zstd_frames: bool = False,
 ) -> np.ndarray:
     """Strips decoded one by one with ``codec`` into the output array (as tifffile does),
-    then the horizontal predictor undone. From a file, only the span of the strips is read."""
+    then the horizontal predictor undone. From a file, only the span of the strips is read.
+    ``zstd_frames``: the strips are zstd frames, decoded in one call when they lie in line
+    (:func:`_zstd_frames_in_line`)."""
     base = 0
     if data is None:
         assert fh is not None
@@ -346,7 +350,7 @@ def _strips(
     out = np.empty(_shape(info), info.dtype)
     flat = out.data.cast("B")
     step = info.rows_per_strip * info.row_bytes
-    if codec is imagecodecs.zstd_decode and _zstd_frames_in_line(info, buf, base):
+    if zstd_frames and _zstd_frames_in_line(info, buf, base):
         strips: list[tuple[int, int]] = [(info.offsets[0], sum(info.counts))]  # one context
         step = len(flat)
     else:
