@@ -52,17 +52,28 @@ class Check:
     run: CheckFn
 
 
+#: a check's explanation of its flags: one string per row, or a function of the flagged mask
+#: that gives the flagged rows' strings (the others are never read, so they need no text)
+Detail = Sequence[str] | pd.Series | np.ndarray | Callable[[np.ndarray], Sequence[str]]
+
+
 def result(
     index: pd.Index,
     score: np.ndarray | pd.Series,
     flagged: np.ndarray | pd.Series,
-    detail: Sequence[str] | pd.Series | np.ndarray,
+    detail: Detail,
 ) -> pd.DataFrame:
-    """A check's answer for the rows in ``index``."""
+    """A check's answer for the rows in ``index``; with ``detail`` a function, only the flagged
+    rows are explained ("" elsewhere)."""
+    flagged = np.asarray(flagged, dtype=bool)
+    if callable(detail):
+        text = np.full(len(index), "", dtype=object)
+        text[flagged] = list(detail(flagged))
+        detail = text
     return pd.DataFrame(
         {
             "score": np.clip(np.asarray(score, dtype=np.float64), 0.0, 1.0),
-            "flagged": np.asarray(flagged, dtype=bool),
+            "flagged": flagged,
             "detail": list(detail),
         },
         index=index,

@@ -35,7 +35,10 @@ def _mask_unreadable(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams)
 def _channels_mismatch(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:
     rows = samples[readable(samples)]
     bad = rows["channels"] != facts.channels
-    detail = [f"{c} channels; the dataset has {facts.channels}" for c in rows["channels"]]
+
+    def detail(at: np.ndarray) -> list[str]:
+        return [f"{c} channels; the dataset has {facts.channels}" for c in rows["channels"][at]]
+
     return result(rows.index, (~bad).astype(float), bad, detail)
 
 
@@ -45,10 +48,13 @@ def _dtype_mismatch(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) 
     rows = samples[readable(samples)]
     share = rows["dtype"].map(facts.dtype_share).astype(float)
     bad = (rows["dtype"] != facts.dtype) & (share < t.rare_dtype_share)
-    detail = [
-        f"{d} pixels, like {s:.0%} of the dataset; most is {facts.dtype}"
-        for d, s in zip(rows["dtype"], share, strict=True)
-    ]
+
+    def detail(at: np.ndarray) -> list[str]:
+        return [
+            f"{d} pixels, like {s:.0%} of the dataset; most is {facts.dtype}"
+            for d, s in zip(rows["dtype"][at], share[at], strict=True)
+        ]
+
     return result(rows.index, score_below(share, t.rare_dtype_share), bad, detail)
 
 
@@ -86,7 +92,10 @@ def _nonfinite(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd
     rows = samples[readable(samples)]
     pixels = rows["height"] * rows["width"] * rows["channels"]
     bad = rows["nonfinite"] > 0
-    detail = [f"{n} NaN/inf values" if n else "" for n in rows["nonfinite"]]
+
+    def detail(at: np.ndarray) -> list[str]:
+        return [f"{n} NaN/inf values" for n in rows["nonfinite"][at]]
+
     return result(rows.index, 1.0 - rows["nonfinite"] / pixels, bad, detail)
 
 

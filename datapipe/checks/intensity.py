@@ -114,10 +114,10 @@ def _relative(z: ArrayLike, threshold: float, far: ArrayLike) -> np.ndarray:
 def _blank(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.DataFrame:
     rows = _rows(samples)
     bad = rows["value_range"] <= 0.0
-    detail = [
-        f"every pixel is {b:.4f} (unit scale)" if f else ""
-        for b, f in zip(rows["brightness"], bad, strict=True)
-    ]
+
+    def detail(at: np.ndarray) -> list[str]:
+        return [f"every pixel is {b:.4f} (unit scale)" for b in rows["brightness"][at]]
+
     return result(rows.index, np.where(bad, 0.0, 1.0), bad, detail)
 
 
@@ -128,7 +128,10 @@ def _low_information(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams)
     # constant images are "blank" instead
     far = (entropy < t.low_entropy) & (rows["value_range"] > 0)
     score = _relative(-_spread_z(entropy), t.z_threshold, far)
-    detail = [f"histogram entropy {e:.2f} vs dataset median {median:.2f}" for e in entropy]
+
+    def detail(at: np.ndarray) -> list[str]:
+        return [f"histogram entropy {e:.2f} vs dataset median {median:.2f}" for e in entropy[at]]
+
     return result(rows.index, score, score < 0.5, detail)
 
 
@@ -158,10 +161,13 @@ def _brightness(
     far = ((brightness - median) * sign > t.min_brightness_shift) & (rows["value_range"] > 0)
     score = _relative(np.fmin(z_mean, z_end), t.brightness_z, far)  # the smaller z
     which = "99th percentile" if sign < 0 else "1st percentile"
-    detail = [
-        f"mean {b:.3f}, {which} {e:.3f} vs dataset median {median:.3f}, {end_median:.3f}"
-        for b, e in zip(brightness, end, strict=True)
-    ]
+
+    def detail(at: np.ndarray) -> list[str]:
+        return [
+            f"mean {b:.3f}, {which} {e:.3f} vs dataset median {median:.3f}, {end_median:.3f}"
+            for b, e in zip(brightness[at], end[at], strict=True)
+        ]
+
     return result(rows.index, score, score < 0.5, detail)
 
 
@@ -178,10 +184,13 @@ def _saturated(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd
     share = rows["saturated"]
     median = share.median()
     score = _relative(_spread_z(share), t.z_threshold, share > t.saturated_fraction)
-    detail = [
-        f"{s:.1%} of pixels at the top of the bit depth (dataset median {median:.1%})"
-        for s in share
-    ]
+
+    def detail(at: np.ndarray) -> list[str]:
+        return [
+            f"{s:.1%} of pixels at the top of the bit depth (dataset median {median:.1%})"
+            for s in share[at]
+        ]
+
     return result(rows.index, score, score < 0.5, detail)
 
 
@@ -192,9 +201,13 @@ def _blurry(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.Da
     z = -_reference_z(log_sharpness, rows, facts)
     score = _relative(z, t.z_threshold, rows["value_range"] > 0)
     median = float(np.median(rows["sharpness"])) if len(rows) else 0.0
-    detail = [
-        f"Laplacian variance {s:.3g} vs dataset median {median:.3g}" for s in rows["sharpness"]
-    ]
+
+    def detail(at: np.ndarray) -> list[str]:
+        return [
+            f"Laplacian variance {s:.3g} vs dataset median {median:.3g}"
+            for s in rows["sharpness"][at]
+        ]
+
     return result(rows.index, score, score < 0.5, detail)
 
 
@@ -210,7 +223,11 @@ def _odd_size(samples: pd.DataFrame, facts: DatasetFacts, t: CleanParams) -> pd.
     score = np.power(0.5, np.maximum(area_off, aspect_off))
     bad = score < 0.5
     typical = f"typical {int(np.sqrt(typical_area))}² area, aspect {typical_aspect:.2f}"
-    detail = [f"{w}x{h}; {typical}" for w, h in zip(rows["width"], rows["height"], strict=True)]
+
+    def detail(at: np.ndarray) -> list[str]:
+        sizes = zip(rows["width"][at], rows["height"][at], strict=True)
+        return [f"{w}x{h}; {typical}" for w, h in sizes]
+
     return result(rows.index, score, bad, detail)
 
 
