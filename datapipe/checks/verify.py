@@ -22,7 +22,7 @@ import numpy as np
 _CHUNK = 4096  # pairs compared at once: bounds the temporaries to a few MB
 _QUERY_BLOCK = 32  # queries whose shifted centres are placed at once (~1 MB at 32 px)
 SMOOTH = 0.7  # Gaussian sigma, thumbnail pixels, before comparing
-FLAT = 1e-6  # a window whose standard deviation is below this is flat (constant)
+FLAT = 1e-6  # below this standard deviation (for a window: x its image's scale) it is flat
 
 
 def pair_similarity(thumbs: np.ndarray, pairs: np.ndarray, *, max_shift: int = 1) -> np.ndarray:
