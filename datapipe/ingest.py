@@ -78,8 +78,10 @@ class Probe:
     mask_read_error: str | None = None
     mask_values: dict[int, int] = field(default_factory=dict)
     mask_border: MaskBorder | None = None
-    #: the clean stage's scaling-free measurements (when ingest keeps a pixel table)
+    #: the clean stage's scaling-free measurements (when ingest keeps a pixel table), and the
+    #: scaling the image would have alone, which the table writer finishes them for
     pixels: PixelFeatures | None = None
+    pixel_scaling: int | str | None = None
 
 
 @dataclass(frozen=True)
@@ -168,8 +170,8 @@ def probe_sample(ref: SampleRef, settings: ProbeSettings) -> Probe:
         probe.dtype = str(img.dtype)
         probe.max_value = float(img.max()) if img.size else 0.0
         if settings.measure_pixels:
-            alone = dtype_scaling(img.dtype, probe.max_value, settings.bit_depth)
-            probe.pixels = pixel_features(img).finish_ahead(alone, percentiles=settings.percentiles)
+            probe.pixels = pixel_features(img)
+            probe.pixel_scaling = dtype_scaling(img.dtype, probe.max_value, settings.bit_depth)
         if settings.scaling == "percentile" or img.dtype.kind in "fi":
             img = to_unit_float(img, bit_depth=settings.scaling, percentiles=settings.percentiles)
             probe.unit_moments = True
@@ -241,7 +243,7 @@ def ingest(
     if pixels is None:
         probes = list(found)
     else:
-        with PixelTableWriter(pixels) as table:
+        with PixelTableWriter(pixels, percentiles=dataset.percentiles) as table:
             probes = [
                 _keep_pixels(table, ref, probe) for ref, probe in zip(refs, found, strict=True)
             ]
@@ -266,7 +268,7 @@ def ingest(
 
 def _keep_pixels(table: PixelTableWriter, ref: SampleRef, probe: Probe) -> Probe:
     """Write the probe's pixel features out and drop them from the probe held in memory."""
-    table.add(ref.image, probe.pixels)
+    table.add(ref.image, probe.pixels, finish_for=probe.pixel_scaling)
     probe.pixels = None
     return probe
 

@@ -109,15 +109,21 @@ class PixelFeatures:
     finished: Mapping[str, object] | None = None
     finished_for: str | None = None
 
-    def finish_ahead(
-        self, scaling: int | str, *, percentiles: tuple[float, float]
-    ) -> PixelFeatures:
-        """These pixel features with their :data:`SCALED` features finished for ``scaling``
-        (a bit depth, ``"percentile"``, or stats.json's ``"float"`` for float images)."""
-        done = finish_many([self], [cast(Scaling, scaling)], percentiles=percentiles)[0]
-        return dataclasses.replace(
-            self, finished={k: done[k] for k in SCALED}, finished_for=str(scaling)
-        )
+
+def finish_ahead(
+    pixels: Sequence[PixelFeatures],
+    scalings: Sequence[int | str],
+    *,
+    percentiles: tuple[float, float],
+) -> list[PixelFeatures]:
+    """The pixel features with their :data:`SCALED` features finished, each for its scaling (a
+    bit depth, ``"percentile"``, or stats.json's ``"float"`` for float images), as one batch
+    (:func:`finish_many`: on 64² thumbnails ~30 µs an image in a batch of 64, ~95 alone)."""
+    done = finish_many(pixels, [cast(Scaling, s) for s in scalings], percentiles=percentiles)
+    return [
+        dataclasses.replace(px, finished={k: d[k] for k in SCALED}, finished_for=str(scaling))
+        for px, scaling, d in zip(pixels, scalings, done, strict=True)
+    ]
 
 
 def finished_already(finished_for: str | None, scaling: object) -> bool:

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from datapipe.checks.features import VERIFY_SIZE, PixelFeatures, finished_already
+from datapipe.checks.features import VERIFY_SIZE, PixelFeatures, finish_ahead, finished_already
 from datapipe.errors import DatapipeError
 from datapipe.io.atomic import atomic_path
 
@@ -58,12 +58,16 @@ ROW_GROUP = 64  # rows per group: the clean stage finishes one group per pool ta
 
 class PixelTableWriter:
     """Append ``(image, PixelFeatures | None)`` rows; the file appears (atomically) on a clean
-    exit of the ``with`` block."""
+    exit of the ``with`` block. A row added with ``finish_for`` (the scaling the image would
+    have alone) has its scaled features finished as the rows are written, a row group at a
+    time (:func:`~datapipe.checks.features.finish_ahead`, with ``percentiles``): in a batch
+    they cost a third of what each image alone costs."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, percentiles: tuple[float, float] | None = None) -> None:
         self.path = path
+        self.percentiles = percentiles
         self._stack = contextlib.ExitStack()
-        self._rows: list[dict[str, object]] = []
+        self._rows: list[tuple[str, PixelFeatures | None, int | str | None]] = []
         self._writer: pq.ParquetWriter | None = None
 
     def __enter__(self) -> PixelTableWriter:
@@ -75,7 +79,17 @@ class PixelTableWriter:
         self._writer = pq.ParquetWriter(temp, SCHEMA, compression=codecs, use_dictionary=coded)
         return self
 
-    def add(self, image: str, pixels: PixelFeatures | None) -> None:
+    def add(
+        self, image: str, pixels: PixelFeatures | None, *, finish_for: int | str | None = None
+    ) -> None:
+        if finish_for is not None and self.percentiles is None:
+            raise ValueError("a row to finish needs the writer's percentiles")
+        self._rows.append((image, pixels, finish_for))
+        if len(self._rows) >= ROW_GROUP:
+            self._flush()
+
+    @staticmethod
+    def _row(image: str, pixels: PixelFeatures | None) -> dict[str, object]:
         row: dict[str, object] = {"image": image}
         if pixels is not None:
             thumb = np.ascontiguousarray(pixels.thumbnail)
@@ -92,14 +106,25 @@ class PixelTableWriter:
                 done["phash"] = int(done["phash"])  # type: ignore[call-overload]
                 row["finished_for"] = pixels.finished_for
                 row |= {column: done[key] for key, column in _FINISHED_COLUMNS.items()}
-        self._rows.append(row)
-        if len(self._rows) >= ROW_GROUP:
-            self._flush()
+        return row
 
     def _flush(self) -> None:
-        if self._rows and self._writer is not None:
-            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=SCHEMA))
-            self._rows = []
+        if not self._rows or self._writer is None:
+            return
+        pixels = [px for _, px, _ in self._rows]
+        todo, scalings = [], []
+        for i, (_, px, scaling) in enumerate(self._rows):
+            if px is not None and scaling is not None:
+                todo.append((i, px))
+                scalings.append(scaling)
+        if todo:
+            assert self.percentiles is not None  # add() refuses a row to finish without
+            finished = finish_ahead([px for _, px in todo], scalings, percentiles=self.percentiles)
+            for (i, _), px in zip(todo, finished, strict=True):
+                pixels[i] = px
+        rows = [self._row(image, px) for (image, _, _), px in zip(self._rows, pixels, strict=True)]
+        self._writer.write_table(pa.Table.from_pylist(rows, schema=SCHEMA))
+        self._rows = []
 
     def __exit__(
         self,
