@@ -83,6 +83,43 @@ def test_a_pixel_table_of_another_manifest_is_refused_naming_the_file(tmp_path: 
         row_groups(table, ["a.png", "b.png", "c.png"])
 
 
+def test_the_writer_finishes_each_row_for_its_own_scaling_across_row_groups(
+    tmp_path: Path,
+) -> None:
+    """Rows are finished a row group at a time, each for the scaling it was added with; the
+    values equal finishing each image alone, and a row added without one stays unfinished."""
+    rng = np.random.default_rng(4)
+    images = [rng.integers(0, 4096, (40, 30, 1)).astype(np.uint16) for _ in range(70)]
+    images += [rng.integers(0, 256, (20, 50, 3)).astype(np.uint8) for _ in range(70)]
+    scalings: list[int | str | None] = [[12, "percentile", 16, None][i % 4] for i in range(70)]
+    scalings += [[8, None][i % 2] for i in range(70)]
+    pixels = [pixel_features(img) for img in images]
+    table = tmp_path / "pixel_features.parquet"
+    with PixelTableWriter(table, percentiles=(1.0, 99.0)) as writer:
+        for i, (px, scaling) in enumerate(zip(pixels, scalings, strict=True)):
+            writer.add(f"{i}.tif", px, finish_for=scaling)
+    assert row_groups(table, [f"{i}.tif" for i in range(140)]) == 3  # 64 + 64 + 12 rows
+    rows = [r for g in range(3) for r in read_row_group(table, g)]
+    for px, scaling, row in zip(pixels, scalings, rows, strict=True):
+        assert row is not None
+        if scaling is None:
+            assert row.finished is None and row.finished_for is None
+            continue
+        alone = finish_features(px, scaling, percentiles=(1.0, 99.0))  # type: ignore[arg-type]
+        assert row.finished_for == str(scaling)
+        assert row.finished is not None
+        for key, value in row.finished.items():
+            np.testing.assert_array_equal(value, alone[key], err_msg=f"{scaling} {key}")
+
+
+def test_a_row_to_finish_needs_the_writers_percentiles(tmp_path: Path) -> None:
+    with (
+        PixelTableWriter(tmp_path / "t.parquet") as writer,
+        pytest.raises(ValueError, match="percentiles"),
+    ):
+        writer.add("a.png", pixel_features(np.zeros((4, 4, 1), np.uint8)), finish_for=8)
+
+
 def test_a_failed_ingest_leaves_no_pixel_table(tmp_path: Path) -> None:
     table = tmp_path / "pixel_features.parquet"
     with pytest.raises(RuntimeError), PixelTableWriter(table) as writer:
