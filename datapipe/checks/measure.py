@@ -213,7 +213,7 @@ def add_pixel_hashes(
     """``pixel_hash`` for the ``candidates`` rows (decoded again), ``None`` elsewhere."""
     out = samples.copy()
     out["pixel_hash"] = pd.Series(None, index=out.index, dtype=object)
-    refs = [r for r, c in zip(_refs(samples), candidates, strict=True) if c]
+    refs = _refs(samples[np.asarray(candidates, bool)])
     if refs:
         hashes = parallel_map(
             functools.partial(image_pixel_hash, settings=settings), refs, workers=workers, desc=desc
