@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -145,7 +146,7 @@ def test_saturation_shares_count_every_scale_top_exactly(dtype: type) -> None:
     assert 40 / 300 <= top < 40 / 300 + 0.01  # the band, and the rare random hit
 
 
-@pytest.mark.parametrize("damage", ["garbage", "stale", "older"])
+@pytest.mark.parametrize("damage", ["garbage", "stale", "older", "thumbnail size"])
 def test_a_damaged_or_stale_pixel_table_means_decoding_again_with_a_warning(
     damage: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -157,6 +158,12 @@ def test_a_damaged_or_stale_pixel_table_means_decoding_again_with_a_warning(
     elif damage == "older":  # written before ingest finished features: no such columns
         old = pq.read_table(table)
         pq.write_table(old.drop_columns(["finished_for", "phash"]), table)
+    elif damage == "thumbnail size":  # verification thumbnails of another VERIFY_SIZE
+        old = pq.read_table(table)
+        at = old.schema.get_field_index("verification_thumbnail")
+        small = [None if b is None else b[:16] for b in old.column(at).to_pylist()]
+        pq.write_table(old.set_column(at, "verification_thumbnail", pa.array(small, pa.binary())),
+                       table)  # fmt: skip
     else:  # the table of a set one image shorter
         with PixelTableWriter(table) as writer:
             for image in ingested.manifest["image"].iloc[1:]:
