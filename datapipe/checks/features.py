@@ -185,14 +185,10 @@ def finish_many(
 ) -> list[dict[str, object]]:
     """:func:`finish_features` of many images at once, each with its scaling: the thumbnails
     of one shape, dtype and scaling are stacked and measured with array operations. An
-    image's values do not depend on what it is batched with; one whose features ingest
-    finished for this very scaling (:attr:`PixelFeatures.finished`) is taken as it is."""
+    image's values do not depend on what it is batched with."""
     out: list[dict[str, object]] = [{} for _ in pixels]
     batches: dict[tuple[object, ...], list[int]] = {}
     for i, (px, scaling) in enumerate(zip(pixels, scalings, strict=True)):
-        if px.finished is not None and finished_already(px.finished_for, scaling):
-            out[i] = dict(px.finished) | _own(px)
-            continue
         key = (px.thumbnail.shape, px.thumbnail.dtype.str, scaling)
         batches.setdefault(key, []).append(i)
     for rows in batches.values():
@@ -204,13 +200,11 @@ def finish_many(
             unit = to_unit_float(np.stack(thumbs), bit_depth=scaling)
         for i, features in zip(rows, _unit_features(unit), strict=True):
             px = pixels[i]
-            out[i] = features | _own(px) | {"saturated": _saturated_share(px, scaling)}
+            out[i] = features | {
+                "value_range": px.value_range, "sharpness": px.sharpness,
+                "nonfinite": px.nonfinite, "saturated": _saturated_share(px, scaling),
+            }  # fmt: skip
     return out
-
-
-def _own(px: PixelFeatures) -> dict[str, object]:
-    """The features the pixel features carry as they are, whatever the scaling."""
-    return {"value_range": px.value_range, "sharpness": px.sharpness, "nonfinite": px.nonfinite}
 
 
 def _unit_features(unit: np.ndarray) -> list[dict[str, object]]:

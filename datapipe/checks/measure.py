@@ -177,7 +177,7 @@ def _finish(
         for part in parallel_map(functools.partial(finish_row_groups, path=pixels,
                                                    settings=settings, starts=starts),
                                  spans, workers=workers, desc=desc):  # fmt: skip
-            rows = [i for i in part if readable[i] and not ready[i]]
+            rows = [i for i in part if readable[i]]  # the group's unfinished rows
             measured.assign(rows, [part[i] for i in rows])
     masked = [i for i, ref in enumerate(refs) if ref.mask is not None]
     if masked:
@@ -196,8 +196,14 @@ def finish_row_groups(
     :func:`~datapipe.checks.pixel_table.group_starts`)."""
     rows = read_rows(path, groups, finished_under=settings.scaling)
     numbers = [n for g in groups for n in range(starts[g], starts[g + 1])]
-    todo = [(n, r) for n, r in zip(numbers, rows, strict=True) if r is not None]
-    scalings = [settings.scaling.get(r.dtype, "auto") for _, r in todo]
+    todo, scalings = [], []
+    for n, row in zip(numbers, rows, strict=True):
+        if row is None:
+            continue
+        scaling = settings.scaling.get(row.dtype, "auto")
+        if not finished_already(row.finished_for, scaling):  # ingest's features hold otherwise
+            todo.append((n, row))
+            scalings.append(scaling)
     done = finish_many([r for _, r in todo], scalings, percentiles=settings.percentiles)
     return {n: features for (n, _), features in zip(todo, done, strict=True)}
 

@@ -183,9 +183,8 @@ def read_rows(
 
     Thumbnails (~32 KB a row) are read, but with ``finished_under`` (dtype -> the dataset's
     scaling) only for groups that hold a row whose features ingest did not finish for that very
-    scaling. A row read without its thumbnail carries a ``(0, 0)`` one;
-    :func:`~datapipe.checks.features.finish_many` takes the finished features of such a row and
-    never looks at it.
+    scaling. A row read without its thumbnail carries a ``(0, 0)`` one (and its finished
+    features).
     """
     try:
         table = pq.ParquetFile(path, memory_map=True)
