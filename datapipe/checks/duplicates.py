@@ -57,10 +57,11 @@ def perceptual_pairs(samples: pd.DataFrame, *, max_distance: int) -> np.ndarray:
     hashes = samples["phash"].to_numpy(np.uint64, na_value=0)[positions]
     unique, inverse = np.unique(hashes, return_inverse=True)
     near = near_duplicate_pairs(unique, max_distance=max_distance)[:, :2]
-    order = np.argsort(inverse, kind="stable")
+    by_hash = positions[np.argsort(inverse, kind="stable")]
     counts = np.bincount(inverse, minlength=len(unique))
-    rows_of = np.split(positions[order], np.cumsum(counts)[:-1])  # the rows of each hash
-    first = positions[order][np.cumsum(counts) - counts]
+    ends = np.cumsum(counts)
+    rows_of = np.split(by_hash, ends[:-1])  # the rows of each hash
+    first = by_hash[ends - counts]
     alone = (counts[near[:, 0]] == 1) & (counts[near[:, 1]] == 1)  # most: one row a hash
     found = [np.stack([first[near[alone, 0]], first[near[alone, 1]]], axis=1)]
     found += [_rows_pairs(rows, rows) for rows in rows_of if len(rows) > 1]  # equal hashes

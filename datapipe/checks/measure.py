@@ -194,7 +194,7 @@ def finish_row_groups(
     """The image features of the rows of ``groups`` of the pixel table, by row number: those
     ingest did not finish for the dataset's scaling finished here, as one batch (``starts``:
     :func:`~datapipe.checks.pixel_table.group_starts`)."""
-    rows = read_rows(path, groups, finished_under=settings.scaling)
+    rows = read_rows(path, groups)
     numbers = [n for g in groups for n in range(starts[g], starts[g + 1])]
     todo, scalings = [], []
     for n, row in zip(numbers, rows, strict=True):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from datapipe.checks.features import VERIFY_SIZE, PixelFeatures, finish_ahead, finished_already
+from datapipe.checks.features import VERIFY_SIZE, PixelFeatures, finish_ahead
 from datapipe.errors import DatapipeError
 from datapipe.io.atomic import atomic_path
 
@@ -171,48 +171,25 @@ def read_row_group(path: Path, group: int) -> list[PixelFeatures | None]:
     return read_rows(path, [group])
 
 
-def read_rows(
-    path: Path,
-    groups: Sequence[int] | None = None,
-    *,
-    finished_under: Mapping[str, object] | None = None,
-) -> list[PixelFeatures | None]:
-    """The pixel features of the rows of ``groups`` (every group by default), in row order,
-    from one opening of the file (each opening parses the footer, which grows with the row
-    groups: one per group made reading quadratic in the dataset's size).
-
-    Thumbnails (~32 KB a row) are read, but with ``finished_under`` (dtype -> the dataset's
-    scaling) only for groups that hold a row whose features ingest did not finish for that very
-    scaling. A row read without its thumbnail carries a ``(0, 0)`` one (and its finished
-    features).
-    """
+def read_rows(path: Path, groups: Sequence[int]) -> list[PixelFeatures | None]:
+    """The pixel features of the rows of ``groups``, in row order, from one opening of the file
+    (each opening parses the footer, which grows with the row groups: one per group made
+    reading quadratic in the dataset's size)."""
     try:
         table = pq.ParquetFile(path, memory_map=True)
-        picked = list(range(table.num_row_groups) if groups is None else groups)
-        light = table.read_row_groups(picked, columns=_LIGHT)
-        columns = {name: light.column(name).to_pylist() for name in _LIGHT}
-        done = [
-            dtype is not None and finished_under is not None
-            and finished_already(columns["finished_for"][i], finished_under.get(dtype, "auto"))
-            for i, dtype in enumerate(columns["dtype"])
-        ]  # fmt: skip
-        thumbs: list[object] = [None] * len(done)
-        if not all(d for d, t in zip(done, columns["dtype"], strict=True) if t):
-            thumbs = table.read_row_groups(picked, columns=["thumbnail"]).column(0).to_pylist()
+        read = table.read_row_groups(list(groups), columns=_ROW_COLUMNS)
+        columns = {name: read.column(name).to_pylist() for name in _ROW_COLUMNS}
     except (OSError, pa.ArrowException) as exc:
-        which = "all row groups" if groups is None else f"row groups {list(groups)}"
-        raise DatapipeError(f"{path}: {which} do not read ({exc})") from exc
+        raise DatapipeError(f"{path}: row groups {list(groups)} do not read ({exc})") from exc
     out: list[PixelFeatures | None] = []
     for i, dtype in enumerate(columns["dtype"]):
         if dtype is None:
             out.append(None)
             continue
-        thumb = np.zeros((0, 0), np.dtype(columns["thumbnail_dtype"][i]))
-        if thumbs[i] is not None:
-            shape = (columns["thumbnail_height"][i], columns["thumbnail_width"][i])
-            thumb = np.frombuffer(thumbs[i], thumb.dtype).reshape(shape)  # type: ignore[call-overload]
+        shape = (columns["thumbnail_height"][i], columns["thumbnail_width"][i])
+        thumb = np.frombuffer(columns["thumbnail"][i], np.dtype(columns["thumbnail_dtype"][i]))
         out.append(PixelFeatures(
-            dtype=dtype, thumbnail=thumb, value_range=columns["value_range"][i],
+            dtype=dtype, thumbnail=thumb.reshape(shape), value_range=columns["value_range"][i],
             sharpness=columns["sharpness"][i], nonfinite=columns["nonfinite"][i],
             saturated=np.asarray(columns["saturated"][i], np.float64),
             finished=_finished(columns, i), finished_for=columns["finished_for"][i],
@@ -262,7 +239,7 @@ def group_starts(path: Path) -> list[int]:
     return starts
 
 
-_LIGHT = [name for name in SCHEMA.names if name not in ("image", "thumbnail")]
+_ROW_COLUMNS = [name for name in SCHEMA.names if name != "image"]
 
 
 def _finished(columns: dict[str, list[object]], i: int) -> dict[str, object] | None:
